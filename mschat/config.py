@@ -1,0 +1,490 @@
+"""Settings from ``config.toml`` plus environment variables, and mschat's paths.
+
+Every key of a section can be set by ``MSCHAT_<SECTION>_<KEY>``; provider keys by
+``MSCHAT_PROVIDERS_<NAME>_<KEY>``. ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` define
+an ``openai`` provider when the file defines none.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mschat.core.errors import ConfigError
+
+CONFIG_FILE = "config.toml"
+DB_FILE = "mschat.db"
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+# ---- paths -------------------------------------------------------------------
+
+
+def home_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """The MSCHAT_HOME directory, if set."""
+    env = os.environ if env is None else env
+    home = env.get("MSCHAT_HOME")
+    return Path(home).expanduser() if home else None
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where config.toml lives (MSCHAT_CONFIG, MSCHAT_HOME or the user config dir)."""
+    env = os.environ if env is None else env
+    if env.get("MSCHAT_CONFIG"):
+        return Path(env["MSCHAT_CONFIG"]).expanduser()
+    home = home_dir(env)
+    if home is not None:
+        return home / CONFIG_FILE
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("mschat")) / CONFIG_FILE
+
+
+def db_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where the database lives (MSCHAT_DB, MSCHAT_HOME or the user data dir)."""
+    env = os.environ if env is None else env
+    if env.get("MSCHAT_DB"):
+        return Path(env["MSCHAT_DB"]).expanduser()
+    home = home_dir(env)
+    if home is not None:
+        return home / DB_FILE
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mschat")) / DB_FILE
+
+
+# ---- value parsers -----------------------------------------------------------
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("an integer")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("-").isdigit():
+            raise ValueError("an integer")
+        return int(value)
+    if not isinstance(value, int):
+        raise ValueError("an integer")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    number = _int(value)
+    if number <= 0:
+        raise ValueError("a positive integer")
+    return number
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a number")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError("a number") from None
+    if not isinstance(value, int | float):
+        raise ValueError("a number")
+    return float(value)
+
+
+def _non_negative_float(value: Any) -> float:
+    number = _float(value)
+    if number < 0:
+        raise ValueError("a number ≥ 0")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("true or false")
+
+
+def _str_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("a list of strings")
+    return value
+
+
+def _id_list(value: Any) -> list[int]:
+    items = _str_list(value) if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("a list of ids")
+    try:
+        return [_int(item) for item in items]
+    except ValueError:
+        raise ValueError("a list of numeric ids") from None
+
+
+def _ids_or_star(value: Any) -> list[int] | str:
+    if value == "*" or value == ["*"]:
+        return "*"
+    try:
+        return _id_list(value)
+    except ValueError:
+        raise ValueError('a list of channel ids or "*"') from None
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise ValueError("one of " + ", ".join(repr(o) for o in options))
+        return value.lower()
+
+    return parse
+
+
+def _temperature(value: Any) -> float:
+    number = _float(value)
+    if not 0 <= number <= 2:
+        raise ValueError("a number from 0 to 2")
+    return number
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its parser, default, and whether it is secret."""
+
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+SECTIONS: dict[str, dict[str, Key]] = {
+    "general": {
+        "default_model": Key(_str, None, "model used when none is chosen (name or alias)"),
+        "user_name": Key(_str, None, "name of the local terminal user (default: login name)"),
+        "log_level": Key(_choice(*LOG_LEVELS), "warning", "log level of the CLI and servers"),
+    },
+    "defaults": {
+        "max_tokens": Key(_positive_int, 600, "max_tokens of new users"),
+        "temperature": Key(_temperature, 0.8, "temperature of new users"),
+        "system_msg": Key(_str, None, "default system message of new users"),
+        "context_window": Key(_positive_int, 8192, "context window of unknown models"),
+    },
+    "discord": {
+        "token": Key(_str, None, "bot token (or DISCORD_TOKEN)", secret=True),
+        "guild_ids": Key(_id_list, [], "guilds to sync commands to at once"),
+        "qa_channels": Key(_ids_or_star, [], 'channels answered in Q&A mode, or "*"'),
+        "api_base": Key(_str, None, "REST base of a Discord-compatible server"),
+        "gateway_url": Key(_str, None, "gateway URL of a Discord-compatible server"),
+        "edit_interval": Key(_non_negative_float, 1.0, "seconds between streaming edits"),
+        "log_level": Key(_choice(*LOG_LEVELS), "info", "log level of the bot"),
+    },
+    "api": {
+        "host": Key(_str, "127.0.0.1", "address serve-api binds to"),
+        "port": Key(_positive_int, 5000, "port serve-api listens on"),
+        "token": Key(_str, None, "bearer token required by serve-api", secret=True),
+        "max_body": Key(_positive_int, 1_048_576, "largest request body in bytes"),
+        "default_user": Key(_str, "api", "user of /v1 requests without a user field"),
+    },
+}
+
+PROVIDER_KEYS: dict[str, Key] = {
+    "type": Key(_choice("openai", "local"), "openai", "openai (any compatible server) or local"),
+    "base_url": Key(_str, None, "the server's /v1 URL"),
+    "api_key": Key(_str, None, "API key (prefer api_key_env)", secret=True),
+    "api_key_env": Key(_str, None, "name of the environment variable holding the key"),
+    "models": Key(_str_list, [], "models this provider offers (first is its default)"),
+    "timeout": Key(_non_negative_float, 60.0, "seconds to wait for the server"),
+    "max_retries": Key(_int, 3, "retries on 429, 5xx, timeouts, connection errors"),
+    "context_window": Key(_positive_int, None, "context window of this provider's models"),
+    "path": Key(_str, None, "GGUF model file (type = local)"),
+    "n_ctx": Key(_positive_int, None, "context size to load a local model with"),
+    "n_threads": Key(_positive_int, None, "CPU threads of a local model"),
+}
+
+MAP_SECTIONS = {
+    "aliases": (_str, "alias = \"provider/model\""),
+    "context_windows": (_positive_int, "model = tokens"),
+}
+
+
+@dataclass
+class ProviderConfig:
+    """One named provider."""
+
+    name: str
+    type: str = "openai"
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    models: list[str] = field(default_factory=list)
+    timeout: float = 60.0
+    max_retries: int = 3
+    context_window: int | None = None
+    path: str | None = None
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    source: str = "config"
+
+    def resolve_key(self, env: Mapping[str, str]) -> str | None:
+        """The API key: the literal one, else the named environment variable."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return env.get(self.api_key_env)
+        return None
+
+
+@dataclass
+class Config:
+    """Every setting mschat reads, after file and environment are merged."""
+
+    file: Path
+    db: Path
+    sections: dict[str, dict[str, Any]]
+    providers: dict[str, ProviderConfig]
+    aliases: dict[str, str]
+    context_windows: dict[str, int]
+    env: Mapping[str, str] = field(repr=False, default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def get(self, section: str, key: str) -> Any:
+        """A setting's value (default included)."""
+        return self.sections[section][key]
+
+    @property
+    def default_model(self) -> str | None:
+        """The configured default model, if any."""
+        return self.sections["general"]["default_model"]
+
+    def masked(self) -> dict[str, Any]:
+        """Everything, with secrets replaced by a mask (for ``config show``)."""
+        data: dict[str, Any] = {}
+        for section, keys in self.sections.items():
+            data[section] = {
+                k: _mask(v) if SECTIONS[section][k].secret else v for k, v in keys.items()
+            }
+        data["providers"] = {}
+        for name, provider in self.providers.items():
+            entry = {
+                k: getattr(provider, k) for k in PROVIDER_KEYS if getattr(provider, k) is not None
+            }
+            if provider.api_key:
+                entry["api_key"] = _mask(provider.api_key)
+            key = provider.resolve_key(self.env)
+            entry["key_set"] = bool(key)
+            entry["source"] = provider.source
+            data["providers"][name] = entry
+        data["aliases"] = dict(self.aliases)
+        data["context_windows"] = dict(self.context_windows)
+        return data
+
+
+def _mask(value: Any) -> Any:
+    if not value:
+        return value
+    text = str(value)
+    return "****" + text[-4:] if len(text) > 12 else "****"
+
+
+def _parse(file: Path | str, where: str, key: Key, value: Any) -> Any:
+    try:
+        return key.parse(value)
+    except ValueError as exc:
+        shown = "(hidden)" if key.secret else repr(value)
+        raise ConfigError(f"{file}: {where} must be {exc}, got {shown}") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def load_config(
+    env: Mapping[str, str] | None = None,
+    *,
+    file: Path | None = None,
+    db: Path | str | None = None,
+) -> Config:
+    """Read config.toml and the environment; raise ConfigError naming the bad key."""
+    env = dict(os.environ if env is None else env)
+    file = file or config_path(env)
+    data = _read_file(file)
+    origins: dict[str, str] = {}
+
+    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers"}
+    for name, value in data.items():
+        if name not in known:
+            raise ConfigError(
+                f"{file}: unknown section or key {name!r}; expected one of "
+                + ", ".join(sorted(known))
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {name!r} must be a table ([{name}])")
+
+    sections = _load_sections(file, data, env, origins)
+    providers = _load_providers(file, data.get("providers", {}), env)
+    maps = {
+        name: _load_map(file, name, data.get(name, {}), env) for name in MAP_SECTIONS
+    }
+    return Config(
+        file=file,
+        db=Path(db) if db else db_path(env),
+        sections=sections,
+        providers=providers,
+        aliases=maps["aliases"],
+        context_windows=maps["context_windows"],
+        env=env,
+        origins=origins,
+    )
+
+
+def _load_sections(
+    file: Path, data: dict[str, Any], env: Mapping[str, str], origins: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {}
+    for section, keys in SECTIONS.items():
+        given = data.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise ConfigError(
+                    f"{file}: unknown key {section}.{key}; expected one of "
+                    + ", ".join(sorted(keys))
+                )
+        values: dict[str, Any] = {}
+        for key, spec in keys.items():
+            env_name = f"MSCHAT_{section.upper()}_{key.upper()}"
+            if env_name in env:
+                values[key] = _parse(f"environment variable {env_name}", key, spec, env[env_name])
+                origins[f"{section}.{key}"] = env_name
+            elif key in given:
+                values[key] = _parse(file, f"{section}.{key}", spec, given[key])
+                origins[f"{section}.{key}"] = str(file)
+            else:
+                values[key] = spec.default
+        sections[section] = values
+    # conventional shortcuts
+    if "MSCHAT_DISCORD_TOKEN" not in env and env.get("DISCORD_TOKEN"):
+        sections["discord"]["token"] = env["DISCORD_TOKEN"]
+        origins["discord.token"] = "DISCORD_TOKEN"
+    if "MSCHAT_GENERAL_DEFAULT_MODEL" not in env and env.get("MSCHAT_MODEL"):
+        sections["general"]["default_model"] = env["MSCHAT_MODEL"]
+        origins["general.default_model"] = "MSCHAT_MODEL"
+    return sections
+
+
+def _load_providers(
+    file: Path, given: Any, env: Mapping[str, str]
+) -> dict[str, ProviderConfig]:
+    if not isinstance(given, dict):
+        raise ConfigError(f"{file}: providers must be tables like [providers.openai]")
+    raw: dict[str, dict[str, Any]] = {}
+    for name, keys in given.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{file}: providers.{name} must be a table ([providers.{name}])")
+        for key in keys:
+            if key not in PROVIDER_KEYS:
+                raise ConfigError(
+                    f"{file}: unknown key providers.{name}.{key}; expected one of "
+                    + ", ".join(sorted(PROVIDER_KEYS))
+                )
+        raw[name] = {
+            key: _parse(file, f"providers.{name}.{key}", PROVIDER_KEYS[key], value)
+            for key, value in keys.items()
+        }
+    # MSCHAT_PROVIDERS_<NAME>_<KEY>: the longest known key suffix wins
+    prefix = "MSCHAT_PROVIDERS_"
+    for env_name, value in env.items():
+        if not env_name.startswith(prefix):
+            continue
+        rest = env_name[len(prefix) :]
+        for key in sorted(PROVIDER_KEYS, key=len, reverse=True):
+            suffix = "_" + key.upper()
+            if rest.endswith(suffix) and len(rest) > len(suffix):
+                name = rest[: -len(suffix)].lower()
+                raw.setdefault(name, {})[key] = _parse(
+                    f"environment variable {env_name}", key, PROVIDER_KEYS[key], value
+                )
+                break
+        else:
+            raise ConfigError(
+                f"environment variable {env_name}: expected MSCHAT_PROVIDERS_<NAME>_<KEY> "
+                "with KEY one of " + ", ".join(k.upper() for k in PROVIDER_KEYS)
+            )
+    providers = {name: ProviderConfig(name=name, **values) for name, values in raw.items()}
+    for provider in providers.values():
+        if provider.type == "openai" and not provider.base_url:
+            if provider.name == "openai":
+                provider.base_url = env.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
+            else:
+                raise ConfigError(
+                    f"{file}: providers.{provider.name}.base_url is required "
+                    '(e.g. base_url = "http://localhost:11434/v1")'
+                )
+        if provider.type == "openai" and provider.name == "openai" and not (
+            provider.api_key or provider.api_key_env
+        ):
+            provider.api_key_env = "OPENAI_API_KEY"
+    if not any(p.type == "openai" for p in providers.values()) and (
+        env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")
+    ):
+        providers["openai"] = ProviderConfig(
+            name="openai",
+            base_url=env.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL,
+            api_key_env="OPENAI_API_KEY",
+            source="environment",
+        )
+    return providers
+
+
+def _load_map(file: Path, name: str, given: Any, env: Mapping[str, str]) -> dict[str, Any]:
+    parse, expected = MAP_SECTIONS[name]
+    result: dict[str, Any] = {}
+    for key, value in given.items():
+        try:
+            result[key] = parse(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{file}: {name}.{key} must be {exc} ({expected}), got {value!r}"
+            ) from None
+    prefix = f"MSCHAT_{name.upper()}_"
+    for env_name, value in env.items():
+        if env_name.startswith(prefix):
+            key = env_name[len(prefix) :].lower()
+            try:
+                result[key] = parse(value)
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {env_name} must be {exc}") from None
+    return result
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """(key, environment variable, help) for every key: the README's table."""
+    rows = []
+    for section, keys in SECTIONS.items():
+        for key, spec in keys.items():
+            rows.append((f"{section}.{key}", f"MSCHAT_{section.upper()}_{key.upper()}", spec.help))
+    for key, spec in PROVIDER_KEYS.items():
+        rows.append((f"providers.NAME.{key}", f"MSCHAT_PROVIDERS_NAME_{key.upper()}", spec.help))
+    return rows

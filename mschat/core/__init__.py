@@ -1,0 +1,1 @@
+"""The core: models, rules (SessionManager), events and errors. No front-end imports."""

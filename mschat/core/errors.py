@@ -1,0 +1,90 @@
+"""The one error hierarchy every front end translates once."""
+
+from __future__ import annotations
+
+
+class MschatError(Exception):
+    """Base of every error mschat reports to a user."""
+
+    #: exit code the CLI uses for this error
+    exit_code = 1
+    #: HTTP status the API uses for this error
+    http_status = 400
+    #: short machine-readable code (API JSON, logs)
+    code = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class ConfigError(MschatError):
+    """The configuration file or an environment variable is invalid."""
+
+    code = "config_error"
+    http_status = 500
+
+
+class InvalidInput(MschatError):
+    """A value given by the user is not acceptable (empty prompt, bad setting)."""
+
+    code = "invalid_input"
+
+
+class NotFound(MschatError):
+    """A user, session, message or model does not exist (or is invisible)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class PermissionDenied(MschatError):
+    """The user may not see or change this object."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class Busy(MschatError):
+    """The object is busy (e.g. a reply is still streaming) or rate limited."""
+
+    code = "busy"
+    http_status = 429
+
+
+class DatabaseError(MschatError):
+    """The database cannot be used (newer schema, corrupt, unwritable)."""
+
+    code = "database_error"
+    http_status = 500
+
+
+class ProviderError(MschatError):
+    """A model provider failed; ``kind`` says how, for retries and front ends."""
+
+    code = "provider_error"
+    http_status = 502
+
+    #: kinds: auth, model_not_found, unreachable, timeout, rate_limited, server,
+    #: bad_request, bad_response, context_length, local, not_configured
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "server",
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after

@@ -1,0 +1,73 @@
+"""Typed events the core streams while answering; every front end renders them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mschat.core.errors import MschatError
+from mschat.core.models import Message, Session, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The user's message is stored and the reply row exists."""
+
+    session: Session
+    user_message: Message
+    reply_id: int
+    model: str
+    context_window: int
+    created_session: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTrimmed:
+    """Older turns were left out so the prompt fits the context window."""
+
+    dropped: int
+    kept: int
+    prompt_tokens: int
+    budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A provider request failed and is being retried."""
+
+    attempt: int
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the reply."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReported:
+    """Token usage of the reply, as reported by the provider."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The reply finished and is stored as complete."""
+
+    message: Message
+    usage: Usage
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The reply failed (or was interrupted); what arrived is kept in ``message``."""
+
+    error: MschatError
+    message: Message | None
+
+
+Event = Started | HistoryTrimmed | Retrying | TextDelta | UsageReported | Completed | Failed

@@ -1,0 +1,906 @@
+"""SessionManager: the only place the rules of users, statuses and sessions live."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from mschat.core.context import Context, build_context
+from mschat.core.errors import (
+    InvalidInput,
+    MschatError,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+)
+from mschat.core.events import (
+    Completed,
+    Event,
+    Failed,
+    HistoryTrimmed,
+    Retrying,
+    Started,
+    TextDelta,
+    UsageReported,
+)
+from mschat.core.models import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    Message,
+    MessageStatus,
+    Origin,
+    SearchHit,
+    Session,
+    Status,
+    Usage,
+    User,
+    UserKind,
+    utcnow,
+)
+from mschat.core.titles import clean_title, make_title
+from mschat.core.tokens import estimate_tokens
+from mschat.providers.base import (
+    ChatRequest,
+    FinishChunk,
+    Provider,
+    RetryChunk,
+    TextChunk,
+    UsageChunk,
+)
+from mschat.providers.registry import Registry, ResolvedModel
+from mschat.store.store import Store
+
+T = TypeVar("T")
+
+#: how often a streaming reply is written to the database (other processes watch it)
+FLUSH_INTERVAL = 0.25
+#: messages loaded per page while collecting history for the context
+HISTORY_PAGE = 200
+MAX_TEMPERATURE = 2.0
+MAX_TOKENS_LIMIT = 1_000_000
+
+#: statuses for each kind of new user (DESIGN §1)
+DEFAULT_STATUS = {
+    UserKind.LOCAL: Status.ACTIVE,
+    UserKind.DISCORD: Status.DISABLED,
+    UserKind.API: Status.ACTIVE,
+}
+
+USER_SETTINGS = ("name", "system_msg", "max_tokens", "temperature", "show_public",
+                 "attach", "model", "status", "rate_limit", "priority", "ignored", "admin")
+ADMIN_ONLY_SETTINGS = ("rate_limit", "priority", "ignored", "admin")
+
+
+def validate_temperature(value: Any) -> float:
+    """A temperature from 0 to 2, or InvalidInput."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"temperature must be a number from 0 to 2, got {value!r}") from None
+    if not 0 <= number <= MAX_TEMPERATURE:
+        raise InvalidInput(f"temperature must be from 0 to 2, got {number:g}")
+    return number
+
+
+def validate_max_tokens(value: Any, limit: int = MAX_TOKENS_LIMIT) -> int:
+    """A max_tokens from 1 to ``limit``, or InvalidInput."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"max_tokens must be a whole number, got {value!r}") from None
+    if not 1 <= number <= limit:
+        raise InvalidInput(f"max_tokens must be from 1 to {limit}, got {number}")
+    return number
+
+
+def validate_status(value: Any) -> str:
+    """One of new / active / disabled, or InvalidInput."""
+    try:
+        return Status(str(value).lower()).value
+    except ValueError:
+        raise InvalidInput(
+            f"status must be one of new, active, disabled, got {value!r}"
+        ) from None
+
+
+class SessionManager:
+    """Users, sessions and asks over a Store and a provider Registry.
+
+    Every method is a coroutine; store calls run on one worker thread so event
+    loops (TUI, bot, API) never block on SQLite.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        defaults: dict[str, Any] | None = None,
+        local_user_name: str | None = None,
+        flush_interval: float = FLUSH_INTERVAL,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.defaults = {
+            "max_tokens": DEFAULT_MAX_TOKENS,
+            "temperature": DEFAULT_TEMPERATURE,
+            "system_msg": None,
+            **(defaults or {}),
+        }
+        self.local_user_name = local_user_name
+        self.flush_interval = flush_interval
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mschat-store")
+        self._session_locks: dict[int, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"<SessionManager {self.store.path}>"
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def aclose(self) -> None:
+        """Close providers, the store thread and the database."""
+        await self.registry.aclose()
+        await self._run(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    # ---- users --------------------------------------------------------------
+
+    async def user(self, kind: str, external_id: str, name: str | None = None) -> User:
+        """Get or create the user of this kind and external id."""
+        kind = UserKind(kind).value
+        external_id = str(external_id)
+        user = await self._run(self.store.find_user, kind, external_id)
+        if user is None:
+            user = await self._run(
+                self.store.create_user,
+                kind=kind,
+                external_id=external_id,
+                name=name or external_id,
+                status=DEFAULT_STATUS[UserKind(kind)].value,
+                max_tokens=self.defaults["max_tokens"],
+                temperature=self.defaults["temperature"],
+                system_msg=self.defaults["system_msg"],
+                admin=int(kind == UserKind.LOCAL),
+            )
+        elif name and name != user.name:
+            user = await self._run(self.store.update_user, user.id, name=name)
+        return user
+
+    async def local_user(self) -> User:
+        """The person at the terminal (an admin of the local store)."""
+        name = self.local_user_name
+        if not name:
+            try:
+                name = getpass.getuser()
+            except Exception:  # noqa: BLE001 - no login name in some containers
+                name = "local"
+        return await self.user(UserKind.LOCAL, name, name)
+
+    async def get_user(self, user_id: int) -> User:
+        """A user by id."""
+        return await self._run(self.store.get_user, user_id)
+
+    async def find_user(self, ref: str) -> User:
+        """A user by id, name or external id (error when none or several match)."""
+        users = await self._run(self.store.find_users, str(ref))
+        if not users:
+            raise NotFound(f"no user {ref!r}", hint="list users with `mschat users list`")
+        if len(users) > 1:
+            labels = ", ".join(f"{u.id} ({u.label})" for u in users)
+            raise InvalidInput(f"{ref!r} matches several users: {labels}; use the id")
+        return users[0]
+
+    async def list_users(self, kind: str | None = None, limit: int = 1000) -> list[User]:
+        """Users, most recently active first."""
+        return await self._run(self.store.list_users, kind, limit)
+
+    async def update_user(self, actor: User, user_id: int, **changes: Any) -> User:
+        """Change settings of a user (oneself, or anyone for an admin); bumps modified."""
+        if actor.id != user_id and not actor.admin:
+            raise PermissionDenied("only an admin may change another user's settings")
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in USER_SETTINGS:
+                raise InvalidInput(
+                    f"unknown user setting {key!r}; expected one of {', '.join(USER_SETTINGS)}"
+                )
+            if key in ADMIN_ONLY_SETTINGS and not actor.admin:
+                raise PermissionDenied(f"only an admin may change {key}")
+            values[key] = await self._validate_setting(key, value)
+        if not values:
+            return await self.get_user(user_id)
+        values["modified"] = utcnow()
+        return await self._run(self.store.update_user, user_id, **values)
+
+    async def _validate_setting(self, key: str, value: Any) -> Any:
+        if key == "temperature":
+            return validate_temperature(value)
+        if key == "max_tokens":
+            return validate_max_tokens(value)
+        if key == "status":
+            return validate_status(value)
+        if key in ("show_public", "attach", "ignored", "admin"):
+            if isinstance(value, str):
+                value = value.lower() in ("1", "true", "yes", "on")
+            return int(bool(value))
+        if key == "model":
+            if value in (None, ""):
+                return None
+            return self.resolve_model(str(value)).full_name
+        if key == "system_msg":
+            return str(value) if value not in (None, "") else None
+        if key == "name":
+            name = clean_title(str(value), 100)
+            if not name:
+                raise InvalidInput("name must not be empty")
+            return name
+        if key in ("rate_limit", "priority"):
+            return None if value in (None, "") else int(value)
+        return value
+
+    # ---- models -------------------------------------------------------------
+
+    def resolve_model(self, name: str | None) -> ResolvedModel:
+        """Resolve a model name or alias (errors say how to list models)."""
+        return self.registry.resolve(name)
+
+    # ---- sessions -----------------------------------------------------------
+
+    @staticmethod
+    def can_see(user: User, session: Session) -> bool:
+        """Own and public sessions are visible; an admin sees everything."""
+        return session.creator_id == user.id or session.public or user.admin
+
+    @staticmethod
+    def can_edit(user: User, session: Session) -> bool:
+        """Only the creator (or an admin) changes a session."""
+        return session.creator_id == user.id or user.admin
+
+    async def get_session(self, user: User, session_id: int) -> Session:
+        """A session the user may see (a private one of another user is NotFound)."""
+        session = await self._run(self.store.get_session, int(session_id))
+        if not self.can_see(user, session):
+            raise PermissionDenied(f"session {session_id} is private to its creator")
+        return session
+
+    async def find_session(self, user: User, ref: str | int) -> Session:
+        """A visible session by id or exact title (newest wins)."""
+        text = str(ref).strip()
+        if text.isdigit():
+            return await self.get_session(user, int(text))
+        matches = await self._run(self.store.find_sessions_by_title, text)
+        visible = [s for s in matches if self.can_see(user, s)]
+        if not visible:
+            raise NotFound(f"no session {text!r}", hint="list sessions with `mschat sessions list`")
+        return visible[0]
+
+    async def _editable(self, user: User, session_id: int) -> Session:
+        session = await self.get_session(user, session_id)
+        if not self.can_edit(user, session):
+            raise PermissionDenied(
+                f"only the creator of session {session_id} ({session.creator_name}) may change it"
+            )
+        return session
+
+    async def create_session(
+        self,
+        user: User,
+        *,
+        origin: str = Origin.TERMINAL,
+        title: str | None = None,
+        model: str | None = None,
+        system_msg: str | None = None,
+        public: bool | None = None,
+    ) -> Session:
+        """A new session; public when created in a guild channel, else private."""
+        origin_value = Origin(origin)
+        resolved = self.resolve_model(model or user.model)
+        return await self._run(
+            self.store.create_session,
+            creator_id=user.id,
+            title=clean_title(title) if title else "New session",
+            model=resolved.full_name,
+            system_msg=system_msg if system_msg is not None else user.system_msg,
+            public=int(origin_value.starts_public if public is None else public),
+            origin=origin_value.value,
+        )
+
+    async def list_sessions(
+        self,
+        user: User,
+        *,
+        include_public: bool | None = None,
+        everyone: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Session]:
+        """Own sessions, plus others' public ones when show_public (or asked)."""
+        if everyone:
+            if not user.admin:
+                raise PermissionDenied("only an admin may list everyone's sessions")
+            return await self._run(
+                self.store.list_sessions, None, include_hidden=True, limit=limit, offset=offset
+            )
+        public = user.show_public if include_public is None else include_public
+        return await self._run(
+            self.store.list_sessions, user.id, include_public=public, limit=limit, offset=offset
+        )
+
+    async def count_sessions(self, user: User, *, include_public: bool | None = None) -> int:
+        """How many sessions ``list_sessions`` pages through."""
+        public = user.show_public if include_public is None else include_public
+        return await self._run(self.store.count_sessions, user.id, include_public=public)
+
+    async def switch_session(self, user: User, session_id: int) -> User:
+        """Make a visible session current and the user active (attach)."""
+        session = await self.get_session(user, session_id)
+        return await self._run(
+            self.store.update_user,
+            user.id,
+            current_session_id=session.id,
+            status=Status.ACTIVE.value,
+            modified=utcnow(),
+        )
+
+    async def rename_session(self, user: User, session_id: int, title: str) -> Session:
+        """Rename a session (creator only)."""
+        title = clean_title(title)
+        if not title:
+            raise InvalidInput("a session title must not be empty")
+        await self._editable(user, session_id)
+        return await self._run(
+            self.store.update_session, session_id, title=title, modified=utcnow()
+        )
+
+    async def set_session_system(self, user: User, session_id: int, text: str | None) -> Session:
+        """Set or clear a session's system message (creator only)."""
+        await self._editable(user, session_id)
+        return await self._run(
+            self.store.update_session, session_id, system_msg=text or None, modified=utcnow()
+        )
+
+    async def set_session_model(self, user: User, session_id: int, model: str) -> Session:
+        """Change the model of a session's next turns (creator only)."""
+        resolved = self.resolve_model(model)
+        await self._editable(user, session_id)
+        return await self._run(
+            self.store.update_session, session_id, model=resolved.full_name, modified=utcnow()
+        )
+
+    async def set_session_public(self, user: User, session_id: int, public: bool) -> Session:
+        """Make a session public or private (creator only)."""
+        await self._editable(user, session_id)
+        return await self._run(
+            self.store.update_session, session_id, public=int(public), modified=utcnow()
+        )
+
+    async def set_session_hidden(self, user: User, session_id: int, hidden: bool) -> Session:
+        """Hide a session from listings (creator or admin)."""
+        await self._editable(user, session_id)
+        return await self._run(
+            self.store.update_session, session_id, hidden=int(hidden), modified=utcnow()
+        )
+
+    async def remove_session(self, user: User, session_id: int) -> None:
+        """Delete a session and its messages (creator only)."""
+        await self._editable(user, session_id)
+        await self._run(self.store.delete_session, session_id)
+
+    async def clear_sessions(self, user: User) -> int:
+        """Delete every session the user created; returns how many."""
+        return await self._run(self.store.delete_user_sessions, user.id)
+
+    async def messages(
+        self,
+        user: User,
+        session_id: int,
+        *,
+        limit: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+    ) -> list[Message]:
+        """A visible session's messages (the last ``limit`` ones, paging back)."""
+        await self.get_session(user, session_id)
+        return await self._run(
+            self.store.messages, session_id, limit=limit, before_id=before_id, after_id=after_id
+        )
+
+    async def search(
+        self, user: User, text: str, *, limit: int = 20, offset: int = 0, everyone: bool = False
+    ) -> list[SearchHit]:
+        """Full-text search over the messages a user may see, newest first."""
+        if not text.strip():
+            raise InvalidInput("the search text is empty")
+        user_id = None if (everyone and user.admin) else user.id
+        return await self._run(
+            self.store.search, text, user_id=user_id, include_public=True, limit=limit,
+            offset=offset,
+        )
+
+    async def export_session(self, user: User, session_id: int, fmt: str = "markdown") -> str:
+        """The whole session as Markdown or JSON text."""
+        session = await self.get_session(user, session_id)
+        messages = await self._run(self.store.messages, session_id)
+        if fmt == "json":
+            return json.dumps(
+                {"session": asdict(session), "messages": [asdict(m) for m in messages]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        if fmt not in ("markdown", "md"):
+            raise InvalidInput(f"export format must be markdown or json, got {fmt!r}")
+        return render_markdown(session, messages)
+
+    # ---- routing plain messages ---------------------------------------------
+
+    async def route(self, user: User, origin: str) -> Session | None:
+        """Where a plain message goes under the user's status; None means a new session.
+
+        Raises PermissionDenied for ``disabled`` users (the message is ignored).
+        """
+        if user.status == Status.DISABLED:
+            raise PermissionDenied(
+                "your status is disabled; set it to new or active to chat",
+            )
+        if user.status == Status.ACTIVE and user.current_session_id is not None:
+            try:
+                return await self.get_session(user, user.current_session_id)
+            except (NotFound, PermissionDenied):
+                return None  # deleted or made private: start afresh
+        return None
+
+    # ---- asking -------------------------------------------------------------
+
+    def _lock(self, session_id: int) -> asyncio.Lock:
+        lock = self._session_locks.get(session_id)
+        if lock is None:
+            lock = self._session_locks[session_id] = asyncio.Lock()
+        return lock
+
+    async def chat(
+        self,
+        user: User,
+        text: str,
+        *,
+        origin: str = Origin.TERMINAL,
+        **options: Any,
+    ) -> AsyncIterator[Event]:
+        """Answer a plain message under the user's status rules (Q&A mode, /chat).
+
+        ``disabled`` raises PermissionDenied before anything is stored.
+        """
+        if not text or not text.strip():
+            raise InvalidInput("the message is empty")
+        target = await self.route(user, origin)
+        if target is None:
+            events = self.ask(user, text, new_session=True, origin=origin, **options)
+        else:
+            events = self.ask(user, text, session_id=target.id, origin=origin, **options)
+        async for event in events:
+            yield event
+
+    async def ask(
+        self,
+        user: User,
+        text: str,
+        *,
+        session_id: int | None = None,
+        new_session: bool = False,
+        origin: str = Origin.TERMINAL,
+        model: str | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        title: str | None = None,
+        external_ref: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Store the question, stream the reply and store it as it arrives.
+
+        Errors before anything is stored (empty text, unknown session or model,
+        a private session) raise; later failures end the stream with ``Failed``.
+        """
+        if not text or not text.strip():
+            raise InvalidInput("the message is empty")
+        if temperature is not None:
+            temperature = validate_temperature(temperature)
+        if max_tokens is not None:
+            max_tokens = validate_max_tokens(max_tokens)
+        explicit_model = self.resolve_model(model) if model else None
+
+        session: Session | None = None
+        if session_id is not None:
+            session = await self.get_session(user, session_id)
+        elif not new_session:
+            session = await self.route(user, origin)
+        if session is None and explicit_model is None:
+            self.resolve_model(user.model)  # fail before storing anything
+        async with self._lock(session.id) if session else _null_lock():
+            created = session is None
+            if session is None:
+                session = await self.create_session(
+                    user,
+                    origin=origin,
+                    title=title or make_title(text),
+                    model=explicit_model.full_name if explicit_model else None,
+                    system_msg=system,
+                )
+                await self._after_new_session(user, session)
+            async for event in self._answer(
+                user,
+                session,
+                text,
+                created=created,
+                model=explicit_model,
+                system=system,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                external_ref=external_ref,
+            ):
+                yield event
+
+    async def _after_new_session(self, user: User, session: Session) -> None:
+        """With attach on, a new session becomes current and the status active."""
+        if user.status == Status.NEW and not user.attach:
+            return
+        changes: dict[str, Any] = {"current_session_id": session.id}
+        if user.status == Status.NEW:
+            changes["status"] = Status.ACTIVE.value
+        await self._run(self.store.update_user, user.id, **changes)
+        user.current_session_id = session.id
+        user.status = changes.get("status", user.status)
+
+    async def regenerate(self, user: User, session_id: int, **options: Any) -> AsyncIterator[Event]:
+        """Replace the last reply of a session by a new one (creator only)."""
+        session = await self._editable(user, session_id)
+        async with self._lock(session.id):
+            history = await self._run(self.store.messages, session.id, limit=2)
+            last_user = next((m for m in reversed(history) if m.role == "user"), None)
+            if last_user is None:
+                raise InvalidInput("this session has no question to answer again")
+            await self._run(self.store.delete_messages_from, session.id, last_user.id + 1)
+            async for event in self._answer(
+                user, session, last_user.content, created=False, existing_user_message=last_user,
+                **options,
+            ):
+                yield event
+
+    async def fork(self, user: User, message_id: int, new_text: str) -> Session:
+        """Copy a session up to (not including) a user message into a new session.
+
+        The original is kept; the caller then asks ``new_text`` in the fork.
+        """
+        if not new_text.strip():
+            raise InvalidInput("the message is empty")
+        message = await self._run(self.store.get_message, message_id)
+        source = await self.get_session(user, message.session_id)
+        history = await self._run(self.store.messages, source.id, before_id=message_id)
+        fork = await self._run(
+            self.store.create_session,
+            creator_id=user.id,
+            title=clean_title(f"{source.title} (edit)"),
+            model=source.model,
+            system_msg=source.system_msg,
+            public=0,
+            origin=Origin.TERMINAL.value if user.kind == UserKind.LOCAL else source.origin,
+            forked_from_id=source.id,
+        )
+
+        def copy() -> None:
+            for old in history:
+                self.store.add_message(
+                    touch_session=False,
+                    session_id=fork.id,
+                    author_id=old.author_id,
+                    role=old.role,
+                    content=old.content,
+                    model=old.model,
+                    created=old.created,
+                    status=old.status,
+                    tokens_in=old.tokens_in,
+                    tokens_out=old.tokens_out,
+                    latency_ms=old.latency_ms,
+                    finish_reason=old.finish_reason,
+                    error=old.error,
+                )
+
+        await self._run(copy)
+        return await self._run(self.store.get_session, fork.id)
+
+    async def _history(self, session_id: int, budget: int, counter: Callable[[str], int]) -> list[Message]:
+        """Load recent messages page by page until they surely exceed the budget."""
+        messages: list[Message] = []
+        before: int | None = None
+        spent = 0
+        while True:
+            page = await self._run(
+                self.store.messages, session_id, limit=HISTORY_PAGE, before_id=before
+            )
+            messages[:0] = page
+            spent += sum(counter(m.content) for m in page)
+            if len(page) < HISTORY_PAGE or spent > budget:
+                return messages
+            before = page[0].id
+
+    async def _answer(
+        self,
+        user: User,
+        session: Session,
+        text: str,
+        *,
+        created: bool,
+        model: ResolvedModel | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        external_ref: str | None = None,
+        existing_user_message: Message | None = None,
+    ) -> AsyncIterator[Event]:
+        resolved = model or self.resolve_model(session.model or user.model)
+        user_message = existing_user_message or await self._run(
+            self.store.add_message,
+            session_id=session.id,
+            author_id=user.id,
+            role="user",
+            content=text,
+            external_ref=external_ref,
+        )
+        reply = await self._run(
+            self.store.add_message,
+            session_id=session.id,
+            author_id=None,
+            role="assistant",
+            content="",
+            model=resolved.full_name,
+            status=MessageStatus.STREAMING.value,
+        )
+        yield Started(
+            session=session,
+            user_message=user_message,
+            reply_id=reply.id,
+            model=resolved.full_name,
+            context_window=resolved.context_window,
+            created_session=created,
+        )
+        relay = _Relay(self, user, session, reply, resolved)
+        try:
+            provider = self.registry.provider(resolved.provider)
+            limit = max_tokens or user.max_tokens
+            count = _counter(provider, resolved.model)
+            history = await self._history(
+                session.id, resolved.context_window - limit, count
+            )
+            history = [m for m in history if m.id != reply.id]
+            context = build_context(
+                system_msg=system if system is not None else session.system_msg,
+                history=history,
+                context_window=resolved.context_window,
+                max_tokens=limit,
+                model=resolved.full_name,
+                count=count,
+            )
+            relay.prompt_tokens = context.prompt_tokens
+            if context.dropped:
+                yield HistoryTrimmed(
+                    dropped=context.dropped,
+                    kept=len(context.messages),
+                    prompt_tokens=context.prompt_tokens,
+                    budget=context.budget,
+                )
+            request = ChatRequest(
+                model=resolved.model,
+                messages=context.messages,
+                max_tokens=limit,
+                temperature=temperature if temperature is not None else user.temperature,
+                user=f"{user.kind}:{user.external_id}",
+            )
+            async for event in relay.stream(provider, request):
+                yield event
+        except MschatError as error:
+            yield await relay.fail(error)
+        except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
+            relay.interrupt()
+            raise
+        except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the turn
+            yield await relay.fail(ProviderError(f"unexpected error: {exc!r}", kind="bad_response"))
+
+
+class _Relay:
+    """Streams one reply into its stored row and records each provider request."""
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        user: User,
+        session: Session,
+        reply: Message,
+        resolved: ResolvedModel,
+    ) -> None:
+        self.manager = manager
+        self.store = manager.store
+        self.user = user
+        self.session = session
+        self.reply = reply
+        self.resolved = resolved
+        self.parts: list[str] = []
+        self.usage = Usage()
+        self.prompt_tokens = 0
+        self.started = time.monotonic()
+        self.attempt_started = self.started
+        self.attempt_at = utcnow()
+        self.first_token: float | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def _elapsed_ms(self, since: float | None = None) -> int:
+        return int((time.monotonic() - (since or self.started)) * 1000)
+
+    def _call_row(self, status: str, **values: Any) -> dict[str, Any]:
+        return {
+            "message_id": self.reply.id,
+            "session_id": self.session.id,
+            "user_id": self.user.id,
+            "provider": self.resolved.provider,
+            "model": self.resolved.model,
+            "started": self.attempt_at,
+            "latency_ms": self._elapsed_ms(self.attempt_started),
+            "first_token_ms": (
+                int((self.first_token - self.attempt_started) * 1000)
+                if self.first_token is not None
+                else None
+            ),
+            "status": status,
+            **values,
+        }
+
+    async def stream(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Event]:
+        run = self.manager._run
+        last_flush = time.monotonic()
+        flushed = 0
+        async for chunk in provider.stream_chat(request):
+            if isinstance(chunk, TextChunk):
+                if self.first_token is None:
+                    self.first_token = time.monotonic()
+                self.parts.append(chunk.text)
+                yield TextDelta(chunk.text)
+                now = time.monotonic()
+                if now - last_flush >= self.manager.flush_interval and len(self.parts) > flushed:
+                    flushed = len(self.parts)
+                    last_flush = now
+                    await run(self.store.update_message, self.reply.id, content="".join(self.parts))
+            elif isinstance(chunk, UsageChunk):
+                self.usage = Usage(chunk.prompt_tokens, chunk.completion_tokens)
+                yield UsageReported(self.usage)
+            elif isinstance(chunk, RetryChunk):
+                await run(
+                    self.store.add_api_call,
+                    **self._call_row("retry", http_status=chunk.status, error=chunk.error),
+                )
+                self.attempt_started = time.monotonic()
+                self.attempt_at = utcnow()
+                yield Retrying(chunk.attempt, chunk.delay, chunk.error)
+            elif isinstance(chunk, FinishChunk):
+                self.finish_reason = chunk.reason
+        if self.finish_reason is None:
+            raise ProviderError(
+                f"the reply from {self.resolved.provider} ended without a finish reason",
+                kind="bad_response",
+            )
+        yield await self.complete()
+
+    async def complete(self) -> Completed:
+        content = "".join(self.parts)
+        values = {
+            "content": content,
+            "status": MessageStatus.COMPLETE.value,
+            "tokens_in": self.usage.prompt_tokens,
+            "tokens_out": self.usage.completion_tokens,
+            "latency_ms": self._elapsed_ms(),
+            "finish_reason": self.finish_reason,
+        }
+        call = self._call_row(
+            "ok",
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            finish_reason=self.finish_reason,
+        )
+        message = await self.manager._run(self._finish, values, call)
+        self.done = True
+        return Completed(message=message, usage=self.usage, prompt_tokens=self.prompt_tokens)
+
+    def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
+        """Final writes of a reply: the message row, its api_calls row, the times."""
+        self.store.update_message(self.reply.id, **values)
+        self.store.add_api_call(**call)
+        now = utcnow()
+        self.store.update_session(self.session.id, updated=now)
+        return self.store.get_message(self.reply.id)
+
+    async def fail(self, error: MschatError) -> Failed:
+        values = {
+            "content": "".join(self.parts),
+            "status": MessageStatus.FAILED.value,
+            "latency_ms": self._elapsed_ms(),
+            "error": str(error),
+            "tokens_in": self.usage.prompt_tokens,
+            "tokens_out": self.usage.completion_tokens,
+        }
+        call = self._call_row(
+            "error", http_status=getattr(error, "status", None), error=str(error)
+        )
+        message = await self.manager._run(self._finish, values, call)
+        self.done = True
+        return Failed(error=error, message=message)
+
+    def interrupt(self) -> None:
+        """Mark the reply interrupted, synchronously: the task is being cancelled."""
+        if self.done:
+            return
+        self.done = True
+        values = {
+            "content": "".join(self.parts),
+            "status": MessageStatus.INTERRUPTED.value,
+            "latency_ms": self._elapsed_ms(),
+            "finish_reason": "interrupted",
+        }
+        call = self._call_row("interrupted")
+        self._finish(values, call)
+
+
+def _counter(provider: Provider, model: str) -> Callable[[str], int]:
+    """The provider's own tokenizer when it has one offline, else the estimate."""
+    from mschat.providers.base import ChatMessage
+
+    counter = getattr(provider, "count_tokens", None)
+    if counter is None:
+        return estimate_tokens
+    try:
+        probe = counter(model, [ChatMessage("user", "probe")])
+    except Exception:  # noqa: BLE001 - a tokenizer failure falls back to the estimate
+        probe = None
+    if probe is None:
+        return estimate_tokens
+
+    def count(text: str) -> int:
+        result = counter(model, [ChatMessage("user", text)])
+        return int(result) if result is not None else estimate_tokens(text)
+
+    return count
+
+
+class _null_lock:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def render_markdown(session: Session, messages: list[Message]) -> str:
+    """A session as a Markdown document."""
+    lines = [f"# {session.title}", ""]
+    lines.append(
+        f"- session: {session.id}\n- creator: {session.creator_name}\n- model: {session.model}\n"
+        f"- visibility: {'public' if session.public else 'private'}\n"
+        f"- created: {session.created}\n- updated: {session.updated}"
+    )
+    if session.system_msg:
+        lines += ["", "## System", "", session.system_msg]
+    for message in messages:
+        who = message.author_name or ("assistant" if message.role == "assistant" else message.role)
+        status = "" if message.status == MessageStatus.COMPLETE else f" ({message.status})"
+        lines += ["", f"## {who} · {message.created[:19].replace('T', ' ')}{status}", ""]
+        lines.append(message.content)
+        if message.error:
+            lines += ["", f"> error: {message.error}"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["SessionManager", "Context", "render_markdown"]

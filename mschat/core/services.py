@@ -1,0 +1,51 @@
+"""Build the core's services from the configuration (front ends receive them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mschat.config import Config, load_config
+from mschat.core.manager import SessionManager
+from mschat.providers.base import Provider
+from mschat.providers.registry import Registry
+from mschat.store.store import Store
+
+
+@dataclass
+class Services:
+    """Everything a front end needs: the config, the store and the manager."""
+
+    config: Config
+    store: Store
+    registry: Registry
+    manager: SessionManager
+
+    async def aclose(self) -> None:
+        """Close providers and the database."""
+        await self.manager.aclose()
+
+
+def build_services(
+    config: Config | None = None,
+    *,
+    db: str | Path | None = None,
+    providers: dict[str, Provider] | None = None,
+    store: Store | None = None,
+) -> Services:
+    """Open the store and wire the manager; tests pass fakes in."""
+    config = config or load_config(db=db)
+    store = store or Store.open(db or config.db)
+    registry = Registry(config, providers=providers)
+    defaults = {
+        "max_tokens": config.get("defaults", "max_tokens"),
+        "temperature": config.get("defaults", "temperature"),
+        "system_msg": config.get("defaults", "system_msg"),
+    }
+    manager = SessionManager(
+        store,
+        registry,
+        defaults=defaults,
+        local_user_name=config.get("general", "user_name"),
+    )
+    return Services(config=config, store=store, registry=registry, manager=manager)

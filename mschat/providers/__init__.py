@@ -1,0 +1,1 @@
+"""Model providers: the protocol, the OpenAI-compatible client, the local model."""

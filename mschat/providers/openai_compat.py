@@ -1,0 +1,851 @@
+"""Client for the OpenAI chat-completions wire protocol, over httpx.
+
+Works with OpenAI, Ollama, vLLM, LM Studio, OpenRouter, llama.cpp servers and
+anything else that speaks ``POST {base_url}/chat/completions`` with SSE.
+
+The ``openai`` SDK is deliberately not used: importing it costs ~1 s, most of a
+one-shot ``mschat ask``. This module imports nothing heavier than httpx.
+
+Layout: pure pieces shared by the sync and async flavours (``build_payload``,
+``SSEDecoder``, ``StreamState``, ``classify_http_error``,
+``classify_transport_error``, ``retry_delay``, ``parse_retry_after``) and a thin
+I/O layer per flavour in :class:`OpenAICompatProvider`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mschat import __version__
+from mschat.core.errors import ProviderError
+from mschat.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    FinishChunk,
+    ProviderEvent,
+    RetryChunk,
+    TextChunk,
+    UsageChunk,
+)
+
+log = logging.getLogger(__name__)
+
+#: statuses worth retrying: rate limits, timeouts and transient server errors
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+#: a server's retry-after is honoured up to this many seconds; longer waits use backoff
+MAX_HONOURED_RETRY_AFTER = 60.0
+_DETAIL_LIMIT = 300
+
+
+# ---- failures --------------------------------------------------------------------
+
+
+class ProviderFailure(Exception):
+    """One failed attempt, before it becomes the user-facing ``ProviderError``.
+
+    The message is ``head`` + `` after N attempts`` (when retried) + ``: detail``,
+    e.g. "server error 500 from openai after 4 attempts: overloaded".
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        head: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(head)
+        self.kind = kind
+        self.head = head
+        self.detail = detail
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+    def message(self, attempts: int = 1) -> str:
+        """The user-facing message, mentioning the attempts when there were several."""
+        text = self.head
+        if attempts > 1:
+            text += f" after {attempts} attempts"
+        if self.detail:
+            text += f": {self.detail}"
+        return text
+
+    def to_error(self, attempts: int = 1) -> ProviderError:
+        """The ``ProviderError`` to raise after ``attempts`` attempts."""
+        return ProviderError(
+            self.message(attempts),
+            kind=self.kind,
+            status=self.status,
+            retryable=self.retryable,
+            retry_after=self.retry_after,
+        )
+
+
+class Target:
+    """What a request is aimed at; builds messages and keeps the key out of them."""
+
+    def __init__(
+        self, provider: str, base_url: str, model: str | None, api_key: str | None
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.model = model
+        self._api_key = api_key
+
+    def redact(self, text: str) -> str:
+        """``text`` without the API key, shortened to a readable length."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        text = " ".join(text.split())
+        return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+
+    def key_hint(self) -> str:
+        """Where the user sets this provider's key."""
+        env = re.sub(r"[^A-Z0-9]", "_", self.provider.upper())
+        return f"set {env}_API_KEY or providers.{self.provider}.api_key"
+
+
+# ---- pure helpers: request, SSE, classification, retry ----------------------------------
+
+
+def build_payload(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
+    """The JSON body of a chat-completions request."""
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": stream,
+    }
+    if stream:
+        payload["stream_options"] = {"include_usage": True}
+    optional = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "seed": request.seed,
+        "user": request.user,
+    }
+    payload.update({k: v for k, v in optional.items() if v is not None})
+    return payload
+
+
+class SSEDecoder:
+    """Turns the lines of a ``text/event-stream`` into event data strings."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        """Consume one line; return the event's data when a blank line ends it."""
+        if not line:
+            return self.flush()
+        if line.startswith(":"):  # comment / keep-alive
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None  # "event", "id" and "retry" fields carry nothing we use
+
+    def flush(self) -> str | None:
+        """Data of a pending event (the stream ended without a blank line)."""
+        if not self._data:
+            return None
+        data, self._data = "\n".join(self._data), []
+        return data
+
+
+def _loads_events(data: str) -> list[Any]:
+    """Parse event data; tolerate servers that omit the blank line between events."""
+    try:
+        return [json.loads(data)]
+    except ValueError:
+        if "\n" not in data:
+            raise
+        return [json.loads(part) for part in data.split("\n") if part.strip()]
+
+
+def error_detail(body: Any) -> str:
+    """The human message inside an error body (OpenAI, Ollama, FastAPI shapes)."""
+    if isinstance(body, (bytes, bytearray)):
+        text = body.decode("utf-8", "replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return text.strip()
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            for key in ("message", "detail", "error"):
+                if isinstance(error.get(key), str):
+                    return str(error[key])
+        elif isinstance(error, str):
+            return error
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"])
+    return str(body)
+
+
+def _error_code(body: Any) -> str:
+    """The ``error.code`` / ``error.type`` of an error body, lower-cased, or ``""``."""
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    return " ".join(str(error.get(k) or "") for k in ("code", "type")).lower()
+
+
+_CONTEXT_WORDS = (
+    "context_length_exceeded",
+    "context length",
+    "context window",
+    "too many tokens",
+    "maximum context",
+)
+
+
+def classify_http_error(
+    target: Target,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    path: str = "/chat/completions",
+) -> ProviderFailure:
+    """Turn an HTTP error response into a failure with a message a user understands."""
+    detail = target.redact(error_detail(body))
+    code = _error_code(body)
+    name = target.provider
+    if status == 429:
+        if "insufficient_quota" in code:
+            return ProviderFailure(
+                "rate_limited",
+                f"provider '{name}' says the account is out of quota (429)",
+                detail,
+                status=429,
+            )
+        return ProviderFailure(
+            "rate_limited",
+            f"rate limited by {name} (429)",
+            detail,
+            status=429,
+            retryable=True,
+            retry_after=parse_retry_after(headers),
+        )
+    if status >= 500:
+        head = f"server error {status} from {name}"
+        retry_after = parse_retry_after(headers)
+        retryable = status in RETRY_STATUSES
+        return ProviderFailure(
+            "server", head, detail, status=status, retryable=retryable, retry_after=retry_after
+        )
+    if status == 408:
+        head = f"provider '{name}' timed out (408)"
+        return ProviderFailure("timeout", head, detail, status=408, retryable=True)
+    if status == 401:
+        return ProviderFailure(
+            "auth",
+            f"the API key for provider '{name}' was rejected (401); {target.key_hint()}",
+            status=401,
+        )
+    if status == 403:
+        return ProviderFailure(
+            "auth",
+            f"provider '{name}' refused access (403); check the API key ({target.key_hint()})",
+            detail,
+            status=403,
+        )
+    if status == 404:
+        return _not_found(target, detail, code, path)
+    lowered = f"{code} {detail}".lower()
+    if status == 413 or (status == 400 and any(w in lowered for w in _CONTEXT_WORDS)):
+        head = f"the conversation is too long for model '{target.model}' on '{name}' ({status})"
+        return ProviderFailure("context_length", head, detail, status=status)
+    head = f"provider '{name}' rejected the request ({status})"
+    return ProviderFailure("bad_request", head, detail, status=status)
+
+
+def _not_found(target: Target, detail: str, code: str, path: str) -> ProviderFailure:
+    """A 404: an unknown model, or (no model-not-found body) probably a wrong base_url."""
+    where = f"provider '{target.provider}' ({target.base_url})"
+    if target.model is None:
+        head = f"{where} has no {path} endpoint (404)"
+        return ProviderFailure(
+            "bad_request", head, "check base_url (it usually ends in /v1)", status=404
+        )
+    head = f"model '{target.model}' not found on {where}"
+    if "model" in code or "model" in detail.lower():
+        return ProviderFailure("model_not_found", head, status=404)
+    hint = (
+        f"the server answered 404 for {path}; "
+        "check the model name and base_url (it usually ends in /v1)"
+    )
+    return ProviderFailure("model_not_found", head, hint, status=404)
+
+
+def _connect_reason(exc: Exception) -> str:
+    """A short reason for a failed connection: refused, DNS, or the raw text."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "refused" in lowered or "errno 111" in lowered or "errno 61" in lowered:
+        return "connection refused"
+    dns = (
+        "name or service not known",
+        "nodename nor servname",
+        "getaddrinfo",
+        "name resolution",
+        "no address",
+    )
+    if any(w in lowered for w in dns):
+        return f"host not found ({text})"
+    return text
+
+
+def classify_transport_error(
+    target: Target, exc: httpx.HTTPError, *, chars_received: int = 0, timeout: float | None = None
+) -> ProviderFailure:
+    """Turn an httpx exception into a failure (connect errors, timeouts, disconnects)."""
+    where = f"provider '{target.provider}' at {target.base_url}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ProviderFailure(
+            "timeout", f"cannot reach {where}", "connection timed out", retryable=True
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        waited = f" for {timeout:g} s" if timeout else ""
+        what = "mid-reply" if chars_received else "before answering"
+        return ProviderFailure(
+            "timeout",
+            f"{where} timed out",
+            f"no data{waited} {what} ({type(exc).__name__})",
+            retryable=True,
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderFailure(
+            "unreachable",
+            f"cannot reach {where}",
+            target.redact(_connect_reason(exc)),
+            retryable=True,
+        )
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return ProviderFailure(
+            "not_configured", f"{where} has an invalid base_url", target.redact(str(exc))
+        )
+    if isinstance(exc, httpx.DecodingError):
+        return ProviderFailure(
+            "bad_response", f"{where} sent an undecodable response", target.redact(str(exc))
+        )
+    if chars_received:
+        head = f"lost the connection to {where} mid-reply (after {chars_received} characters)"
+    else:
+        head = f"lost the connection to {where}"
+    return ProviderFailure(
+        "unreachable", head, target.redact(str(exc) or type(exc).__name__), retryable=True
+    )
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(value) / 1000)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def retry_delay(
+    failure: ProviderFailure,
+    attempt: int,
+    *,
+    text_sent: bool,
+    max_retries: int,
+    base: float,
+    cap: float,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait before retrying after failed ``attempt`` (1-based), or None to give up.
+
+    Never retries once text reached the caller: a retry would repeat it.
+    """
+    if not failure.retryable or text_sent or attempt > max_retries:
+        return None
+    if failure.retry_after is not None and failure.retry_after <= MAX_HONOURED_RETRY_AFTER:
+        return failure.retry_after
+    backoff = min(cap, base * 2 ** (attempt - 1))
+    # jitter spreads out clients that failed together (e.g. one rate-limit window)
+    return backoff * (0.75 + 0.25 * rand())
+
+
+class StreamState:
+    """Turns a chat-completions SSE stream into ProviderEvents (one per attempt).
+
+    ``FinishChunk`` is held back until the end so that it is always the last
+    event, after the usage chunk OpenAI sends after the finish reason.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.decoder = SSEDecoder()
+        self.chars = 0
+        self.text_sent = False
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def feed_line(self, line: str) -> list[ProviderEvent]:
+        """Consume one line of the event stream."""
+        data = self.decoder.feed(line)
+        return [] if data is None else self.feed_data(data)
+
+    def feed_data(self, data: str) -> list[ProviderEvent]:
+        """Consume the data of one SSE event."""
+        if data.strip() == "[DONE]":
+            self.done = True
+            return []
+        try:
+            objects = _loads_events(data)
+        except ValueError:
+            raise self._bad(f"malformed stream data: {data[:100]!r}") from None
+        events: list[ProviderEvent] = []
+        for obj in objects:
+            events.extend(self._chunk_events(obj))
+        return events
+
+    def feed_completion(self, body: bytes) -> list[ProviderEvent]:
+        """Consume a non-streaming ``chat.completion`` (servers that ignore ``stream``)."""
+        try:
+            obj = json.loads(body)
+            choice = obj["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise self._bad(f"unexpected response: {body[:100]!r}") from None
+        events: list[ProviderEvent] = [TextChunk(text)] if text else []
+        self._count(text)
+        events.extend(self._usage(obj))
+        self.finish_reason = choice.get("finish_reason") or "stop"
+        self.done = True
+        return events
+
+    def end(self) -> list[ProviderEvent]:
+        """Close the stream: the final ``FinishChunk``, or an error if the reply was cut off."""
+        pending = self.decoder.flush()
+        events = [] if pending is None or self.done else self.feed_data(pending)
+        if self.finish_reason is None:
+            raise self._bad(
+                "the reply was cut off: the stream ended without a finish reason "
+                f"(after {self.chars} characters)"
+            )
+        return [*events, FinishChunk(self.finish_reason)]
+
+    def _chunk_events(self, obj: Any) -> list[ProviderEvent]:
+        if not isinstance(obj, dict):
+            raise self._bad(f"unexpected stream data: {str(obj)[:100]!r}")
+        if obj.get("error"):
+            raise self._stream_error(obj)
+        events: list[ProviderEvent] = []
+        choices = obj.get("choices") or []
+        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        delta = choice.get("delta") or {}
+        # a refusal is what the model said instead of an answer: show it like text
+        text = (delta.get("content") or "") + (delta.get("refusal") or "")
+        if text:
+            self._count(text)
+            events.append(TextChunk(text))
+        if choice.get("finish_reason"):
+            self.finish_reason = str(choice["finish_reason"])
+        events.extend(self._usage(obj))
+        return events
+
+    def _count(self, text: str) -> None:
+        self.chars += len(text)
+        self.text_sent = self.text_sent or bool(text)
+
+    @staticmethod
+    def _usage(obj: dict[str, Any]) -> list[ProviderEvent]:
+        usage = obj.get("usage")
+        if not isinstance(usage, dict):
+            return []
+        return [UsageChunk(usage.get("prompt_tokens"), usage.get("completion_tokens"))]
+
+    def _stream_error(self, obj: dict[str, Any]) -> ProviderFailure:
+        """An ``error`` object sent inside the stream (overload, moderation, ...)."""
+        detail = self.target.redact(error_detail(obj))
+        code = _error_code(obj)
+        transient = any(w in code for w in ("server_error", "overloaded", "rate_limit", "timeout"))
+        head = f"provider '{self.target.provider}' reported an error mid-stream"
+        return ProviderFailure(
+            "server" if transient else "bad_response", head, detail, retryable=transient
+        )
+
+    def _bad(self, detail: str) -> ProviderFailure:
+        head = f"bad response from provider '{self.target.provider}'"
+        return ProviderFailure("bad_response", head, self.target.redact(detail))
+
+
+# ---- offline token counting ----------------------------------------------------------
+
+_TIKTOKEN_BLOBS = {
+    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+}
+
+
+def _encoding_name(model: str) -> str | None:
+    """The tiktoken encoding of an OpenAI model name, or None for other models."""
+    name = model.rsplit("/", 1)[-1].lower()
+    if name.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4")):
+        return "o200k_base"
+    if name.startswith(("gpt-4", "gpt-3.5", "gpt-35")):
+        return "cl100k_base"
+    return None
+
+
+def _tiktoken_cached(encoding: str) -> bool:
+    """Whether tiktoken's cache already holds ``encoding`` (so no download happens)."""
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        cache_dir = os.environ["TIKTOKEN_CACHE_DIR"]
+    elif "DATA_GYM_CACHE_DIR" in os.environ:
+        cache_dir = os.environ["DATA_GYM_CACHE_DIR"]
+    else:
+        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not cache_dir:  # an empty TIKTOKEN_CACHE_DIR disables tiktoken's cache
+        return False
+    key = hashlib.sha1(_TIKTOKEN_BLOBS[encoding].encode()).hexdigest()
+    path = Path(cache_dir) / key
+    return path.is_file() and path.stat().st_size > 0
+
+
+@lru_cache(maxsize=4)
+def _load_encoding(encoding: str) -> Any:
+    """The tiktoken encoding, or None when tiktoken or its cached file is missing."""
+    if not _tiktoken_cached(encoding):
+        return None
+    try:
+        import tiktoken  # optional; imported lazily because it is slow and rarely needed
+    except ImportError:
+        return None
+    try:
+        return tiktoken.get_encoding(encoding)
+    except Exception:  # a broken cache must not break chatting; the core estimates instead
+        log.debug("tiktoken could not load %s", encoding, exc_info=True)
+        return None
+
+
+def count_message_tokens(model: str, messages: list[ChatMessage]) -> int | None:
+    """Prompt tokens of ``messages`` for an OpenAI ``model``, or None when unknown offline."""
+    name = _encoding_name(model)
+    encoding = _load_encoding(name) if name else None
+    if encoding is None:
+        return None
+    # OpenAI's documented overhead: 3 tokens per message, 3 to prime the reply
+    per_message = (
+        3 + len(encoding.encode(m.role)) + len(encoding.encode(m.content)) for m in messages
+    )
+    return sum(per_message) + 3
+
+
+# ---- the provider ----------------------------------------------------------------
+
+
+class OpenAICompatProvider:
+    """A Provider for any OpenAI-compatible chat-completions server (sync and async)."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
+        extra_headers: dict[str, str] | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key or None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._extra_headers = dict(extra_headers or {})
+        self._transport = transport
+        self._aclient: httpx.AsyncClient | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.Client | None = None
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return (
+            f"OpenAICompatProvider(name={self.name!r}, base_url={self.base_url!r}, api_key=<{key}>)"
+        )
+
+    # -- clients (created lazily: building one costs time that `mschat ask` feels) --------
+
+    def _client_options(self) -> dict[str, Any]:
+        headers = {"User-Agent": f"mschat/{__version__}", **self._extra_headers}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        options: dict[str, Any] = {
+            "headers": headers,
+            "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
+        }
+        if self._transport is not None:
+            options["transport"] = self._transport
+        return options
+
+    def _async_client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            # pooled connections belong to one event loop; a new loop needs a new client
+            self._aclient = httpx.AsyncClient(**self._client_options())
+            self._aclient_loop = loop
+        return self._aclient
+
+    def _sync_client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._client_options())
+        return self._client
+
+    def _target(self, model: str | None) -> Target:
+        return Target(self.name, self.base_url, model, self._api_key)
+
+    def _delay(self, failure: ProviderFailure, attempt: int, state: StreamState) -> float | None:
+        return retry_delay(
+            failure,
+            attempt,
+            text_sent=state.text_sent,
+            max_retries=self.max_retries,
+            base=self.backoff_base,
+            cap=self.backoff_max,
+        )
+
+    def _retry_event(self, failure: ProviderFailure, attempt: int, delay: float) -> RetryChunk:
+        log.warning(
+            "%s: attempt %d failed (%s); retrying in %.2f s",
+            self.name,
+            attempt,
+            failure.message(),
+            delay,
+        )
+        return RetryChunk(
+            attempt=attempt, delay=delay, error=failure.message(), status=failure.status
+        )
+
+    # -- async streaming --------------------------------------------------------------
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream the reply: TextChunk/UsageChunk/RetryChunk events, then one FinishChunk."""
+        payload = build_payload(request)
+        attempt = 0
+        while True:
+            attempt += 1
+            state = StreamState(self._target(request.model))
+            try:
+                async with contextlib.aclosing(self._attempt_async(payload, state)) as events:
+                    async for event in events:
+                        yield event
+                return
+            except ProviderFailure as exc:
+                failure = exc
+            delay = self._delay(failure, attempt, state)
+            if delay is None:
+                raise failure.to_error(attempt) from failure
+            yield self._retry_event(failure, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def _attempt_async(
+        self, payload: dict[str, Any], state: StreamState
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """One POST; raises ProviderFailure."""
+        path = "/chat/completions"
+        try:
+            async with self._async_client().stream(
+                "POST", self.base_url + path, json=payload
+            ) as resp:
+                if resp.status_code >= 400:
+                    body = await resp.aread()
+                    raise classify_http_error(
+                        state.target, resp.status_code, body, resp.headers, path=path
+                    )
+                if _is_json(resp):
+                    for event in state.feed_completion(await resp.aread()):
+                        yield event
+                    return
+                async for line in resp.aiter_lines():
+                    for event in state.feed_line(line):
+                        yield event
+                    if state.done:
+                        break
+        except httpx.HTTPError as exc:
+            self._raise_unless_finished(exc, state)
+        for event in state.end():
+            yield event
+
+    # -- sync streaming (same decisions, blocking I/O) ------------------------------------
+
+    def stream_chat_sync(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        """Blocking version of :meth:`stream_chat`."""
+        payload = build_payload(request)
+        attempt = 0
+        while True:
+            attempt += 1
+            state = StreamState(self._target(request.model))
+            try:
+                yield from self._attempt_sync(payload, state)
+                return
+            except ProviderFailure as exc:
+                failure = exc
+            delay = self._delay(failure, attempt, state)
+            if delay is None:
+                raise failure.to_error(attempt) from failure
+            yield self._retry_event(failure, attempt, delay)
+            time.sleep(delay)
+
+    def _attempt_sync(self, payload: dict[str, Any], state: StreamState) -> Iterator[ProviderEvent]:
+        """One blocking POST; raises ProviderFailure."""
+        path = "/chat/completions"
+        try:
+            with self._sync_client().stream("POST", self.base_url + path, json=payload) as resp:
+                if resp.status_code >= 400:
+                    body = resp.read()
+                    raise classify_http_error(
+                        state.target, resp.status_code, body, resp.headers, path=path
+                    )
+                if _is_json(resp):
+                    yield from state.feed_completion(resp.read())
+                    return
+                for line in resp.iter_lines():
+                    yield from state.feed_line(line)
+                    if state.done:
+                        break
+        except httpx.HTTPError as exc:
+            self._raise_unless_finished(exc, state)
+        yield from state.end()
+
+    def _raise_unless_finished(self, exc: httpx.HTTPError, state: StreamState) -> None:
+        """Raise the failure for ``exc`` unless the reply had already finished."""
+        if state.finish_reason is not None:
+            # the answer is complete; losing the trailing usage/[DONE] is harmless
+            log.debug("%s: ignoring %r after the finish reason", self.name, exc)
+            return
+        failure = classify_transport_error(
+            state.target, exc, chars_received=state.chars, timeout=self.timeout
+        )
+        raise failure from exc
+
+    # -- conveniences -------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> tuple[str, UsageChunk | None, str]:
+        """Collect the whole reply: (text, usage or None, finish reason)."""
+        parts: list[str] = []
+        usage: UsageChunk | None = None
+        reason = ""
+        async for event in self.stream_chat(request):
+            if isinstance(event, TextChunk):
+                parts.append(event.text)
+            elif isinstance(event, UsageChunk):
+                usage = event
+            elif isinstance(event, FinishChunk):
+                reason = event.reason
+        return "".join(parts), usage, reason
+
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers (``GET /models``), sorted."""
+        target = self._target(None)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self._async_client().get(self.base_url + "/models")
+                return _model_ids(target, resp)
+            except httpx.HTTPError as exc:
+                failure = classify_transport_error(target, exc, timeout=self.timeout)
+            except ProviderFailure as exc:
+                failure = exc
+            delay = retry_delay(
+                failure,
+                attempt,
+                text_sent=False,
+                max_retries=self.max_retries,
+                base=self.backoff_base,
+                cap=self.backoff_max,
+            )
+            if delay is None:
+                raise failure.to_error(attempt) from failure
+            await asyncio.sleep(delay)
+
+    def count_tokens(self, model: str, messages: list[ChatMessage]) -> int | None:
+        """Prompt tokens via tiktoken when installed and its encoding is cached; else None."""
+        return count_message_tokens(model, messages)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections of both flavours."""
+        client, self._aclient, self._aclient_loop = self._aclient, None, None
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    def close(self) -> None:
+        """Close the blocking client (the async one needs :meth:`aclose`)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _is_json(resp: httpx.Response) -> bool:
+    """Whether a 2xx answer is plain JSON, i.e. the server ignored ``stream: true``."""
+    return resp.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+
+
+def _model_ids(target: Target, resp: httpx.Response) -> list[str]:
+    """Parse a ``GET /models`` response; raises ProviderFailure."""
+    if resp.status_code >= 400:
+        raise classify_http_error(
+            target, resp.status_code, resp.content, resp.headers, path="/models"
+        )
+    try:
+        data = resp.json()["data"]
+        return sorted(str(item["id"]) for item in data)
+    except (ValueError, KeyError, TypeError):
+        raise ProviderFailure(
+            "bad_response",
+            f"bad response from provider '{target.provider}'",
+            f"unexpected /models answer: {resp.text[:100]!r}",
+        ) from None

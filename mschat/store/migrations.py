@@ -1,0 +1,148 @@
+"""Append-only named migrations. Never edit or reorder one that has shipped."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+MIGRATION_SET = "mschat"
+migrations = Migrations(MIGRATION_SET)
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Users, sessions, messages, api_calls, feedback, interactions."""
+    db.executescript(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                 -- local | discord | api
+            external_id TEXT NOT NULL,          -- Discord id, API user string, login
+            name TEXT NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,              -- last dialogue
+            modified TEXT NOT NULL,             -- last settings change
+            status TEXT NOT NULL,               -- new | active | disabled
+            model TEXT,
+            current_session_id INTEGER REFERENCES sessions(id) ON DELETE SET NULL,
+            system_msg TEXT,
+            show_public INTEGER NOT NULL DEFAULT 0,
+            attach INTEGER NOT NULL DEFAULT 0,
+            max_tokens INTEGER NOT NULL DEFAULT 600,
+            temperature REAL NOT NULL DEFAULT 0.8,
+            rate_limit INTEGER,
+            priority INTEGER NOT NULL DEFAULT 0,
+            ignored INTEGER NOT NULL DEFAULT 0,
+            admin INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (kind, external_id)
+        );
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            creator_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            model TEXT,
+            system_msg TEXT,
+            public INTEGER NOT NULL DEFAULT 0,
+            origin TEXT NOT NULL,               -- terminal | api | discord_dm | discord_guild
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            modified TEXT NOT NULL,
+            forked_from_id INTEGER REFERENCES sessions(id) ON DELETE SET NULL,
+            hidden INTEGER NOT NULL DEFAULT 0,
+            message_count INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX idx_sessions_creator ON sessions(creator_id, updated);
+        CREATE INDEX idx_sessions_public ON sessions(public, updated);
+        CREATE INDEX idx_sessions_updated ON sessions(updated);
+        CREATE INDEX idx_sessions_forked_from ON sessions(forked_from_id);
+        CREATE INDEX idx_users_current_session ON users(current_session_id);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            author_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            role TEXT NOT NULL,                 -- system | user | assistant
+            content TEXT NOT NULL,
+            model TEXT,
+            created TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'complete',
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            latency_ms INTEGER,
+            finish_reason TEXT,
+            error TEXT,
+            external_ref TEXT                   -- e.g. the Discord message id of a reply
+        );
+        CREATE INDEX idx_messages_session_created ON messages(session_id, created);
+        CREATE INDEX idx_messages_author ON messages(author_id);
+        CREATE INDEX idx_messages_external_ref ON messages(external_ref)
+            WHERE external_ref IS NOT NULL;
+        CREATE TABLE api_calls (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            session_id INTEGER REFERENCES sessions(id) ON DELETE SET NULL,
+            user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            provider TEXT,
+            model TEXT,
+            started TEXT NOT NULL,
+            latency_ms INTEGER,
+            first_token_ms INTEGER,
+            status TEXT NOT NULL,               -- ok | error | retry | interrupted
+            http_status INTEGER,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            finish_reason TEXT,
+            error TEXT
+        );
+        CREATE INDEX idx_api_calls_message ON api_calls(message_id);
+        CREATE INDEX idx_api_calls_session ON api_calls(session_id);
+        CREATE INDEX idx_api_calls_user ON api_calls(user_id);
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,                 -- good | outdated | inaccurate | other
+            text TEXT,
+            created TEXT NOT NULL
+        );
+        CREATE INDEX idx_feedback_message ON feedback(message_id);
+        CREATE INDEX idx_feedback_user ON feedback(user_id);
+        CREATE TABLE interactions (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            source TEXT NOT NULL,               -- discord | api | cli | tui
+            kind TEXT NOT NULL,                 -- slash_command | component | message | ...
+            name TEXT,
+            guild_id TEXT,
+            channel_id TEXT,
+            payload TEXT,                       -- JSON
+            status TEXT,
+            error TEXT,
+            created TEXT NOT NULL
+        );
+        CREATE INDEX idx_interactions_user ON interactions(user_id);
+        CREATE INDEX idx_interactions_created ON interactions(created);
+        CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
+            UPDATE sessions SET message_count = message_count + 1
+            WHERE id = new.session_id;
+        END;
+        CREATE TRIGGER messages_count_delete AFTER DELETE ON messages BEGIN
+            UPDATE sessions SET message_count = message_count - 1
+            WHERE id = old.session_id;
+        END;
+        CREATE VIEW session_dialogues AS
+        SELECT s.id AS session_id, s.title, u.name AS creator, s.model, s.public,
+               s.created, s.updated,
+               (SELECT json_group_array(json_object(
+                    'id', m.id, 'role', m.role, 'author', a.name,
+                    'content', m.content, 'created', m.created, 'status', m.status))
+                FROM (SELECT * FROM messages WHERE session_id = s.id
+                      ORDER BY created, id) AS m
+                LEFT JOIN users a ON a.id = m.author_id) AS dialogue
+        FROM sessions s JOIN users u ON u.id = s.creator_id;
+        """
+    )
+    db["messages"].enable_fts(
+        ["content"], fts_version="FTS5", create_triggers=True, tokenize="unicode61"
+    )
+
+
+KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -1,0 +1,508 @@
+"""The one store class: every read and write of mschat's SQLite database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from mschat.core.errors import DatabaseError, NotFound
+from mschat.core.models import Message, SearchHit, Session, User, utcnow
+from mschat.store.migrations import KNOWN_MIGRATIONS, MIGRATION_SET, migrations
+
+BUSY_TIMEOUT_MS = 10_000
+
+_USER_FIELDS = [f.name for f in fields(User)]
+_SESSION_COLUMNS = [
+    f.name for f in fields(Session) if f.name not in ("creator_name",)
+]
+_MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "author_name"]
+_USER_BOOLS = ("show_public", "attach", "ignored", "admin")
+
+_SESSION_SELECT = (
+    "SELECT "
+    + ", ".join(f"s.{c}" for c in _SESSION_COLUMNS)
+    + ", u.name AS creator_name FROM sessions s JOIN users u ON u.id = s.creator_id"
+)
+_MESSAGE_SELECT = (
+    "SELECT "
+    + ", ".join(f"m.{c}" for c in _MESSAGE_COLUMNS)
+    + ", a.name AS author_name FROM messages m LEFT JOIN users a ON a.id = m.author_id"
+)
+
+
+def connect(path: str | Path) -> Database:
+    """Open (creating if needed) the database file with mschat's pragmas."""
+    path = Path(path)
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+    return Database(conn, execute_plugins=False)
+
+
+def _user(row: sqlite3.Row | tuple, names: Sequence[str]) -> User:
+    data = dict(zip(names, row, strict=True))
+    for key in _USER_BOOLS:
+        data[key] = bool(data[key])
+    return User(**data)
+
+
+def _session(row: tuple, names: Sequence[str]) -> Session:
+    data = dict(zip(names, row, strict=True))
+    data["public"] = bool(data["public"])
+    data["hidden"] = bool(data["hidden"])
+    return Session(**data)
+
+
+def _message(row: tuple, names: Sequence[str]) -> Message:
+    return Message(**dict(zip(names, row, strict=True)))
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into a safe FTS5 query: every word must match (prefix on the last)."""
+    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
+    if not words:
+        return ""
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+class Store:
+    """Repository over an injected ``sqlite_utils.Database``; thread-safe."""
+
+    def __init__(self, db: Database, *, migrate: bool = True) -> None:
+        self.db = db
+        self.conn = db.conn
+        self._lock = threading.RLock()
+        self._configure()
+        if migrate:
+            self.migrate()
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open the database file at ``path``, migrating it to the current schema."""
+        return cls(connect(path))
+
+    def __repr__(self) -> str:
+        return f"<Store {self.path}>"
+
+    @property
+    def path(self) -> str:
+        """The database file's path (or ':memory:')."""
+        row = self.conn.execute("PRAGMA database_list").fetchone()
+        return row[2] or ":memory:"
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self.conn.close()
+
+    # ---- schema -------------------------------------------------------------
+
+    def _configure(self) -> None:
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal" and self.path != ":memory:":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"cannot use database {self.path}: {exc}") from exc
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in this database."""
+        try:
+            return [m.name for m in migrations.applied(self.db)]
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"cannot read database {self.path}: {exc}") from exc
+
+    def migrate(self) -> None:
+        """Apply pending migrations; refuse a database written by a newer mschat."""
+        with self._lock:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == len(KNOWN_MIGRATIONS):
+                return  # fast path: already current
+            applied = self.applied_migrations()
+            unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
+            if unknown or version > len(KNOWN_MIGRATIONS):
+                raise DatabaseError(
+                    f"database {self.path} was written by a newer mschat "
+                    f"(unknown migrations: {', '.join(unknown) or f'schema {version}'}); "
+                    "upgrade mschat to use it — it was left unchanged"
+                )
+            try:
+                # one exclusive transaction: two processes opening a blank
+                # database at once must not both create the tables
+                with self.write():
+                    migrations.apply(self.db)
+                    self.conn.execute(f"PRAGMA user_version = {len(KNOWN_MIGRATIONS)}")
+            except sqlite3.DatabaseError as exc:
+                raise DatabaseError(f"cannot migrate database {self.path}: {exc}") from exc
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits (cheap polling)."""
+        with self._lock:
+            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def max_ids(self) -> tuple[int, int, str]:
+        """Max message id, max session id and last session update (change detection)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT (SELECT max(id) FROM messages), (SELECT max(id) FROM sessions),"
+                " (SELECT max(updated) FROM sessions)"
+            ).fetchone()
+        return (row[0] or 0, row[1] or 0, row[2] or "")
+
+    # ---- low-level helpers ---------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken with BEGIN IMMEDIATE (no deadlock on upgrade)."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.rollback()
+                raise
+            else:
+                self.conn.commit()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        with self._lock:
+            cursor = self.conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return names, cursor.fetchall()
+
+    def _insert(self, table: str, values: dict[str, Any]) -> int:
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.write() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values())
+            )
+            return int(cursor.lastrowid or 0)
+
+    def _update(self, table: str, row_id: int, values: dict[str, Any]) -> None:
+        if not values:
+            return
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        with self.write() as conn:
+            conn.execute(
+                f"UPDATE {table} SET {assignments} WHERE id = ?", [*values.values(), row_id]
+            )
+
+    # ---- users --------------------------------------------------------------
+
+    def get_user(self, user_id: int) -> User:
+        """The user with this id, or NotFound."""
+        names, rows = self._query(
+            f"SELECT {', '.join(_USER_FIELDS)} FROM users WHERE id = ?", [user_id]
+        )
+        if not rows:
+            raise NotFound(f"no user with id {user_id}", hint="list users with `mschat users list`")
+        return _user(rows[0], names)
+
+    def find_user(self, kind: str, external_id: str) -> User | None:
+        """The user of this kind and external id, if any."""
+        names, rows = self._query(
+            f"SELECT {', '.join(_USER_FIELDS)} FROM users WHERE kind = ? AND external_id = ?",
+            [kind, external_id],
+        )
+        return _user(rows[0], names) if rows else None
+
+    def create_user(self, **values: Any) -> User:
+        """Insert a user (INSERT OR IGNORE on (kind, external_id)) and return it."""
+        now = utcnow()
+        values = {"created": now, "updated": now, "modified": now, **values}
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.write() as conn:
+            conn.execute(
+                f"INSERT OR IGNORE INTO users ({columns}) VALUES ({marks})",
+                list(values.values()),
+            )
+        user = self.find_user(values["kind"], values["external_id"])
+        assert user is not None
+        return user
+
+    def update_user(self, user_id: int, **values: Any) -> User:
+        """Change a user's fields and return the user."""
+        self._update("users", user_id, values)
+        return self.get_user(user_id)
+
+    def list_users(self, kind: str | None = None, limit: int = 1000, offset: int = 0) -> list[User]:
+        """Users, most recently active first."""
+        where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+        names, rows = self._query(
+            f"SELECT {', '.join(_USER_FIELDS)} FROM users {where} "
+            "ORDER BY updated DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_user(row, names) for row in rows]
+
+    def find_users(self, text: str) -> list[User]:
+        """Users whose name or external id equals ``text`` (or whose id does)."""
+        names, rows = self._query(
+            f"SELECT {', '.join(_USER_FIELDS)} FROM users "
+            "WHERE name = ? OR external_id = ? OR CAST(id AS TEXT) = ? ORDER BY id",
+            [text, text, text],
+        )
+        return [_user(row, names) for row in rows]
+
+    # ---- sessions -----------------------------------------------------------
+
+    def create_session(self, **values: Any) -> Session:
+        """Insert a session and return it."""
+        now = utcnow()
+        values = {"created": now, "updated": now, "modified": now, **values}
+        return self.get_session(self._insert("sessions", values))
+
+    def get_session(self, session_id: int) -> Session:
+        """The session with this id, or NotFound."""
+        names, rows = self._query(f"{_SESSION_SELECT} WHERE s.id = ?", [session_id])
+        if not rows:
+            raise NotFound(
+                f"no session {session_id}", hint="list sessions with `mschat sessions list`"
+            )
+        return _session(rows[0], names)
+
+    def update_session(self, session_id: int, **values: Any) -> Session:
+        """Change a session's fields and return it."""
+        self._update("sessions", session_id, values)
+        return self.get_session(session_id)
+
+    def delete_session(self, session_id: int) -> None:
+        """Delete a session and (by cascade) its messages."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+
+    def delete_user_sessions(self, user_id: int) -> int:
+        """Delete every session a user created; returns how many."""
+        with self.write() as conn:
+            cursor = conn.execute("DELETE FROM sessions WHERE creator_id = ?", [user_id])
+            return cursor.rowcount
+
+    def list_sessions(
+        self,
+        user_id: int | None,
+        *,
+        include_public: bool = False,
+        include_hidden: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Session]:
+        """Sessions visible to a user (own, plus others' public), most recent first.
+
+        ``user_id=None`` lists every session (admin view).
+        """
+        clauses, params = self._visibility(user_id, include_public)
+        if not include_hidden:
+            clauses.append("s.hidden = 0")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        names, rows = self._query(
+            f"{_SESSION_SELECT} {where} ORDER BY s.updated DESC, s.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_session(row, names) for row in rows]
+
+    def count_sessions(self, user_id: int | None, *, include_public: bool = False) -> int:
+        """How many sessions ``list_sessions`` would page through."""
+        clauses, params = self._visibility(user_id, include_public)
+        clauses.append("s.hidden = 0")
+        names, rows = self._query(
+            f"SELECT count(*) FROM sessions s WHERE {' AND '.join(clauses)}", params
+        )
+        return int(rows[0][0])
+
+    @staticmethod
+    def _visibility(user_id: int | None, include_public: bool) -> tuple[list[str], list[Any]]:
+        if user_id is None:
+            return [], []
+        if include_public:
+            return ["(s.creator_id = ? OR s.public = 1)"], [user_id]
+        return ["s.creator_id = ?"], [user_id]
+
+    def find_sessions_by_title(self, title: str) -> list[Session]:
+        """Sessions whose title equals ``title`` (case-insensitive), newest first."""
+        names, rows = self._query(
+            f"{_SESSION_SELECT} WHERE s.title = ? COLLATE NOCASE ORDER BY s.updated DESC",
+            [title],
+        )
+        return [_session(row, names) for row in rows]
+
+    def last_session_of(self, user_id: int) -> Session | None:
+        """The session where the user spoke most recently, if any."""
+        names, rows = self._query(
+            f"{_SESSION_SELECT} WHERE s.id = (SELECT session_id FROM messages "
+            "WHERE author_id = ? ORDER BY id DESC LIMIT 1)",
+            [user_id],
+        )
+        if rows:
+            return _session(rows[0], names)
+        sessions = self.list_sessions(user_id, limit=1)
+        return sessions[0] if sessions else None
+
+    # ---- messages -----------------------------------------------------------
+
+    def add_message(self, *, touch_session: bool = True, **values: Any) -> Message:
+        """Insert a message; bumps the session's and author's ``updated`` time."""
+        now = values.setdefault("created", utcnow())
+        with self.write() as conn:
+            columns = ", ".join(values)
+            marks = ", ".join("?" for _ in values)
+            cursor = conn.execute(
+                f"INSERT INTO messages ({columns}) VALUES ({marks})", list(values.values())
+            )
+            message_id = int(cursor.lastrowid or 0)
+            if touch_session:
+                conn.execute(
+                    "UPDATE sessions SET updated = ? WHERE id = ?", [now, values["session_id"]]
+                )
+            if values.get("author_id") is not None:
+                conn.execute(
+                    "UPDATE users SET updated = ? WHERE id = ?", [now, values["author_id"]]
+                )
+        return self.get_message(message_id)
+
+    def get_message(self, message_id: int) -> Message:
+        """The message with this id, or NotFound."""
+        names, rows = self._query(f"{_MESSAGE_SELECT} WHERE m.id = ?", [message_id])
+        if not rows:
+            raise NotFound(f"no message {message_id}")
+        return _message(rows[0], names)
+
+    def update_message(self, message_id: int, **values: Any) -> None:
+        """Change a message's fields (content while streaming, final status...)."""
+        self._update("messages", message_id, values)
+
+    def find_message_by_ref(self, external_ref: str) -> Message | None:
+        """The message carrying this external reference (e.g. a Discord message id)."""
+        names, rows = self._query(
+            f"{_MESSAGE_SELECT} WHERE m.external_ref = ? ORDER BY m.id DESC LIMIT 1",
+            [external_ref],
+        )
+        return _message(rows[0], names) if rows else None
+
+    def delete_messages_from(self, session_id: int, message_id: int) -> int:
+        """Delete a session's messages from ``message_id`` on; returns how many."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM messages WHERE session_id = ? AND id >= ?", [session_id, message_id]
+            )
+            return cursor.rowcount
+
+    def messages(
+        self,
+        session_id: int,
+        *,
+        limit: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+    ) -> list[Message]:
+        """A session's messages in order; ``limit`` keeps the last ones (paging back)."""
+        clauses, params = ["m.session_id = ?"], [session_id]
+        if before_id is not None:
+            clauses.append("m.id < ?")
+            params.append(before_id)
+        if after_id is not None:
+            clauses.append("m.id > ?")
+            params.append(after_id)
+        where = " AND ".join(clauses)
+        if limit is None:
+            names, rows = self._query(f"{_MESSAGE_SELECT} WHERE {where} ORDER BY m.id", params)
+            return [_message(row, names) for row in rows]
+        names, rows = self._query(
+            f"{_MESSAGE_SELECT} WHERE {where} ORDER BY m.id DESC LIMIT ?", [*params, limit]
+        )
+        return [_message(row, names) for row in reversed(rows)]
+
+    def messages_changed_since(self, session_id: int, after_id: int) -> list[Message]:
+        """Messages newer than ``after_id`` plus any still streaming (live views)."""
+        names, rows = self._query(
+            f"{_MESSAGE_SELECT} WHERE m.session_id = ? AND (m.id > ? OR m.status = 'streaming')"
+            " ORDER BY m.id",
+            [session_id, after_id],
+        )
+        return [_message(row, names) for row in rows]
+
+    def search(
+        self,
+        text: str,
+        *,
+        user_id: int | None,
+        include_public: bool = True,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[SearchHit]:
+        """Full-text search of message content visible to a user, newest first."""
+        query = fts_query(text)
+        if not query:
+            return []
+        clauses, params = self._visibility(user_id, include_public)
+        extra = f"AND {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            "SELECT m.id, m.session_id, s.title, m.role, m.created, "
+            "snippet(messages_fts, 0, '[', ']', '…', 12) "
+            "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+            "JOIN sessions s ON s.id = m.session_id "
+            f"WHERE messages_fts MATCH ? {extra} "
+            "ORDER BY messages_fts.rowid DESC LIMIT ? OFFSET ?"
+        )
+        try:
+            _, rows = self._query(sql, [query, *params, limit, offset])
+        except sqlite3.OperationalError as exc:
+            raise DatabaseError(f"search failed: {exc}") from exc
+        return [SearchHit(*row) for row in rows]
+
+    # ---- operations logs ----------------------------------------------------
+
+    def add_api_call(self, **values: Any) -> int:
+        """Record one provider request."""
+        values.setdefault("started", utcnow())
+        return self._insert("api_calls", values)
+
+    def add_feedback(self, **values: Any) -> int:
+        """Record a user's feedback on a reply."""
+        values.setdefault("created", utcnow())
+        return self._insert("feedback", values)
+
+    def add_interaction(self, **values: Any) -> int:
+        """Record an interaction or command received by a front end."""
+        values.setdefault("created", utcnow())
+        if isinstance(values.get("payload"), dict | list):
+            values["payload"] = json.dumps(values["payload"], ensure_ascii=False)
+        return self._insert("interactions", values)
+
+    def update_interaction(self, interaction_id: int, **values: Any) -> None:
+        """Change a recorded interaction (its final status or error)."""
+        self._update("interactions", interaction_id, values)
+
+    def table_counts(self) -> dict[str, int]:
+        """Row counts of the main tables (diagnostics, tests)."""
+        tables = ["users", "sessions", "messages", "api_calls", "feedback", "interactions"]
+        _, rows = self._query(
+            "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables)
+        )
+        return dict(zip(tables, rows[0], strict=True))
+
+    def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:
+        """The provider requests made for one reply, oldest first."""
+        names, rows = self._query(
+            "SELECT * FROM api_calls WHERE message_id = ? ORDER BY id", [message_id]
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]

@@ -1,0 +1,372 @@
+"""The rules of users, statuses and sessions (DESIGN §1), with a scripted provider."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mschat.core.errors import InvalidInput, NotFound, PermissionDenied, ProviderError
+from mschat.core.events import (
+    Completed,
+    Failed,
+    HistoryTrimmed,
+    Retrying,
+    Started,
+    TextDelta,
+)
+from mschat.core.models import MessageStatus, Origin, Status
+from mschat.core.services import Services
+from tests.fakes.scripted_provider import ScriptedProvider
+
+
+async def collect(events):
+    return [event async for event in events]
+
+
+def reply_text(events) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+# ---- users -------------------------------------------------------------------
+
+
+async def test_new_users_get_the_seed_defaults(services: Services):
+    manager = services.manager
+    discord = await manager.user("discord", "1234", "alice")
+    api = await manager.user("api", "shiyemin")
+    local = await manager.local_user()
+    assert discord.status == Status.DISABLED
+    assert api.status == Status.ACTIVE
+    assert local.status == Status.ACTIVE and local.admin and not discord.admin
+    for user in (discord, api, local):
+        assert user.max_tokens == 600
+        assert user.temperature == 0.8
+        assert not user.show_public and not user.attach
+    again = await manager.user("discord", "1234")
+    assert again.id == discord.id
+
+
+async def test_settings_are_validated_and_bump_modified(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    changed = await manager.update_user(alice, alice.id, temperature=1.5, max_tokens=100)
+    assert changed.temperature == 1.5 and changed.max_tokens == 100
+    assert changed.modified > alice.modified
+    with pytest.raises(InvalidInput, match="temperature"):
+        await manager.update_user(alice, alice.id, temperature=3)
+    with pytest.raises(InvalidInput, match="max_tokens"):
+        await manager.update_user(alice, alice.id, max_tokens=0)
+    with pytest.raises(InvalidInput, match="status"):
+        await manager.update_user(alice, alice.id, status="sleeping")
+    with pytest.raises(NotFound, match="mschat models"):
+        await manager.update_user(alice, alice.id, model="nope/nothing")
+    bob = await manager.user("discord", "2", "bob")
+    with pytest.raises(PermissionDenied):
+        await manager.update_user(bob, alice.id, status="active")
+    with pytest.raises(PermissionDenied):
+        await manager.update_user(bob, bob.id, admin=True)
+    admin = await manager.local_user()
+    assert (await manager.update_user(admin, alice.id, status="new")).status == "new"
+
+
+# ---- statuses ------------------------------------------------------------------
+
+
+async def test_disabled_user_plain_message_is_ignored_and_nothing_stored(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    with pytest.raises(PermissionDenied, match="disabled"):
+        await collect(manager.chat(alice, "hello?", origin=Origin.DISCORD_GUILD))
+    assert services.store.table_counts()["messages"] == 0
+
+
+async def test_new_without_attach_creates_a_session_per_message(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    alice = await manager.update_user(alice, alice.id, status="new")
+    first = await collect(manager.chat(alice, "What is SQLite?", origin=Origin.DISCORD_GUILD))
+    second = await collect(manager.chat(alice, "And Postgres?", origin=Origin.DISCORD_GUILD))
+    s1, s2 = first[0].session, second[0].session
+    assert s1.id != s2.id
+    assert s1.title == "SQLite" and s2.title == "Postgres"
+    assert s1.public  # created in a guild channel
+    alice = await manager.get_user(alice.id)
+    assert alice.status == Status.NEW and alice.current_session_id is None
+
+
+async def test_new_with_attach_makes_the_session_current_and_active(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    alice = await manager.update_user(alice, alice.id, status="new", attach=True)
+    first = await collect(manager.chat(alice, "Explain WAL mode", origin=Origin.DISCORD_DM))
+    session = first[0].session
+    assert not session.public  # a DM starts private
+    alice = await manager.get_user(alice.id)
+    assert alice.status == Status.ACTIVE and alice.current_session_id == session.id
+    second = await collect(manager.chat(alice, "And checkpoints?", origin=Origin.DISCORD_DM))
+    assert second[0].session.id == session.id
+    # the history went to the provider
+    provider = services.registry.provider("fake")
+    assert [m.content for m in provider.requests[-1].messages][-3:] == [
+        "Explain WAL mode",
+        "Echo: Explain WAL mode",
+        "And checkpoints?",
+    ]
+
+
+async def test_active_without_current_session_creates_one(services: Services):
+    manager = services.manager
+    api = await manager.user("api", "bob")
+    events = await collect(manager.chat(api, "hi there", origin=Origin.API))
+    api = await manager.get_user(api.id)
+    assert api.current_session_id == events[0].session.id
+    again = await collect(manager.chat(api, "again", origin=Origin.API))
+    assert again[0].session.id == events[0].session.id
+
+
+# ---- visibility and permissions --------------------------------------------------
+
+
+async def test_private_sessions_are_invisible_and_refused(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    bob = await manager.user("discord", "2", "bob")
+    private = await manager.create_session(alice, origin=Origin.DISCORD_DM, title="secret")
+    public = await manager.create_session(alice, origin=Origin.DISCORD_GUILD, title="open")
+    assert [s.id for s in await manager.list_sessions(bob)] == []
+    bob = await manager.update_user(bob, bob.id, show_public=True)
+    assert [s.id for s in await manager.list_sessions(bob)] == [public.id]
+    with pytest.raises(PermissionDenied):
+        await manager.switch_session(bob, private.id)
+    before = services.store.table_counts()["messages"]
+    with pytest.raises(PermissionDenied):
+        await collect(manager.ask(bob, "let me in", session_id=private.id))
+    assert services.store.table_counts()["messages"] == before
+    # a public session can be attached to and asked in, but not changed
+    bob = await manager.switch_session(bob, public.id)
+    assert bob.current_session_id == public.id and bob.status == Status.ACTIVE
+    events = await collect(manager.chat(bob, "hello from bob", origin=Origin.DISCORD_GUILD))
+    assert events[0].session.id == public.id
+    for change in (
+        manager.rename_session(bob, public.id, "mine"),
+        manager.set_session_public(bob, public.id, False),
+        manager.set_session_model(bob, public.id, "fake/other"),
+        manager.set_session_system(bob, public.id, "be rude"),
+        manager.remove_session(bob, public.id),
+    ):
+        with pytest.raises(PermissionDenied, match="creator"):
+            await change
+
+
+async def test_creator_changes_and_clear(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    session = await manager.create_session(alice, title="one")
+    assert (await manager.rename_session(alice, session.id, "  two\n ")).title == "two"
+    assert (await manager.set_session_model(alice, session.id, "other")).model == "fake/other"
+    assert (await manager.set_session_public(alice, session.id, True)).public
+    assert (await manager.set_session_system(alice, session.id, "terse")).system_msg == "terse"
+    await manager.create_session(alice, title="three")
+    assert await manager.clear_sessions(alice) == 2
+    assert await manager.list_sessions(alice) == []
+    with pytest.raises(InvalidInput):
+        await manager.rename_session(alice, session.id, "   ")
+
+
+# ---- asking --------------------------------------------------------------------
+
+
+async def test_ask_stores_question_then_streams_and_completes(services: Services):
+    manager = services.manager
+    me = await manager.local_user()
+    events = await collect(manager.ask(me, "Say hello", new_session=True))
+    assert isinstance(events[0], Started)
+    assert reply_text(events) == "Echo: Say hello"
+    done = events[-1]
+    assert isinstance(done, Completed)
+    assert done.message.status == MessageStatus.COMPLETE
+    assert done.message.finish_reason == "stop"
+    assert done.message.tokens_out == 2 and done.message.latency_ms is not None
+    messages = await manager.messages(me, events[0].session.id)
+    assert [(m.role, m.author_id) for m in messages] == [("user", me.id), ("assistant", None)]
+    calls = services.store.api_calls_for(done.message.id)
+    assert [c["status"] for c in calls] == ["ok"]
+
+
+async def test_empty_prompt_is_refused_and_nothing_stored(services: Services):
+    me = await services.manager.local_user()
+    for text in ("", "   \n\t"):
+        with pytest.raises(InvalidInput, match="empty"):
+            await collect(services.manager.ask(me, text, new_session=True))
+    assert services.store.table_counts()["sessions"] == 0
+
+
+async def test_unknown_model_and_session_errors_say_how_to_list(services: Services):
+    me = await services.manager.local_user()
+    with pytest.raises(NotFound, match="mschat models"):
+        await collect(services.manager.ask(me, "hi", model="nope/none", new_session=True))
+    with pytest.raises(NotFound, match="mschat sessions list"):
+        await collect(services.manager.ask(me, "hi", session_id=999))
+    assert services.store.table_counts()["messages"] == 0
+
+
+async def test_provider_failure_keeps_question_and_partial_reply(
+    services: Services, provider: ScriptedProvider
+):
+    provider.push(chunks=["partial "], error=ProviderError("server error 500", kind="server"))
+    me = await services.manager.local_user()
+    events = await collect(services.manager.ask(me, "will fail", new_session=True))
+    failed = events[-1]
+    assert isinstance(failed, Failed)
+    assert failed.message.status == MessageStatus.FAILED
+    assert failed.message.content == "partial "
+    assert "500" in failed.message.error
+    messages = await services.manager.messages(me, events[0].session.id)
+    assert messages[0].content == "will fail"
+    assert services.store.api_calls_for(failed.message.id)[0]["status"] == "error"
+
+
+async def test_missing_finish_reason_is_an_error(services: Services, provider: ScriptedProvider):
+    provider.push(chunks=["cut"], finish=None)
+    me = await services.manager.local_user()
+    events = await collect(services.manager.ask(me, "q", new_session=True))
+    assert isinstance(events[-1], Failed)
+    assert "finish reason" in str(events[-1].error)
+
+
+async def test_retries_are_recorded_one_api_call_per_request(
+    services: Services, provider: ScriptedProvider
+):
+    provider.push(chunks=["ok"], retries=2)
+    me = await services.manager.local_user()
+    events = await collect(services.manager.ask(me, "q", new_session=True))
+    assert sum(isinstance(e, Retrying) for e in events) == 2
+    calls = services.store.api_calls_for(events[-1].message.id)
+    assert [c["status"] for c in calls] == ["retry", "retry", "ok"]
+
+
+async def test_cancellation_marks_the_reply_interrupted(
+    services: Services, provider: ScriptedProvider
+):
+    gate = asyncio.Event()
+    provider.push(chunks=["first part", " never"], gate=gate)
+    me = await services.manager.local_user()
+    seen: list = []
+
+    async def consume():
+        async for event in services.manager.ask(me, "long answer", new_session=True):
+            seen.append(event)
+
+    task = asyncio.create_task(consume())
+    while not any(isinstance(e, TextDelta) for e in seen):
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    reply = services.store.get_message(seen[0].reply_id)
+    assert reply.status == MessageStatus.INTERRUPTED
+    assert reply.content == "first part"
+
+
+async def test_asks_in_one_session_are_serialised(services: Services, provider: ScriptedProvider):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    bob = await manager.user("discord", "2", "bob")
+    session = await manager.create_session(alice, origin=Origin.DISCORD_GUILD, title="shared")
+    gate = asyncio.Event()
+    provider.push(chunks=["A1", "A2"], gate=gate)
+    first = asyncio.create_task(collect(manager.ask(alice, "from alice", session_id=session.id)))
+    while not provider.requests:
+        await asyncio.sleep(0.001)
+    second = asyncio.create_task(collect(manager.ask(bob, "from bob", session_id=session.id)))
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(first, second)
+    messages = services.store.messages(session.id)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "from alice"),
+        ("assistant", "A1A2"),
+        ("user", "from bob"),
+        ("assistant", "Echo: from bob"),
+    ]
+    assert messages[2].author_id == bob.id
+
+
+async def test_history_is_trimmed_to_fit_and_too_long_is_a_clear_error(
+    services: Services, provider: ScriptedProvider
+):
+    manager = services.manager
+    me = await manager.local_user()
+    me = await manager.update_user(me, me.id, max_tokens=1000)
+    session = await manager.create_session(me, title="long")
+    for index in range(6):
+        await collect(manager.ask(me, f"{index} " + "word " * 300, session_id=session.id))
+    events = await collect(manager.ask(me, "short question", session_id=session.id))
+    trimmed = [e for e in events if isinstance(e, HistoryTrimmed)]
+    assert trimmed and trimmed[0].dropped > 0
+    assert provider.requests[-1].messages[-1].content == "short question"
+    huge = "x" * 1_000_000
+    events = await collect(manager.ask(me, huge, session_id=session.id))
+    assert isinstance(events[-1], Failed)
+    assert "too long for model fake/fake-model" in str(events[-1].error)
+    stored = services.store.messages(session.id)
+    assert any(m.content == huge for m in stored)
+
+
+async def test_verbatim_unicode_control_chars_and_sql(services: Services):
+    manager = services.manager
+    me = await manager.local_user()
+    text = "'; DROP TABLE users; -- \x07 ünïcødé 🐍 \u202e"
+    events = await collect(manager.ask(me, text, new_session=True, title=text))
+    session = await manager.get_session(me, events[0].session.id)
+    assert session.title == " ".join(text.split())
+    assert services.store.messages(session.id)[0].content == text
+    assert services.store.table_counts()["users"] == 1
+
+
+async def test_regenerate_and_fork(services: Services, provider: ScriptedProvider):
+    manager = services.manager
+    me = await manager.local_user()
+    events = await collect(manager.ask(me, "first", new_session=True))
+    session_id = events[0].session.id
+    await collect(manager.ask(me, "second", session_id=session_id))
+    provider.push(chunks=["again"])
+    regen = await collect(manager.regenerate(me, session_id))
+    assert reply_text(regen) == "again"
+    contents = [m.content for m in services.store.messages(session_id)]
+    assert contents == ["first", "Echo: first", "second", "again"]
+    second_id = services.store.messages(session_id)[2].id
+    fork = await manager.fork(me, second_id, "second, edited")
+    assert fork.forked_from_id == session_id
+    await collect(manager.ask(me, "second, edited", session_id=fork.id))
+    assert [m.content for m in services.store.messages(fork.id)] == [
+        "first", "Echo: first", "second, edited", "Echo: second, edited"
+    ]
+    assert len(services.store.messages(session_id)) == 4  # original kept
+
+
+async def test_search_respects_visibility(services: Services):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    bob = await manager.user("discord", "2", "bob")
+    private = await manager.create_session(alice, origin=Origin.DISCORD_DM, title="p")
+    public = await manager.create_session(alice, origin=Origin.DISCORD_GUILD, title="q")
+    await collect(manager.ask(alice, "zebra secret", session_id=private.id))
+    await collect(manager.ask(alice, "zebra public", session_id=public.id))
+    assert {h.session_id for h in await manager.search(alice, "zebra")} == {private.id, public.id}
+    assert {h.session_id for h in await manager.search(bob, "zebra")} == {public.id}
+    with pytest.raises(InvalidInput):
+        await manager.search(bob, "  ")
+
+
+async def test_export_markdown_and_json(services: Services):
+    manager = services.manager
+    me = await manager.local_user()
+    events = await collect(manager.ask(me, "Export me", new_session=True))
+    markdown = await manager.export_session(me, events[0].session.id, "markdown")
+    assert "# Export" in markdown and "Echo: Export me" in markdown
+    import json
+
+    data = json.loads(await manager.export_session(me, events[0].session.id, "json"))
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
