@@ -439,6 +439,50 @@ class SessionManager:
             raise InvalidInput(f"export format must be markdown or json, got {fmt!r}")
         return render_markdown(session, messages)
 
+    # ---- front-end support: references, logs, feedback, live updates --------
+
+    async def set_external_ref(self, message_id: int, ref: str) -> None:
+        """Attach a front end's id (e.g. the Discord reply's message id) to a message."""
+        await self._run(self.store.update_message, message_id, external_ref=str(ref))
+
+    async def find_by_ref(self, user: User, ref: str) -> tuple[Session, Message]:
+        """The visible session and message carrying a front end's reference."""
+        message = await self._run(self.store.find_message_by_ref, str(ref))
+        if message is None:
+            raise NotFound("that message does not belong to any session")
+        return await self.get_session(user, message.session_id), message
+
+    async def log_interaction(self, **values: Any) -> int:
+        """Record an interaction or command a front end received; returns its id."""
+        return await self._run(self.store.add_interaction, **values)
+
+    async def finish_interaction(
+        self, interaction_id: int, status: str, error: str | None = None
+    ) -> None:
+        """Record how an interaction ended."""
+        await self._run(self.store.update_interaction, interaction_id, status=status, error=error)
+
+    async def add_feedback(
+        self, user: User, message_id: int, kind: str, text: str | None = None
+    ) -> int:
+        """Record a user's feedback (good / outdated / inaccurate / other) on a reply."""
+        if kind not in ("good", "outdated", "inaccurate", "other"):
+            raise InvalidInput("feedback must be good, outdated, inaccurate or other")
+        message = await self._run(self.store.get_message, message_id)
+        await self.get_session(user, message.session_id)
+        return await self._run(
+            self.store.add_feedback, message_id=message_id, user_id=user.id, kind=kind, text=text
+        )
+
+    async def data_version(self) -> int:
+        """Changes whenever another process commits to the database (cheap polling)."""
+        return await self._run(self.store.data_version)
+
+    async def messages_since(self, user: User, session_id: int, after_id: int) -> list[Message]:
+        """Messages newer than ``after_id`` plus those still streaming (live views)."""
+        await self.get_session(user, session_id)
+        return await self._run(self.store.messages_changed_since, session_id, after_id)
+
     # ---- routing plain messages ---------------------------------------------
 
     async def route(self, user: User, origin: str) -> Session | None:
