@@ -127,8 +127,8 @@ def cli(ctx: click.Context, db: str | None) -> None:
 def read_prompt(prompt: str | None) -> str:
     """The prompt from the argument and/or piped stdin (stdin is appended as context)."""
     piped = ""
-    stdin = click.get_text_stream("stdin")
-    if not stdin.isatty():
+    stdin = sys.stdin
+    if stdin is not None and not stdin.isatty():
         piped = stdin.read()
     if prompt and piped.strip():
         return f"{prompt}\n\n{piped}"

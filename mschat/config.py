@@ -80,7 +80,10 @@ def _int(value: Any) -> int:
 
 
 def _positive_int(value: Any) -> int:
-    number = _int(value)
+    try:
+        number = _int(value)
+    except ValueError:
+        raise ValueError("a positive integer") from None
     if number <= 0:
         raise ValueError("a positive integer")
     return number

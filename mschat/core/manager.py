@@ -260,6 +260,18 @@ class SessionManager:
         return session.creator_id == user.id or session.public or user.admin
 
     @staticmethod
+    def can_use(user: User, session: Session) -> bool:
+        """Asking in or attaching to a session: own or public only (admins too)."""
+        return session.creator_id == user.id or session.public
+
+    async def usable_session(self, user: User, session_id: int) -> Session:
+        """A session the user may ask in or attach to, else PermissionDenied."""
+        session = await self.get_session(user, session_id)
+        if not self.can_use(user, session):
+            raise PermissionDenied(f"session {session_id} is private to its creator")
+        return session
+
+    @staticmethod
     def can_edit(user: User, session: Session) -> bool:
         """Only the creator (or an admin) changes a session."""
         return session.creator_id == user.id or user.admin
@@ -340,8 +352,8 @@ class SessionManager:
         return await self._run(self.store.count_sessions, user.id, include_public=public)
 
     async def switch_session(self, user: User, session_id: int) -> User:
-        """Make a visible session current and the user active (attach)."""
-        session = await self.get_session(user, session_id)
+        """Make an own or public session current and the user active (attach)."""
+        session = await self.usable_session(user, session_id)
         return await self._run(
             self.store.update_user,
             user.id,
@@ -496,7 +508,7 @@ class SessionManager:
             )
         if user.status == Status.ACTIVE and user.current_session_id is not None:
             try:
-                return await self.get_session(user, user.current_session_id)
+                return await self.usable_session(user, user.current_session_id)
             except (NotFound, PermissionDenied):
                 return None  # deleted or made private: start afresh
         return None
@@ -561,7 +573,7 @@ class SessionManager:
 
         session: Session | None = None
         if session_id is not None:
-            session = await self.get_session(user, session_id)
+            session = await self.usable_session(user, session_id)
         elif not new_session:
             session = await self.route(user, origin)
         if session is None and explicit_model is None:

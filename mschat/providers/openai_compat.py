@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import random
-import re
+import socket
 import tempfile
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
@@ -106,12 +106,18 @@ class Target:
     """What a request is aimed at; builds messages and keeps the key out of them."""
 
     def __init__(
-        self, provider: str, base_url: str, model: str | None, api_key: str | None
+        self,
+        provider: str,
+        base_url: str,
+        model: str | None,
+        api_key: str | None,
+        api_key_env: str | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url
         self.model = model
         self._api_key = api_key
+        self.api_key_env = api_key_env
 
     def redact(self, text: str) -> str:
         """``text`` without the API key, shortened to a readable length."""
@@ -122,11 +128,21 @@ class Target:
 
     def key_hint(self) -> str:
         """Where the user sets this provider's key."""
-        env = re.sub(r"[^A-Z0-9]", "_", self.provider.upper())
-        return f"set {env}_API_KEY or providers.{self.provider}.api_key"
+        env = self.api_key_env or ("OPENAI_API_KEY" if self.provider == "openai" else None)
+        setting = f"providers.{self.provider}.api_key"
+        return f"set {env} or {setting}" if env else f"set {setting}"
 
 
 # ---- pure helpers: request, SSE, classification, retry ----------------------------------
+
+
+#: OpenAI reasoning models take max_completion_tokens and only the default temperature
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Whether ``model`` is an OpenAI reasoning model (different sampling parameters)."""
+    return model.lower().startswith(REASONING_PREFIXES)
 
 
 def build_payload(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
@@ -144,6 +160,9 @@ def build_payload(request: ChatRequest, *, stream: bool = True) -> dict[str, Any
         "seed": request.seed,
         "user": request.user,
     }
+    if is_reasoning_model(request.model):
+        optional["max_completion_tokens"] = optional.pop("max_tokens")
+        optional.pop("temperature")
     payload.update({k: v for k, v in optional.items() if v is not None})
     return payload
 
@@ -305,19 +324,28 @@ def _not_found(target: Target, detail: str, code: str, path: str) -> ProviderFai
     return ProviderFailure("model_not_found", head, hint, status=404)
 
 
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes (anyio hides "connection refused" a few levels down)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _connect_reason(exc: Exception) -> str:
     """A short reason for a failed connection: refused, DNS, or the raw text."""
+    for cause in _exception_chain(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return f"host not found ({cause})"
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
-    if "refused" in lowered or "errno 111" in lowered or "errno 61" in lowered:
+    if "refused" in lowered:
         return "connection refused"
-    dns = (
-        "name or service not known",
-        "nodename nor servname",
-        "getaddrinfo",
-        "name resolution",
-        "no address",
-    )
+    dns = ("name or service not known", "nodename nor servname", "getaddrinfo", "name resolution")
     if any(w in lowered for w in dns):
         return f"host not found ({text})"
     return text
@@ -463,10 +491,9 @@ class StreamState:
         pending = self.decoder.flush()
         events = [] if pending is None or self.done else self.feed_data(pending)
         if self.finish_reason is None:
-            raise self._bad(
-                "the reply was cut off: the stream ended without a finish reason "
-                f"(after {self.chars} characters)"
-            )
+            head = f"the reply from provider '{self.target.provider}' was cut off"
+            detail = f"the stream ended without a finish reason (after {self.chars} characters)"
+            raise ProviderFailure("bad_response", head, detail)
         return [*events, FinishChunk(self.finish_reason)]
 
     def _chunk_events(self, obj: Any) -> list[ProviderEvent]:
@@ -595,8 +622,10 @@ class OpenAICompatProvider:
         backoff_max: float = 20.0,
         extra_headers: dict[str, str] | None = None,
         transport: Any = None,
+        api_key_env: str | None = None,
     ) -> None:
         self.name = name
+        self.api_key_env = api_key_env  # only named in error messages
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key or None
         self.timeout = timeout
@@ -644,7 +673,7 @@ class OpenAICompatProvider:
         return self._client
 
     def _target(self, model: str | None) -> Target:
-        return Target(self.name, self.base_url, model, self._api_key)
+        return Target(self.name, self.base_url, model, self._api_key, self.api_key_env)
 
     def _delay(self, failure: ProviderFailure, attempt: int, state: StreamState) -> float | None:
         return retry_delay(
@@ -707,12 +736,12 @@ class OpenAICompatProvider:
                 if _is_json(resp):
                     for event in state.feed_completion(await resp.aread()):
                         yield event
-                    return
-                async for line in resp.aiter_lines():
-                    for event in state.feed_line(line):
-                        yield event
-                    if state.done:
-                        break
+                else:
+                    async for line in resp.aiter_lines():
+                        for event in state.feed_line(line):
+                            yield event
+                        if state.done:
+                            break
         except httpx.HTTPError as exc:
             self._raise_unless_finished(exc, state)
         for event in state.end():
@@ -750,11 +779,11 @@ class OpenAICompatProvider:
                     )
                 if _is_json(resp):
                     yield from state.feed_completion(resp.read())
-                    return
-                for line in resp.iter_lines():
-                    yield from state.feed_line(line)
-                    if state.done:
-                        break
+                else:
+                    for line in resp.iter_lines():
+                        yield from state.feed_line(line)
+                        if state.done:
+                            break
         except httpx.HTTPError as exc:
             self._raise_unless_finished(exc, state)
         yield from state.end()

@@ -60,6 +60,7 @@ def _openai_factory(provider: ProviderConfig, config: Config) -> Provider:
         provider.resolve_key(config.env),
         timeout=provider.timeout,
         max_retries=provider.max_retries,
+        api_key_env=provider.api_key_env,
     )
 
 

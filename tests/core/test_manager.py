@@ -370,3 +370,17 @@ async def test_export_markdown_and_json(services: Services):
 
     data = json.loads(await manager.export_session(me, events[0].session.id, "json"))
     assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+
+
+async def test_admin_reads_but_cannot_ask_in_anothers_private_session(services: Services):
+    manager = services.manager
+    admin = await manager.local_user()
+    alice = await manager.user("discord", "1", "alice")
+    private = await manager.create_session(alice, origin=Origin.DISCORD_DM, title="diary")
+    await collect(manager.ask(alice, "dear diary", session_id=private.id))
+    assert len(await manager.messages(admin, private.id)) == 2
+    with pytest.raises(PermissionDenied):
+        await collect(manager.ask(admin, "hi", session_id=private.id))
+    with pytest.raises(PermissionDenied):
+        await manager.switch_session(admin, private.id)
+    assert (await manager.rename_session(admin, private.id, "moderated")).title == "moderated"

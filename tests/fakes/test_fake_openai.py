@@ -171,18 +171,14 @@ def test_chunk_text() -> None:
 
 
 def test_runs_standalone() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_openai", "--port", "0", "--reply", "hi"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        base_url = proc.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:")
-        models = httpx.get(f"{base_url}/models").json()
-        assert models["data"][0]["id"] == "fake-model"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    command = [sys.executable, "-m", "tests.fakes.fake_openai", "--port", "0", "--reply", "hi"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            base_url = proc.stdout.readline().strip()
+            assert base_url.startswith("http://127.0.0.1:")
+            models = httpx.get(f"{base_url}/models").json()
+            assert models["data"][0]["id"] == "fake-model"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -200,7 +200,7 @@ async def test_429_forever_is_rate_limited(fake: FakeOpenAI, make: MakeProvider)
 
 async def test_500_forever_is_a_server_error(fake: FakeOpenAI, make: MakeProvider) -> None:
     fake.inject("500", times=None, message="boom")
-    error, events = await fails(make(max_retries=1))
+    error, _ = await fails(make(max_retries=1))
     assert error.kind == "server"
     assert str(error) == "server error 500 from fake after 2 attempts: boom"
 
@@ -214,9 +214,11 @@ async def test_503_once_then_success(fake: FakeOpenAI, make: MakeProvider) -> No
 
 async def test_401_is_auth_without_retry(fake: FakeOpenAI, make: MakeProvider) -> None:
     fake.inject("401", message=f"Incorrect API key provided: {KEY}")
-    error, events = await fails(make())
+    error, events = await fails(make(api_key_env="FAKE_KEY"))
     assert error.kind == "auth" and not events and len(fake.requests) == 1
-    assert "rejected (401); set FAKE_API_KEY or providers.fake.api_key" in str(error)
+    assert str(error) == (
+        "the API key for provider 'fake' was rejected (401); set FAKE_KEY or providers.fake.api_key"
+    )
 
 
 async def test_unknown_model(fake: FakeOpenAI, make: MakeProvider) -> None:
@@ -335,6 +337,7 @@ def test_sync_auth_error(thread_fake: FakeOpenAIThread) -> None:
         list(provider.stream_chat_sync(REQUEST))
     provider.close()
     assert info.value.kind == "auth" and KEY not in str(info.value)
+    assert str(info.value).endswith("(401); set providers.fake.api_key")
 
 
 # ---- pure parts ------------------------------------------------------------------
@@ -415,6 +418,21 @@ def test_count_tokens_with_cached_encoding(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_import_stays_light() -> None:
-    code = "import sys, mschat.providers.openai_compat; print(sorted({'openai', 'tiktoken', 'aiohttp'} & set(sys.modules)))"
+    code = (
+        "import sys, json, mschat.providers.openai_compat\n"
+        "print(json.dumps([m for m in ('openai', 'tiktoken', 'aiohttp') if m in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.replace("'", '"')) == []
+    assert json.loads(out.stdout) == []
+
+
+def test_reasoning_models_get_max_completion_tokens_and_no_temperature():
+    from mschat.providers.base import ChatMessage, ChatRequest
+    from mschat.providers.openai_compat import build_payload
+
+    request = ChatRequest("o3-mini", (ChatMessage("user", "hi"),), max_tokens=5, temperature=0.2)
+    payload = build_payload(request)
+    assert payload["max_completion_tokens"] == 5
+    assert "max_tokens" not in payload and "temperature" not in payload
+    plain = build_payload(ChatRequest("gpt-4o", (ChatMessage("user", "hi"),), max_tokens=5))
+    assert plain["max_tokens"] == 5

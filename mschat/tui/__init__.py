@@ -1,0 +1,1 @@
+"""The Textual terminal UI: ``make_app(services)`` builds it, ``run(services)`` runs it."""

@@ -1,0 +1,48 @@
+"""Small pure helpers that turn core objects into display text (no Textual here)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from mschat.core.models import Message, MessageStatus, Session
+
+_FENCE = re.compile(r"^(```|~~~)([^\n`]*)\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def short_time(iso: str, now: datetime | None = None) -> str:
+    """A compact local-independent time: HH:MM today, else YYYY-MM-DD HH:MM."""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso[:16]
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if when.date() == now.date():
+        return when.strftime("%H:%M")
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def author_of(message: Message) -> str:
+    """Who said a message: the author's name, or the model for replies."""
+    if message.role == "assistant":
+        return f"assistant ({message.model})" if message.model else "assistant"
+    return message.author_name or message.role
+
+
+def status_note(message: Message) -> str:
+    """A short suffix for messages that did not complete."""
+    if message.status == MessageStatus.COMPLETE:
+        return ""
+    return f" [{message.status}]"
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """Fenced code blocks of a Markdown text as (language, code) pairs."""
+    return [(m.group(2).strip(), m.group(3)) for m in _FENCE.finditer(text)]
+
+
+def session_mark(session: Session) -> str:
+    """A globe for public sessions, a lock for private ones."""
+    return "🌐" if session.public else "🔒"

@@ -1,0 +1,139 @@
+"""The store: schema from a blank database, refusal of newer ones, many processes at once."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mschat.core.errors import DatabaseError
+from mschat.store import Store
+from mschat.store.migrations import KNOWN_MIGRATIONS
+
+EXPECTED_TABLES = {
+    "users",
+    "sessions",
+    "messages",
+    "api_calls",
+    "feedback",
+    "interactions",
+    "messages_fts",
+    "_sqlite_migrations",
+}
+
+
+def test_blank_database_gets_the_whole_schema(tmp_path: Path):
+    store = Store.open(tmp_path / "new.db")
+    tables = set(store.db.table_names())
+    assert EXPECTED_TABLES <= tables
+    assert "session_dialogues" in store.db.view_names()
+    assert store.applied_migrations() == KNOWN_MIGRATIONS
+    conn = store.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    columns = {
+        table: {c.name for c in store.db[table].columns}
+        for table in ("users", "sessions", "messages", "api_calls")
+    }
+    assert {
+        "kind", "external_id", "status", "model", "current_session_id", "system_msg",
+        "show_public", "attach", "max_tokens", "temperature", "created", "updated", "modified",
+    } <= columns["users"]
+    assert {"creator_id", "title", "model", "public", "system_msg", "origin"} <= columns["sessions"]
+    assert {
+        "session_id", "author_id", "role", "content", "status", "tokens_in", "tokens_out",
+        "latency_ms", "finish_reason", "error",
+    } <= columns["messages"]
+    # every foreign key has an index
+    for table in ("sessions", "messages", "api_calls", "feedback", "interactions", "users"):
+        indexed = {tuple(i.columns)[0] for i in store.db[table].indexes}
+        for fk in store.db[table].foreign_keys:
+            assert fk.column in indexed, f"{table}.{fk.column} has no index"
+    assert any(
+        i.columns[:2] == ["session_id", "created"] for i in store.db["messages"].indexes
+    )
+    # FTS triggers keep the index in sync on insert, update and delete
+    user = store.create_user(kind="local", external_id="me", name="me", status="active")
+    session = store.create_session(
+        creator_id=user.id, title="t", model=None, system_msg=None, public=0, origin="terminal"
+    )
+    message = store.add_message(session_id=session.id, author_id=user.id, role="user",
+                                content="alpha")
+    assert [h.message_id for h in store.search("alpha", user_id=user.id)] == [message.id]
+    store.update_message(message.id, content="beta")
+    assert store.search("alpha", user_id=user.id) == []
+    assert len(store.search("beta", user_id=user.id)) == 1
+    store.delete_session(session.id)
+    assert store.search("beta", user_id=user.id) == []
+    assert store.table_counts()["messages"] == 0  # cascade
+
+
+def test_reopening_is_idempotent(tmp_path: Path):
+    path = tmp_path / "db.sqlite"
+    Store.open(path).close()
+    store = Store.open(path)
+    assert store.applied_migrations() == KNOWN_MIGRATIONS
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_database_from_a_newer_mschat_is_refused_and_untouched(tmp_path: Path):
+    path = tmp_path / "future.db"
+    store = Store.open(path)
+    store.conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('mschat', 'm999_from_the_future', '2030-01-01')"
+    )
+    store.conn.execute(f"PRAGMA user_version = {len(KNOWN_MIGRATIONS) + 1}")
+    store.conn.commit()
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    before = _digest(path)
+    with pytest.raises(DatabaseError, match="newer mschat"):
+        Store.open(path)
+    assert _digest(path) == before
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DatabaseError, match="junk.db"):
+        Store.open(path)
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    store = Store.open(path)
+    user = store.create_user(kind="api", external_id=f"w{worker}", name=f"w{worker}",
+                             status="active")
+    session = store.create_session(
+        creator_id=user.id, title=f"s{worker}", model=None, system_msg=None, public=0,
+        origin="api",
+    )
+    for index in range(count):
+        message = store.add_message(
+            session_id=session.id, author_id=user.id, role="user", content=f"m{index}"
+        )
+        store.update_message(message.id, status="complete")
+    store.close()
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_write_one_database_without_locking_errors(tmp_path: Path):
+    path = str(tmp_path / "shared.db")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(path, n, 200)) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(90)
+        assert worker.exitcode == 0
+    counts = sqlite3.connect(path).execute(
+        "SELECT count(*), count(DISTINCT session_id) FROM messages"
+    ).fetchone()
+    assert counts == (400, 2)
