@@ -77,9 +77,13 @@ def notice_bundled(services: Any) -> None:
     if getattr(registry, "using_bundled", False) and not getattr(registry, "_noticed", False):
         registry._noticed = True
         describe = getattr(registry, "bundled_notice", None)
-        text = describe() if callable(describe) else (
-            "Using the bundled offline model. Configure a real provider with "
-            "OPENAI_API_KEY or a [providers.NAME] table in the config file."
+        text = (
+            describe()
+            if callable(describe)
+            else (
+                "Using the bundled offline model. Configure a real provider with "
+                "OPENAI_API_KEY or a [providers.NAME] table in the config file."
+            )
         )
         click.echo(text, err=True)
 
@@ -138,14 +142,18 @@ def read_prompt(prompt: str | None) -> str:
 @cli.command()
 @click.argument("prompt", required=False)
 @click.option("-s", "--session", "session_ref", help="Session id or title to continue.")
-@click.option("-c", "--continue", "continue_", is_flag=True, help="Continue the most recent session.")
+@click.option(
+    "-c", "--continue", "continue_", is_flag=True, help="Continue the most recent session."
+)
 @click.option("--new", "new_session", is_flag=True, help="Start a new session (the default).")
 @click.option("-m", "--model", help="Model name, provider/model or alias.")
 @click.option("--system", help="System message for this session.")
 @click.option("--temperature", type=float, help="Sampling temperature (0-2).")
 @click.option("--max-tokens", type=int, help="Maximum tokens in the reply.")
 @click.option("--no-stream", is_flag=True, help="Print the reply once it is complete.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: reply, session, usage.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object: reply, session, usage."
+)
 @click.option("-u", "--usage", "show_usage", is_flag=True, help="Print token usage on stderr.")
 @click.pass_obj
 def ask(
@@ -183,8 +191,9 @@ def ask(
 
     from mschat.render import AskRenderer
 
-    renderer = AskRenderer(stream=not no_stream and not as_json, as_json=as_json,
-                           show_usage=show_usage)
+    renderer = AskRenderer(
+        stream=not no_stream and not as_json, as_json=as_json, show_usage=show_usage
+    )
 
     async def body(services: Any) -> int:
         manager = services.manager
@@ -281,7 +290,7 @@ def sessions_list(
         _print_json([asdict(s) for s in found])
         return
     if not found:
-        click.echo("No sessions yet. Start one with: mschat ask \"...\"")
+        click.echo('No sessions yet. Start one with: mschat ask "..."')
         return
     _table(
         [
@@ -459,8 +468,13 @@ def sessions_search(ctx: Context, text: str, limit: int, everyone: bool, as_json
 @sessions.command("export")
 @click.argument("session_ref")
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown",
-    show_default=True, help="Output format.",
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="Output format.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
 @click.pass_obj
@@ -528,8 +542,16 @@ def users_list(ctx: Context, kind: str | None, as_json: bool) -> None:
         return
     _table(
         [
-            [str(u.id), u.kind, u.external_id, u.name, u.status, u.model or "(default)",
-             str(u.current_session_id or ""), _short_time(u.updated)]
+            [
+                str(u.id),
+                u.kind,
+                u.external_id,
+                u.name,
+                u.status,
+                u.model or "(default)",
+                str(u.current_session_id or ""),
+                _short_time(u.updated),
+            ]
             for u in found
         ],
         ["ID", "KIND", "EXTERNAL ID", "NAME", "STATUS", "MODEL", "CURRENT", "UPDATED"],
@@ -631,9 +653,13 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
                 try:
                     for model in await lister():
                         rows.append(
-                            {"name": f"{name}/{model}", "provider": name, "model": model,
-                             "context_window": registry.context_window(name, model),
-                             "source": "server"}
+                            {
+                                "name": f"{name}/{model}",
+                                "provider": name,
+                                "model": model,
+                                "context_window": registry.context_window(name, model),
+                                "source": "server",
+                            }
                         )
                 except MschatError as error:
                     errors[name] = str(error)
@@ -642,8 +668,12 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
         except MschatError as error:
             default = None
             errors["default"] = str(error)
-        return {"models": rows, "aliases": services.config.aliases, "default": default,
-                "errors": errors}
+        return {
+            "models": rows,
+            "aliases": services.config.aliases,
+            "default": default,
+            "errors": errors,
+        }
 
     data = run_async(ctx, body)
     if as_json:
@@ -651,8 +681,14 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
         return
     if data["models"]:
         _table(
-            [[m["name"] + (" *" if m["name"] == data["default"] else ""),
-              str(m.get("context_window") or ""), m.get("source", "")] for m in data["models"]],
+            [
+                [
+                    m["name"] + (" *" if m["name"] == data["default"] else ""),
+                    str(m.get("context_window") or ""),
+                    m.get("source", ""),
+                ]
+                for m in data["models"]
+            ],
             ["MODEL", "CONTEXT", "SOURCE"],
         )
     elif data["default"]:
@@ -712,7 +748,9 @@ def config_show(ctx: Context, as_json: bool) -> None:
             if value is None:
                 continue
             origin = loaded.origins.get(f"{section}.{key}")
-            suffix = f"  # from {origin}" if origin and origin.startswith(("MSCHAT", "DISC")) else ""
+            suffix = (
+                f"  # from {origin}" if origin and origin.startswith(("MSCHAT", "DISC")) else ""
+            )
             click.echo(f"{key} = {json.dumps(value)}{suffix}")
 
 
@@ -760,7 +798,8 @@ def serve_api(ctx: Context, host: str | None, port: int | None) -> None:
 
 @cli.command("serve-discord")
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level (default: discord.log_level).",
 )
 @click.pass_obj

@@ -219,7 +219,7 @@ PROVIDER_KEYS: dict[str, Key] = {
 }
 
 MAP_SECTIONS = {
-    "aliases": (_str, "alias = \"provider/model\""),
+    "aliases": (_str, 'alias = "provider/model"'),
     "context_windows": (_positive_int, "model = tokens"),
 }
 
@@ -348,9 +348,7 @@ def load_config(
 
     sections = _load_sections(file, data, env, origins)
     providers = _load_providers(file, data.get("providers", {}), env)
-    maps = {
-        name: _load_map(file, name, data.get(name, {}), env) for name in MAP_SECTIONS
-    }
+    maps = {name: _load_map(file, name, data.get(name, {}), env) for name in MAP_SECTIONS}
     return Config(
         file=file,
         db=Path(db) if db else db_path(env),
@@ -397,9 +395,7 @@ def _load_sections(
     return sections
 
 
-def _load_providers(
-    file: Path, given: Any, env: Mapping[str, str]
-) -> dict[str, ProviderConfig]:
+def _load_providers(file: Path, given: Any, env: Mapping[str, str]) -> dict[str, ProviderConfig]:
     if not isinstance(given, dict):
         raise ConfigError(f"{file}: providers must be tables like [providers.openai]")
     raw: dict[str, dict[str, Any]] = {}
@@ -445,8 +441,10 @@ def _load_providers(
                     f"{file}: providers.{provider.name}.base_url is required "
                     '(e.g. base_url = "http://localhost:11434/v1")'
                 )
-        if provider.type == "openai" and provider.name == "openai" and not (
-            provider.api_key or provider.api_key_env
+        if (
+            provider.type == "openai"
+            and provider.name == "openai"
+            and not (provider.api_key or provider.api_key_env)
         ):
             provider.api_key_env = "OPENAI_API_KEY"
     if not any(p.type == "openai" for p in providers.values()) and (

@@ -73,8 +73,11 @@ class AskRenderer:
                     code = 0
                 elif isinstance(event, Failed):
                     self._end()
-                    self._summary("failed", event.message.id if event.message else None,
-                                  error=str(event.error))
+                    self._summary(
+                        "failed",
+                        event.message.id if event.message else None,
+                        error=str(event.error),
+                    )
                     if not self.as_json:
                         self._note(f"Error: {event.error}")
                     code = 1
@@ -90,7 +93,9 @@ class AskRenderer:
 
             self._markdown = Markdown
             self._live = Live(
-                Markdown(""), console=Console(file=self.out), refresh_per_second=12,
+                Markdown(""),
+                console=Console(file=self.out),
+                refresh_per_second=12,
                 vertical_overflow="visible",
             )
             self._live.start()

@@ -82,12 +82,12 @@ qa_channels = "*"
         ("[general\n", "invalid TOML"),
         ("[general]\ncolour = 1\n", "unknown key general.colour"),
         ("[nonsense]\nx = 1\n", "unknown section or key 'nonsense'"),
-        ("[api]\nport = \"eighty\"\n", "api.port must be a positive integer"),
+        ('[api]\nport = "eighty"\n', "api.port must be a positive integer"),
         ("[defaults]\ntemperature = 5\n", "defaults.temperature must be a number from 0 to 2"),
         ("[providers.x]\nbase_url = 1\n", "providers.x.base_url must be a string"),
-        ("[providers.x]\nmodels = [\"a\"]\n", "providers.x.base_url is required"),
-        ("[providers.x]\nbase_url = \"http://h\"\nspeed = 1\n", "unknown key providers.x.speed"),
-        ("[discord]\nqa_channels = [\"general\"]\n", 'list of channel ids or "*"'),
+        ('[providers.x]\nmodels = ["a"]\n', "providers.x.base_url is required"),
+        ('[providers.x]\nbase_url = "http://h"\nspeed = 1\n', "unknown key providers.x.speed"),
+        ('[discord]\nqa_channels = ["general"]\n', 'list of channel ids or "*"'),
     ],
 )
 def test_bad_config_names_file_key_and_expectation(mschat_home: Path, text: str, message: str):

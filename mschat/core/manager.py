@@ -72,8 +72,20 @@ DEFAULT_STATUS = {
     UserKind.API: Status.ACTIVE,
 }
 
-USER_SETTINGS = ("name", "system_msg", "max_tokens", "temperature", "show_public",
-                 "attach", "model", "status", "rate_limit", "priority", "ignored", "admin")
+USER_SETTINGS = (
+    "name",
+    "system_msg",
+    "max_tokens",
+    "temperature",
+    "show_public",
+    "attach",
+    "model",
+    "status",
+    "rate_limit",
+    "priority",
+    "ignored",
+    "admin",
+)
 ADMIN_ONLY_SETTINGS = ("rate_limit", "priority", "ignored", "admin")
 
 
@@ -104,9 +116,7 @@ def validate_status(value: Any) -> str:
     try:
         return Status(str(value).lower()).value
     except ValueError:
-        raise InvalidInput(
-            f"status must be one of new, active, disabled, got {value!r}"
-        ) from None
+        raise InvalidInput(f"status must be one of new, active, disabled, got {value!r}") from None
 
 
 class SessionManager:
@@ -180,7 +190,7 @@ class SessionManager:
         if not name:
             try:
                 name = getpass.getuser()
-            except Exception:  # noqa: BLE001 - no login name in some containers
+            except Exception:
                 name = "local"
         return await self.user(UserKind.LOCAL, name, name)
 
@@ -433,7 +443,11 @@ class SessionManager:
             raise InvalidInput("the search text is empty")
         user_id = None if (everyone and user.admin) else user.id
         return await self._run(
-            self.store.search, text, user_id=user_id, include_public=True, limit=limit,
+            self.store.search,
+            text,
+            user_id=user_id,
+            include_public=True,
+            limit=limit,
             offset=offset,
         )
 
@@ -623,7 +637,11 @@ class SessionManager:
                 raise InvalidInput("this session has no question to answer again")
             await self._run(self.store.delete_messages_from, session.id, last_user.id + 1)
             async for event in self._answer(
-                user, session, last_user.content, created=False, existing_user_message=last_user,
+                user,
+                session,
+                last_user.content,
+                created=False,
+                existing_user_message=last_user,
                 **options,
             ):
                 yield event
@@ -670,7 +688,38 @@ class SessionManager:
         await self._run(copy)
         return await self._run(self.store.get_session, fork.id)
 
-    async def _history(self, session_id: int, budget: int, counter: Callable[[str], int]) -> list[Message]:
+    async def import_messages(
+        self, user: User, session_id: int, turns: list[tuple[str, str]]
+    ) -> list[Message]:
+        """Append earlier (role, content) turns to a session the user may change.
+
+        For front ends that receive a whole conversation at once (the
+        OpenAI-compatible API): user turns are authored by ``user``, assistant
+        turns are stored as complete replies of the session's model.
+        """
+        session = await self._editable(user, session_id)
+        for role, _ in turns:
+            if role not in ("user", "assistant"):
+                raise InvalidInput(f"only user and assistant turns can be imported, not {role!r}")
+
+        def insert() -> list[Message]:
+            return [
+                self.store.add_message(
+                    session_id=session.id,
+                    author_id=user.id if role == "user" else None,
+                    role=role,
+                    content=content,
+                    model=session.model if role == "assistant" else None,
+                )
+                for role, content in turns
+            ]
+
+        async with self._lock(session.id):
+            return await self._run(insert)
+
+    async def _history(
+        self, session_id: int, budget: int, counter: Callable[[str], int]
+    ) -> list[Message]:
         """Load recent messages page by page until they surely exceed the budget."""
         messages: list[Message] = []
         before: int | None = None
@@ -700,14 +749,17 @@ class SessionManager:
         existing_user_message: Message | None = None,
     ) -> AsyncIterator[Event]:
         resolved = model or self.resolve_model(session.model or user.model)
-        user_message = existing_user_message or await self._run(
-            self.store.add_message,
-            session_id=session.id,
-            author_id=user.id,
-            role="user",
-            content=text,
-            external_ref=external_ref,
-        )
+        if existing_user_message is not None:
+            user_message = existing_user_message
+        else:
+            user_message = await self._run(
+                self.store.add_message,
+                session_id=session.id,
+                author_id=user.id,
+                role="user",
+                content=text,
+                external_ref=external_ref,
+            )
         reply = await self._run(
             self.store.add_message,
             session_id=session.id,
@@ -730,9 +782,7 @@ class SessionManager:
             provider = self.registry.provider(resolved.provider)
             limit = max_tokens or user.max_tokens
             count = _counter(provider, resolved.model)
-            history = await self._history(
-                session.id, resolved.context_window - limit, count
-            )
+            history = await self._history(session.id, resolved.context_window - limit, count)
             history = [m for m in history if m.id != reply.id]
             context = build_context(
                 system_msg=system if system is not None else session.system_msg,
@@ -764,7 +814,7 @@ class SessionManager:
         except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
             relay.interrupt()
             raise
-        except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the turn
+        except Exception as exc:
             yield await relay.fail(ProviderError(f"unexpected error: {exc!r}", kind="bad_response"))
 
 
@@ -888,9 +938,7 @@ class _Relay:
             "tokens_in": self.usage.prompt_tokens,
             "tokens_out": self.usage.completion_tokens,
         }
-        call = self._call_row(
-            "error", http_status=getattr(error, "status", None), error=str(error)
-        )
+        call = self._call_row("error", http_status=getattr(error, "status", None), error=str(error))
         message = await self.manager._run(self._finish, values, call)
         self.done = True
         return Failed(error=error, message=message)
@@ -919,7 +967,7 @@ def _counter(provider: Provider, model: str) -> Callable[[str], int]:
         return estimate_tokens
     try:
         probe = counter(model, [ChatMessage("user", "probe")])
-    except Exception:  # noqa: BLE001 - a tokenizer failure falls back to the estimate
+    except Exception:
         probe = None
     if probe is None:
         return estimate_tokens
@@ -959,4 +1007,4 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SessionManager", "Context", "render_markdown"]
+__all__ = ["Context", "SessionManager", "render_markdown"]

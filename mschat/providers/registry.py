@@ -119,8 +119,9 @@ class Registry:
         if self.config.default_model:
             return self.config.default_model
         if not self.provider_configs:
-            raise ProviderError("no model provider is configured", kind="not_configured",
-                                hint=NO_PROVIDER_HINT)
+            raise ProviderError(
+                "no model provider is configured", kind="not_configured", hint=NO_PROVIDER_HINT
+            )
         provider = next(iter(self.provider_configs.values()))
         if provider.models:
             return f"{provider.name}/{provider.models[0]}"
@@ -128,6 +129,10 @@ class Registry:
             "https://api.openai.com"
         ):
             return f"{provider.name}/gpt-4o-mini"
+        if provider.type == "local":
+            from mschat.providers.local import local_model_name
+
+            return f"{provider.name}/{local_model_name(provider)}"
         raise ProviderError(
             f"no default model for provider {provider.name!r}",
             kind="not_configured",
@@ -150,8 +155,9 @@ class Registry:
             if name in provider.models:
                 return self._resolved(provider.name, name)
         if not self.provider_configs:
-            raise ProviderError("no model provider is configured", kind="not_configured",
-                                hint=NO_PROVIDER_HINT)
+            raise ProviderError(
+                "no model provider is configured", kind="not_configured", hint=NO_PROVIDER_HINT
+            )
         open_providers = [p for p in self.provider_configs.values() if not p.models]
         if len(open_providers) >= 1 and not model:
             return self._resolved(open_providers[0].name, name)
@@ -172,6 +178,10 @@ class Registry:
         provider_config = self.provider_configs.get(provider)
         if provider_config and provider_config.context_window:
             return provider_config.context_window
+        if provider_config and provider_config.type == "local":
+            from mschat.providers.local import local_context_window
+
+            return local_context_window(provider_config)
         instance = self._instances.get(provider)
         known = getattr(instance, "context_window", None)
         if isinstance(known, int) and known > 0:
@@ -198,6 +208,18 @@ class Registry:
                 )
         return infos
 
+    def bundled_notice(self) -> str:
+        """The stderr notice shown once when the bundled offline model is the default."""
+        from mschat.providers.local import bundled_notice
+
+        return bundled_notice(self.default_model_name(), self.config.file)
+
+    def extra_models(self) -> list[ModelInfo]:
+        """Models not listed in the config: local providers named after their GGUF file."""
+        from mschat.providers.local import unlisted_local_models
+
+        return unlisted_local_models(self)
+
     # ---- instances ----------------------------------------------------------
 
     def provider(self, name: str) -> Provider:
@@ -205,11 +227,14 @@ class Registry:
         if name not in self._instances:
             config = self.provider_configs.get(name)
             if config is None:
-                raise NotFound(f"unknown provider {name!r}", hint="list models with `mschat models`")
+                raise NotFound(
+                    f"unknown provider {name!r}", hint="list models with `mschat models`"
+                )
             factory = self._factories.get(config.type)
             if factory is None:
-                raise ProviderError(f"provider type {config.type!r} is not available",
-                                    kind="not_configured")
+                raise ProviderError(
+                    f"provider type {config.type!r} is not available", kind="not_configured"
+                )
             self._instances[name] = factory(config, self.config)
         return self._instances[name]
 

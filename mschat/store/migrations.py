@@ -140,7 +140,7 @@ def m001_initial(db: Database) -> None:
         FROM sessions s JOIN users u ON u.id = s.creator_id;
         """
     )
-    db["messages"].enable_fts(
+    db.table("messages").enable_fts(
         ["content"], fts_version="FTS5", create_triggers=True, tokenize="unicode61"
     )
 

@@ -9,20 +9,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
-from mschat.store.migrations import KNOWN_MIGRATIONS, MIGRATION_SET, migrations
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+#: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
+#: test, so opening a current database never imports sqlite-utils (startup time)
+SCHEMA_VERSION = 1
 
 BUSY_TIMEOUT_MS = 10_000
 
 _USER_FIELDS = [f.name for f in fields(User)]
-_SESSION_COLUMNS = [
-    f.name for f in fields(Session) if f.name not in ("creator_name",)
-]
+_SESSION_COLUMNS = [f.name for f in fields(Session) if f.name not in ("creator_name",)]
 _MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "author_name"]
 _USER_BOOLS = ("show_public", "attach", "ignored", "admin")
 
@@ -38,18 +40,22 @@ _MESSAGE_SELECT = (
 )
 
 
-def connect(path: str | Path) -> Database:
-    """Open (creating if needed) the database file with mschat's pragmas."""
+def open_connection(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database file as a raw sqlite3 connection."""
     path = Path(path)
     if str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-        )
+        return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
-    return Database(conn, execute_plugins=False)
+
+
+def connect(path: str | Path) -> Database:
+    """Open the database file as a ``sqlite_utils.Database``."""
+    from sqlite_utils import Database
+
+    return Database(open_connection(path), execute_plugins=False)
 
 
 def _user(row: sqlite3.Row | tuple, names: Sequence[str]) -> User:
@@ -81,11 +87,19 @@ def fts_query(text: str) -> str:
 
 
 class Store:
-    """Repository over an injected ``sqlite_utils.Database``; thread-safe."""
+    """Repository over an injected ``sqlite_utils.Database``; thread-safe.
 
-    def __init__(self, db: Database, *, migrate: bool = True) -> None:
-        self.db = db
-        self.conn = db.conn
+    A raw ``sqlite3.Connection`` is accepted too: the ``sqlite_utils`` wrapper is
+    then made on first use, so a one-shot ``mschat ask`` never imports it.
+    """
+
+    def __init__(self, db: Database | sqlite3.Connection, *, migrate: bool = True) -> None:
+        if isinstance(db, sqlite3.Connection):
+            self.conn = db
+            self._db: Database | None = None
+        else:
+            self.conn = db.conn
+            self._db = db
         self._lock = threading.RLock()
         self._configure()
         if migrate:
@@ -94,7 +108,16 @@ class Store:
     @classmethod
     def open(cls, path: str | Path) -> Store:
         """Open the database file at ``path``, migrating it to the current schema."""
-        return cls(connect(path))
+        return cls(open_connection(path))
+
+    @property
+    def db(self) -> Database:
+        """The ``sqlite_utils.Database`` over this store's connection."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn, execute_plugins=False)
+        return self._db
 
     def __repr__(self) -> str:
         return f"<Store {self.path}>"
@@ -116,6 +139,7 @@ class Store:
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute("PRAGMA recursive_triggers = ON")
             mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal" and self.path != ":memory:":
                 self.conn.execute("PRAGMA journal_mode = WAL")
@@ -125,6 +149,8 @@ class Store:
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations recorded in this database."""
+        from mschat.store.migrations import migrations
+
         try:
             return [m.name for m in migrations.applied(self.db)]
         except sqlite3.DatabaseError as exc:
@@ -134,8 +160,10 @@ class Store:
         """Apply pending migrations; refuse a database written by a newer mschat."""
         with self._lock:
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == len(KNOWN_MIGRATIONS):
+            if version == SCHEMA_VERSION:
                 return  # fast path: already current
+            from mschat.store.migrations import KNOWN_MIGRATIONS, migrations
+
             applied = self.applied_migrations()
             unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
             if unknown or version > len(KNOWN_MIGRATIONS):
@@ -324,7 +352,7 @@ class Store:
         """How many sessions ``list_sessions`` would page through."""
         clauses, params = self._visibility(user_id, include_public)
         clauses.append("s.hidden = 0")
-        names, rows = self._query(
+        _, rows = self._query(
             f"SELECT count(*) FROM sessions s WHERE {' AND '.join(clauses)}", params
         )
         return int(rows[0][0])
@@ -495,9 +523,7 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         """Row counts of the main tables (diagnostics, tests)."""
         tables = ["users", "sessions", "messages", "api_calls", "feedback", "interactions"]
-        _, rows = self._query(
-            "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables)
-        )
+        _, rows = self._query("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables))
         return dict(zip(tables, rows[0], strict=True))
 
     def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:

@@ -221,10 +221,24 @@ def test_models_config_and_version(configured: Path):
 
 def test_every_command_has_help_with_examples():
     commands = [
-        ["ask"], ["sessions"], ["sessions", "list"], ["sessions", "show"],
-        ["sessions", "rename"], ["sessions", "set"], ["sessions", "rm"], ["sessions", "search"],
-        ["sessions", "export"], ["users"], ["users", "list"], ["users", "show"],
-        ["users", "set"], ["models"], ["config"], ["tui"], ["serve-api"], ["serve-discord"],
+        ["ask"],
+        ["sessions"],
+        ["sessions", "list"],
+        ["sessions", "show"],
+        ["sessions", "rename"],
+        ["sessions", "set"],
+        ["sessions", "rm"],
+        ["sessions", "search"],
+        ["sessions", "export"],
+        ["users"],
+        ["users", "list"],
+        ["users", "show"],
+        ["users", "set"],
+        ["models"],
+        ["config"],
+        ["tui"],
+        ["serve-api"],
+        ["serve-discord"],
     ]
     for command in commands:
         result = run(*command, "--help")

@@ -341,7 +341,10 @@ async def test_regenerate_and_fork(services: Services, provider: ScriptedProvide
     assert fork.forked_from_id == session_id
     await collect(manager.ask(me, "second, edited", session_id=fork.id))
     assert [m.content for m in services.store.messages(fork.id)] == [
-        "first", "Echo: first", "second, edited", "Echo: second, edited"
+        "first",
+        "Echo: first",
+        "second, edited",
+        "Echo: second, edited",
     ]
     assert len(services.store.messages(session_id)) == 4  # original kept
 

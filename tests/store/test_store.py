@@ -28,7 +28,7 @@ EXPECTED_TABLES = {
 def test_blank_database_gets_the_whole_schema(tmp_path: Path):
     store = Store.open(tmp_path / "new.db")
     tables = set(store.db.table_names())
-    assert EXPECTED_TABLES <= tables
+    assert tables >= EXPECTED_TABLES
     assert "session_dialogues" in store.db.view_names()
     assert store.applied_migrations() == KNOWN_MIGRATIONS
     conn = store.conn
@@ -40,29 +40,47 @@ def test_blank_database_gets_the_whole_schema(tmp_path: Path):
         for table in ("users", "sessions", "messages", "api_calls")
     }
     assert {
-        "kind", "external_id", "status", "model", "current_session_id", "system_msg",
-        "show_public", "attach", "max_tokens", "temperature", "created", "updated", "modified",
+        "kind",
+        "external_id",
+        "status",
+        "model",
+        "current_session_id",
+        "system_msg",
+        "show_public",
+        "attach",
+        "max_tokens",
+        "temperature",
+        "created",
+        "updated",
+        "modified",
     } <= columns["users"]
     assert {"creator_id", "title", "model", "public", "system_msg", "origin"} <= columns["sessions"]
     assert {
-        "session_id", "author_id", "role", "content", "status", "tokens_in", "tokens_out",
-        "latency_ms", "finish_reason", "error",
+        "session_id",
+        "author_id",
+        "role",
+        "content",
+        "status",
+        "tokens_in",
+        "tokens_out",
+        "latency_ms",
+        "finish_reason",
+        "error",
     } <= columns["messages"]
     # every foreign key has an index
     for table in ("sessions", "messages", "api_calls", "feedback", "interactions", "users"):
-        indexed = {tuple(i.columns)[0] for i in store.db[table].indexes}
+        indexed = {i.columns[0] for i in store.db[table].indexes}
         for fk in store.db[table].foreign_keys:
             assert fk.column in indexed, f"{table}.{fk.column} has no index"
-    assert any(
-        i.columns[:2] == ["session_id", "created"] for i in store.db["messages"].indexes
-    )
+    assert any(i.columns[:2] == ["session_id", "created"] for i in store.db["messages"].indexes)
     # FTS triggers keep the index in sync on insert, update and delete
     user = store.create_user(kind="local", external_id="me", name="me", status="active")
     session = store.create_session(
         creator_id=user.id, title="t", model=None, system_msg=None, public=0, origin="terminal"
     )
-    message = store.add_message(session_id=session.id, author_id=user.id, role="user",
-                                content="alpha")
+    message = store.add_message(
+        session_id=session.id, author_id=user.id, role="user", content="alpha"
+    )
     assert [h.message_id for h in store.search("alpha", user_id=user.id)] == [message.id]
     store.update_message(message.id, content="beta")
     assert store.search("alpha", user_id=user.id) == []
@@ -103,16 +121,21 @@ def test_database_from_a_newer_mschat_is_refused_and_untouched(tmp_path: Path):
 def test_not_a_database_is_a_clear_error(tmp_path: Path):
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(DatabaseError, match="junk.db"):
+    with pytest.raises(DatabaseError, match=r"junk\.db"):
         Store.open(path)
 
 
 def _writer(path: str, worker: int, count: int) -> None:
     store = Store.open(path)
-    user = store.create_user(kind="api", external_id=f"w{worker}", name=f"w{worker}",
-                             status="active")
+    user = store.create_user(
+        kind="api", external_id=f"w{worker}", name=f"w{worker}", status="active"
+    )
     session = store.create_session(
-        creator_id=user.id, title=f"s{worker}", model=None, system_msg=None, public=0,
+        creator_id=user.id,
+        title=f"s{worker}",
+        model=None,
+        system_msg=None,
+        public=0,
         origin="api",
     )
     for index in range(count):
@@ -133,7 +156,15 @@ def test_two_processes_write_one_database_without_locking_errors(tmp_path: Path)
     for worker in workers:
         worker.join(90)
         assert worker.exitcode == 0
-    counts = sqlite3.connect(path).execute(
-        "SELECT count(*), count(DISTINCT session_id) FROM messages"
-    ).fetchone()
+    counts = (
+        sqlite3.connect(path)
+        .execute("SELECT count(*), count(DISTINCT session_id) FROM messages")
+        .fetchone()
+    )
     assert counts == (400, 2)
+
+
+def test_schema_version_matches_the_migrations():
+    from mschat.store.store import SCHEMA_VERSION
+
+    assert len(KNOWN_MIGRATIONS) == SCHEMA_VERSION

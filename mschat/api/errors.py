@@ -1,0 +1,110 @@
+"""One JSON error shape for every endpoint, and the single MschatError → HTTP mapping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from mschat.core.errors import MschatError, ProviderError
+
+#: OpenAI's error ``type`` for each status (clients such as the openai SDK read it)
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+#: provider failures that are the caller's doing map to client errors, not 502
+PROVIDER_STATUS = {
+    "model_not_found": 404,
+    "context_length": 400,
+    "bad_request": 400,
+    "rate_limited": 429,
+    "timeout": 504,
+}
+
+
+class ApiError(Exception):
+    """An HTTP error with OpenAI's JSON error fields; ``param`` names the bad field."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The error as ``{"error": {"message", "type", "param", "code"}}``."""
+        return error_body(self.status, self.message, code=self.code, param=self.param)
+
+    def response(self, extra: dict[str, Any] | None = None) -> web.Response:
+        """A JSON response carrying this error (plus ``extra`` top-level keys)."""
+        body = self.body()
+        if extra:
+            body.update(extra)
+        return web.json_response(
+            body, status=self.status, headers=self.headers, dumps=_dumps
+        )
+
+
+def error_type(status: int) -> str:
+    """OpenAI's error type for an HTTP status."""
+    if status >= 500:
+        return "api_error"
+    return ERROR_TYPES.get(status, "invalid_request_error")
+
+
+def error_body(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The JSON error object every endpoint uses (OpenAI's shape)."""
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+def status_of(error: MschatError) -> int:
+    """The HTTP status of a core error (one place; ``http_status`` on each class)."""
+    if isinstance(error, ProviderError):
+        return PROVIDER_STATUS.get(error.kind, error.http_status)
+    return error.http_status
+
+
+def from_mschat(error: MschatError, *, param: str | None = None) -> ApiError:
+    """Translate a core error into an ApiError."""
+    code = error.code
+    if isinstance(error, ProviderError):
+        code = error.kind
+    return ApiError(status_of(error), str(error), code=code, param=param)
+
+
+def bad_request(param: str, message: str, code: str = "invalid_field") -> ApiError:
+    """A 400 naming the offending field."""
+    return ApiError(400, message, code=code, param=param)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response that keeps non-ASCII text readable."""
+    return web.json_response(data, status=status, headers=headers, dumps=_dumps)

@@ -1,0 +1,270 @@
+"""The chat view: cheap finished messages, one live streaming reply, paging back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown as RichMarkdown
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message as TextualMessage
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from mschat.core.models import Message, MessageStatus
+from mschat.tui.format import author_of, short_time, status_note
+
+#: messages per page when opening a session and paging back
+MESSAGE_PAGE = 50
+CODE_THEME = "monokai"
+
+
+def message_header(message: Message) -> Text:
+    """The author, time and (when not complete) status of a message."""
+    style = "bold cyan" if message.role == "user" else "bold green"
+    header = Text(author_of(message), style=style)
+    header.append(f"  {short_time(message.created)}", style="dim")
+    note = status_note(message)
+    if note:
+        bad = message.status in (MessageStatus.FAILED, MessageStatus.INTERRUPTED)
+        header.append(note, style="bold red" if bad else "yellow")
+    return header
+
+
+def message_body(message: Message) -> RenderableType:
+    """Header, Markdown body (with highlighted code) and any error, as one renderable."""
+    parts: list[RenderableType] = [message_header(message)]
+    if message.content:
+        parts.append(RichMarkdown(message.content, code_theme=CODE_THEME))
+    elif message.status == MessageStatus.STREAMING:
+        parts.append(Text("…", style="dim"))
+    if message.error:
+        parts.append(Text(f"error: {message.error}", style="bold red"))
+    return Group(*parts)
+
+
+class MessageView(Static):
+    """One finished (or remotely streaming) message, rendered by a single Static."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message_body(message), classes=f"message -{message.role}")
+        self.message = message
+        self.set_class(message.status == MessageStatus.FAILED, "-failed")
+
+    def show(self, message: Message) -> None:
+        """Re-render after the stored message changed."""
+        self.message = message
+        self.set_class(message.status == MessageStatus.FAILED, "-failed")
+        self.update(message_body(message))
+
+    def on_click(self) -> None:
+        """Select the message (copy / edit act on the selection)."""
+        chat = self.query_ancestor(ChatView)
+        chat.select(self)
+
+
+class LiveReply(Vertical):
+    """The reply being streamed by this process, appended with a MarkdownStream."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(classes="message -assistant -live")
+        self.message = message
+        self.parts: list[str] = []
+        self.header = Static(message_header(message), classes="live-header")
+        self.markdown = Markdown("", classes="live-body")
+        self.stream: MarkdownStream | None = None
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        """Header above the streaming Markdown."""
+        yield self.header
+        yield self.markdown
+
+    async def write(self, text: str) -> None:
+        """Append a piece of the reply."""
+        self.parts.append(text)
+        if self.stream is None:
+            self.stream = Markdown.get_stream(self.markdown)
+        await self.stream.write(text)
+
+    async def close(self) -> None:
+        """Flush and stop the stream."""
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            await stream.stop()
+
+    @property
+    def text(self) -> str:
+        """What has arrived so far."""
+        return "".join(self.parts)
+
+
+class ChatView(VerticalScroll, can_focus=True):
+    """Messages of the open session; asks for older pages when scrolled to the top."""
+
+    BINDINGS = [
+        Binding("up", "select_previous", "Previous message", show=False),
+        Binding("down", "select_next", "Next message", show=False),
+    ]
+
+    @dataclass
+    class OlderWanted(TextualMessage):
+        """Scrolled to the top while older messages exist."""
+
+        chat: ChatView
+        before_id: int
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.views: dict[int, MessageView] = {}
+        self.has_older = False
+        self.loading_older = False
+        self.selected: MessageView | None = None
+        self.session_id: int | None = None
+
+    # ---- content -----------------------------------------------------------
+
+    async def show_session(self, session_id: int | None, messages: list[Message], *,
+                           has_older: bool) -> None:
+        """Replace the view with a session's last page."""
+        self.session_id = session_id
+        self.selected = None
+        self.views = {}
+        await self.remove_children()
+        views = [MessageView(m) for m in messages]
+        self.views = {v.message.id: v for v in views}
+        self.has_older = has_older
+        self.loading_older = False
+        if views:
+            await self.mount_all(views)
+        self.anchor()
+        self.scroll_end(animate=False, immediate=True)
+
+    async def add_message(self, message: Message) -> MessageView:
+        """Append (or update in place) a stored message."""
+        known = self.views.get(message.id)
+        if known is not None:
+            known.show(message)
+            return known
+        view = MessageView(message)
+        self.views[message.id] = view
+        live = self.query(LiveReply)
+        if live:
+            await self.mount(view, before=live.first())
+        else:
+            await self.mount(view)
+        return view
+
+    async def add_older(self, messages: list[Message], *, has_older: bool) -> None:
+        """Prepend an older page, keeping the current first message in view."""
+        self.has_older = has_older
+        fresh = [m for m in messages if m.id not in self.views]
+        if not fresh:
+            self.loading_older = False
+            return
+        first = self.children[0] if self.children else None
+        views = [MessageView(m) for m in fresh]
+        for view in views:
+            self.views[view.message.id] = view
+        if first is not None:
+            await self.mount_all(views, before=first)
+            self.call_after_refresh(self._keep_in_view, first)
+        else:
+            await self.mount_all(views)
+            self.loading_older = False
+
+    def _keep_in_view(self, widget: object) -> None:
+        self.scroll_to_widget(widget, top=True, animate=False)  # type: ignore[arg-type]
+        self.loading_older = False
+
+    async def start_live(self, message: Message) -> LiveReply:
+        """Mount the live reply widget for a reply this process streams."""
+        live = LiveReply(message)
+        await self.mount(live)
+        self.anchor()
+        return live
+
+    async def finish_live(self, live: LiveReply, message: Message) -> MessageView:
+        """Swap the live reply for a cheap finished view of the stored message."""
+        await live.close()
+        view = MessageView(message)
+        self.views[message.id] = view
+        if live.parent is self:
+            await self.mount(view, before=live)
+            await live.remove()
+        else:
+            await self.mount(view)
+        return view
+
+    async def remove_from(self, message_id: int) -> None:
+        """Drop messages from ``message_id`` on (regenerate replaces the last reply)."""
+        doomed = [v for mid, v in self.views.items() if mid >= message_id]
+        for view in doomed:
+            self.views.pop(view.message.id, None)
+            if self.selected is view:
+                self.selected = None
+        if doomed:
+            await self.remove_children(doomed)
+
+    def oldest_id(self) -> int | None:
+        """The id of the oldest message shown."""
+        return min(self.views) if self.views else None
+
+    def messages(self) -> list[Message]:
+        """Shown messages in order."""
+        return [self.views[mid].message for mid in sorted(self.views)]
+
+    # ---- selection ---------------------------------------------------------
+
+    def select(self, view: MessageView | None) -> None:
+        """Mark one message as the target of copy and edit."""
+        if self.selected is not None:
+            self.selected.remove_class("-selected")
+        self.selected = view
+        if view is not None:
+            view.add_class("-selected")
+            self.scroll_to_widget(view, animate=False)
+
+    def _step(self, delta: int) -> None:
+        ordered = [self.views[mid] for mid in sorted(self.views)]
+        if not ordered:
+            return
+        if self.selected in ordered:
+            index = ordered.index(self.selected) + delta  # type: ignore[arg-type]
+        else:
+            index = len(ordered) - 1
+        self.select(ordered[max(0, min(index, len(ordered) - 1))])
+
+    def action_select_previous(self) -> None:
+        """Select the message above."""
+        self._step(-1)
+
+    def action_select_next(self) -> None:
+        """Select the message below."""
+        self._step(1)
+
+    def jump_to(self, message_id: int) -> bool:
+        """Select and scroll to a shown message; False when it is not loaded."""
+        view = self.views.get(message_id)
+        if view is None:
+            return False
+        self.release_anchor()
+        self.select(view)
+        self.call_after_refresh(self.scroll_to_widget, view, top=True, animate=False)
+        return True
+
+    # ---- paging back ---------------------------------------------------------
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Ask for older messages when the top is reached."""
+        super().watch_scroll_y(old_value, new_value)
+        if new_value <= 0 and old_value > 0:
+            self.want_older()
+
+    def want_older(self) -> None:
+        """Request the page before the oldest shown message, once at a time."""
+        oldest = self.oldest_id()
+        if self.has_older and not self.loading_older and oldest is not None:
+            self.loading_older = True
+            self.post_message(self.OlderWanted(self, oldest))

@@ -1,0 +1,665 @@
+"""A loopback fake of Discord: REST under ``/api/v10`` plus a websocket gateway.
+
+The real discord.py connects to it when ``discord.http.Route.BASE`` and
+``DiscordWebSocket.DEFAULT_GATEWAY`` point here (``mschat.discord.bot.configure_endpoints``).
+It records every REST call, keeps the messages the bot sends (with their
+components, so a test can "click" a button of any stored message, even after a
+bot restart) and lets tests dispatch MESSAGE_CREATE / INTERACTION_CREATE.
+
+Gotchas learnt the hard way (DESIGN §6): JSON responses carry ``Content-Type``
+exactly ``application/json``; interaction callbacks answer JSON
+``{"interaction": …, "resource": …}``; guild members need ``flags``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import WSMsgType, web
+
+GUILD_ID = 900_000_000_000_000_001
+QA_CHANNEL_ID = 900_000_000_000_000_010
+OTHER_CHANNEL_ID = 900_000_000_000_000_011
+BOT_ID = 900_000_000_000_000_100
+APP_ID = 900_000_000_000_000_200
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+TIMESTAMP = "2026-01-01T00:00:00.000000+00:00"
+
+
+@dataclass
+class RestCall:
+    """One REST request the bot made."""
+
+    method: str
+    path: str  # without the /api/v10 prefix
+    query: dict[str, str]
+    body: Any  # parsed JSON (payload_json for multipart), or None
+    files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # exactly application/json: discord.py treats "…; charset=utf-8" as text
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+def user_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+    """A Discord user object."""
+    return {
+        "id": str(user_id),
+        "username": name,
+        "global_name": name,
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+    }
+
+
+def member_payload(user: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A guild member object (``flags`` is required by discord.py)."""
+    data: dict[str, Any] = {
+        "roles": [],
+        "joined_at": TIMESTAMP,
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "pending": False,
+        "permissions": "2251799813685247",
+    }
+    if user is not None:
+        data["user"] = user
+    return data
+
+
+class FakeDiscord:
+    """Discord REST + gateway on 127.0.0.1 (``await start()``; ``await stop()``)."""
+
+    def __init__(self, *, token: str = "test-token", host: str = "127.0.0.1") -> None:
+        self.token = token
+        self.host = host
+        self.calls: list[RestCall] = []
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.files: dict[int, dict[str, bytes]] = {}
+        self.reactions: dict[int, list[str]] = {}  # message id -> bot's current reactions
+        self.edits: dict[int, int] = {}  # message id -> number of PATCHes
+        self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> commands
+        self.interactions: dict[str, dict[str, Any]] = {}  # token -> interaction payload
+        self.originals: dict[str, int] = {}  # interaction token -> @original message id
+        self.users: dict[int, dict[str, Any]] = {}
+        self.bot_user = user_payload(BOT_ID, "mschat-bot", bot=True)
+        self.identified = 0
+        self.api_base = ""
+        self.gateway_url = ""
+        self._ids = itertools.count(1_000_000_000_000_000_000)
+        self._seq = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self._changed: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> tuple[str, str]:
+        """Listen on an ephemeral port; return (api_base, gateway_url)."""
+        self._changed = asyncio.Event()
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.api_base = f"http://{self.host}:{port}/api/v10"
+        self.gateway_url = f"ws://{self.host}:{port}/gateway"
+        return self.api_base, self.gateway_url
+
+    async def stop(self) -> None:
+        """Close the gateway sockets and the server."""
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def new_id(self) -> int:
+        """A fresh snowflake."""
+        return next(self._ids)
+
+    def _touch(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    # -- waiting -----------------------------------------------------------------
+
+    async def wait_until(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until ``condition()`` is truthy (re-checked on every REST call / change)."""
+        assert self._changed is not None, "server not started"
+        async with asyncio.timeout(timeout):
+            while True:
+                result = condition()
+                if result:
+                    return result
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for_call(
+        self, predicate: Callable[[RestCall], bool], timeout: float = 10.0, *, start: int = 0
+    ) -> RestCall:
+        """The first REST call (from index ``start``) matching ``predicate``."""
+
+        def find() -> RestCall | None:
+            return next((c for c in self.calls[start:] if predicate(c)), None)
+
+        return await self.wait_until(find, timeout)  # type: ignore[no-any-return]
+
+    def calls_to(self, method: str, fragment: str = "") -> list[RestCall]:
+        """Recorded calls with this method whose path contains ``fragment``."""
+        return [c for c in self.calls if c.method == method and fragment in c.path]
+
+    # -- gateway -----------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                op = data.get("op")
+                if op == 1:
+                    await ws.send_str(json.dumps({"op": 11}))
+                elif op == 2:
+                    await self._identify(ws)
+                elif op == 6:
+                    # no resume support: ask for a fresh IDENTIFY
+                    await ws.send_str(json.dumps({"op": 9, "d": False}))
+        finally:
+            if ws in self._sockets:
+                self._sockets.remove(ws)
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse) -> None:
+        ready = {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+            "session_id": f"fake-session-{self.identified}",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(APP_ID), "flags": 0},
+            "private_channels": [],
+        }
+        await self._send(ws, "READY", ready)
+        await self._send(ws, "GUILD_CREATE", self.guild_payload())
+        self.identified += 1
+        self._touch()
+
+    async def _send(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a gateway event to every connected bot."""
+        assert self._sockets, "no bot is connected to the fake gateway"
+        for ws in list(self._sockets):
+            await self._send(ws, event, data)
+
+    def guild_payload(self) -> dict[str, Any]:
+        """The GUILD_CREATE payload of the one test guild."""
+        channels = [
+            {"id": str(cid), "type": 0, "name": name, "position": pos,
+             "permission_overwrites": [], "nsfw": False, "topic": None, "parent_id": None}
+            for pos, (cid, name) in enumerate(
+                [(QA_CHANNEL_ID, "qa"), (OTHER_CHANNEL_ID, "general")]
+            )
+        ]
+        return {
+            "id": str(GUILD_ID),
+            "name": "Fake Guild",
+            "icon": None,
+            "owner_id": "1",
+            "roles": [
+                {"id": str(GUILD_ID), "name": "@everyone", "permissions": "2251799813685247",
+                 "position": 0, "color": 0, "hoist": False, "managed": False,
+                 "mentionable": False, "flags": 0}
+            ],
+            "channels": channels,
+            "members": [member_payload(self.bot_user)],
+            "member_count": 1,
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "voice_states": [],
+            "presences": [],
+            "large": False,
+            "unavailable": False,
+            "joined_at": TIMESTAMP,
+            "premium_tier": 0,
+            "mfa_level": 0,
+            "verification_level": 0,
+            "explicit_content_filter": 0,
+            "default_message_notifications": 0,
+            "afk_timeout": 300,
+            "system_channel_flags": 0,
+            "nsfw_level": 0,
+            "preferred_locale": "en-US",
+            "premium_progress_bar_enabled": False,
+        }
+
+    # -- what tests send ------------------------------------------------------------
+
+    def user(self, user_id: int, name: str | None = None, *, bot: bool = False) -> dict[str, Any]:
+        """A (remembered) user object."""
+        if user_id not in self.users:
+            self.users[user_id] = user_payload(user_id, name or f"user{user_id}", bot=bot)
+        return self.users[user_id]
+
+    def dm_channel_id(self, user_id: int) -> int:
+        """The DM channel id between the bot and this user (deterministic)."""
+        return 800_000_000_000_000_000 + user_id
+
+    async def send_message(
+        self,
+        user_id: int,
+        content: str,
+        *,
+        channel_id: int = QA_CHANNEL_ID,
+        dm: bool = False,
+        mention_bot: bool = False,
+        bot: bool = False,
+    ) -> dict[str, Any]:
+        """Dispatch MESSAGE_CREATE from a user (in a guild channel, or a DM)."""
+        author = self.user(user_id, bot=bot)
+        if mention_bot:
+            content = f"<@{BOT_ID}> {content}"
+        message: dict[str, Any] = {
+            "id": str(self.new_id()),
+            "channel_id": str(self.dm_channel_id(user_id) if dm else channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [self.bot_user] if mention_bot else [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [],
+        }
+        if not dm:
+            message["guild_id"] = str(GUILD_ID)
+            message["member"] = member_payload()
+        self.messages[int(message["id"])] = message
+        await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    def _interaction(
+        self, user_id: int, kind: int, data: dict[str, Any], *, dm: bool, channel_id: int
+    ) -> dict[str, Any]:
+        author = self.user(user_id)
+        interaction: dict[str, Any] = {
+            "id": str(self.new_id()),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": f"itoken-{self.new_id()}",
+            "version": 1,
+            "data": data,
+            "locale": "en-US",
+            "app_permissions": "2251799813685247",
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+        }
+        if dm:
+            cid = self.dm_channel_id(user_id)
+            interaction["channel_id"] = str(cid)
+            interaction["channel"] = {"id": str(cid), "type": 1, "recipients": [author]}
+            interaction["user"] = author
+            interaction["context"] = 1
+            interaction["authorizing_integration_owners"] = {"0": "0"}
+        else:
+            interaction["guild_id"] = str(GUILD_ID)
+            interaction["guild_locale"] = "en-US"
+            interaction["channel_id"] = str(channel_id)
+            interaction["channel"] = {
+                "id": str(channel_id), "type": 0, "guild_id": str(GUILD_ID), "name": "qa",
+                "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None,
+            }
+            interaction["member"] = member_payload(author)
+            interaction["context"] = 0
+            interaction["authorizing_integration_owners"] = {"0": str(GUILD_ID)}
+        self.interactions[interaction["token"]] = interaction
+        return interaction
+
+    def _command(self, name: str, kind: int) -> dict[str, Any]:
+        for scope, commands in self.commands.items():
+            for command in commands:
+                if command["name"] == name and command.get("type", 1) == kind:
+                    data = {"id": command["id"], "name": name, "type": kind}
+                    if scope != "global":
+                        data["guild_id"] = scope
+                    return data
+        raise AssertionError(f"command {name!r} was never registered: {list(self.commands)}")
+
+    async def slash(
+        self,
+        user_id: int,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        dm: bool = False,
+        channel_id: int = QA_CHANNEL_ID,
+    ) -> dict[str, Any]:
+        """Dispatch a slash command interaction (option types from the registered command)."""
+        data = self._command(name, 1)
+        registered = next(
+            c for cs in self.commands.values() for c in cs if c["id"] == data["id"]
+        )
+        types = {o["name"]: o["type"] for o in registered.get("options", [])}
+        data["options"] = [
+            {"name": key, "type": types.get(key, 3), "value": value}
+            for key, value in (options or {}).items()
+        ]
+        interaction = self._interaction(user_id, 2, data, dm=dm, channel_id=channel_id)
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    async def message_command(
+        self, user_id: int, name: str, target: dict[str, Any], *, dm: bool = False
+    ) -> dict[str, Any]:
+        """Dispatch a message context-menu command on ``target``."""
+        data = self._command(name, 3)
+        data["target_id"] = target["id"]
+        data["resolved"] = {"messages": {target["id"]: target}}
+        channel_id = int(target["channel_id"])
+        interaction = self._interaction(user_id, 2, data, dm=dm, channel_id=channel_id)
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    async def click(
+        self,
+        user_id: int,
+        message: dict[str, Any] | int,
+        custom_id: str,
+        values: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Dispatch a component interaction on a stored message (button, or select with values)."""
+        if isinstance(message, int):
+            message = self.messages[message]
+        component = find_component(message, custom_id)
+        assert component is not None, f"no component {custom_id!r} on message {message['id']}"
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component["type"]}
+        if values is not None:
+            data["values"] = values
+        dm = "guild_id" not in message and message.get("channel_id", "").startswith("8")
+        channel_id = int(message.get("channel_id") or QA_CHANNEL_ID)
+        interaction = self._interaction(user_id, 3, data, dm=dm, channel_id=channel_id)
+        interaction["message"] = message
+        self.originals[interaction["token"]] = int(message["id"])
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    # -- inspecting what the bot did ---------------------------------------------------
+
+    def bot_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages the bot created (channel messages and webhook messages), oldest first."""
+        found = [m for m in self.messages.values() if m["author"]["id"] == str(BOT_ID)]
+        if channel_id is not None:
+            found = [m for m in found if m["channel_id"] == str(channel_id)]
+        return sorted(found, key=lambda m: int(m["id"]))
+
+    def replies_to(self, message_id: int | str) -> list[dict[str, Any]]:
+        """Bot messages that reply to ``message_id`` (a split answer has several)."""
+        ref = str(message_id)
+        return [
+            m for m in self.bot_messages()
+            if (m.get("message_reference") or {}).get("message_id") == ref
+        ]
+
+    def interaction_messages(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """@original plus followups of an interaction, oldest first."""
+        token = interaction["token"]
+        return [m for m in self.bot_messages() if m.get("_token") == token]
+
+    def callbacks(self, interaction: dict[str, Any]) -> list[RestCall]:
+        """The interaction's callback calls (its acknowledgement)."""
+        return [c for c in self.calls if c.path.startswith(f"/interactions/{interaction['id']}/")]
+
+    # -- REST ------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["path"]
+        body: Any = None
+        files: dict[str, bytes] = {}
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            for key, value in form.items():
+                if key == "payload_json":
+                    body = json.loads(str(value))
+                elif hasattr(value, "file"):
+                    files[value.filename] = value.file.read()
+        elif request.can_read_body:
+            raw = await request.read()
+            body = json.loads(raw) if raw else None
+        call = RestCall(request.method, path, dict(request.query), body, files)
+        self.calls.append(call)
+        try:
+            if request.headers.get("Authorization") != f"Bot {self.token}":
+                return _json({"message": "401: Unauthorized", "code": 0}, 401)
+            return self._route(call)
+        finally:
+            self._touch()
+
+    def _route(self, call: RestCall) -> web.Response:
+        parts = [unquote(p) for p in call.path.strip("/").split("/")]
+        method = call.method
+        if parts == ["users", "@me"]:
+            return _json(self.bot_user)
+        if parts == ["oauth2", "applications", "@me"]:
+            return _json(self._app_info())
+        if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
+            scope = "global" if len(parts) == 3 else parts[3]
+            registered = []
+            for command in call.body or []:
+                registered.append(
+                    {**command, "id": str(self.new_id()), "application_id": str(APP_ID),
+                     "version": "1", "type": command.get("type", 1)}
+                )
+            self.commands[scope] = registered
+            return _json(registered)
+        if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
+            return self._channel_messages(call, parts)
+        if parts[0] == "interactions" and parts[-1] == "callback":
+            return self._callback(call, parts[2])
+        if parts[0] == "webhooks":
+            return self._webhook(call, parts)
+        return _json({"message": "404: Not Found (fake)", "code": 0}, 404)
+
+    def _app_info(self) -> dict[str, Any]:
+        return {
+            "id": str(APP_ID), "name": "mschat", "description": "", "icon": None,
+            "bot_public": True, "bot_require_code_grant": False, "verify_key": "00",
+            "owner": user_payload(1, "owner"), "flags": 0, "rpc_origins": [],
+            "team": None, "summary": "", "interactions_endpoint_url": None,
+        }
+
+    def _new_message(
+        self, channel_id: str, body: dict[str, Any], files: dict[str, bytes], **extra: Any
+    ) -> dict[str, Any]:
+        message_id = self.new_id()
+        message = {
+            "id": str(message_id),
+            "channel_id": channel_id,
+            "author": self.bot_user,
+            "content": body.get("content") or "",
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": body.get("embeds") or [],
+            "components": body.get("components") or [],
+            "pinned": False,
+            "type": 19 if body.get("message_reference") else 0,
+            "flags": body.get("flags") or 0,
+            "allowed_mentions": body.get("allowed_mentions"),
+            **extra,
+        }
+        if body.get("message_reference"):
+            message["message_reference"] = body["message_reference"]
+        self._attach(message, body, files)
+        self.messages[message_id] = message
+        return message
+
+    def _attach(self, message: dict[str, Any], body: dict[str, Any], files: dict[str, bytes]) -> None:
+        if not files:
+            return
+        stored = self.files.setdefault(int(message["id"]), {})
+        message["attachments"] = []
+        for name, content in files.items():
+            stored[name] = content
+            message["attachments"].append(
+                {"id": str(self.new_id()), "filename": name, "size": len(content),
+                 "url": f"{self.api_base}/files/{name}", "proxy_url": "", }
+            )
+
+    def _edit(self, message: dict[str, Any], call: RestCall) -> dict[str, Any]:
+        body = call.body or {}
+        for key in ("content", "embeds", "components", "flags", "allowed_mentions"):
+            if key in body:
+                message[key] = body[key] if body[key] is not None else message.get(key)
+        if "content" in body and body["content"] is None:
+            message["content"] = ""
+        message["flags"] = (message.get("flags") or 0) & ~LOADING
+        self._attach(message, body, call.files)
+        message["edited_timestamp"] = TIMESTAMP
+        self.edits[int(message["id"])] = self.edits.get(int(message["id"]), 0) + 1
+        return message
+
+    def _channel_messages(self, call: RestCall, parts: list[str]) -> web.Response:
+        channel_id = parts[1]
+        if len(parts) == 3 and call.method == "POST":
+            extra: dict[str, Any] = {}
+            if int(channel_id) in (QA_CHANNEL_ID, OTHER_CHANNEL_ID):
+                extra["guild_id"] = str(GUILD_ID)
+            return _json(self._new_message(channel_id, call.body or {}, call.files, **extra))
+        message_id = int(parts[3])
+        if len(parts) == 4:
+            message = self.messages.get(message_id)
+            if message is None:
+                return _json({"message": "Unknown Message", "code": 10008}, 404)
+            if call.method == "PATCH":
+                return _json(self._edit(message, call))
+            if call.method == "DELETE":
+                self.messages.pop(message_id, None)
+                return web.Response(status=204)
+            return _json(message)
+        if len(parts) >= 6 and parts[4] == "reactions":
+            emoji = parts[5]
+            current = self.reactions.setdefault(message_id, [])
+            if call.method == "PUT" and emoji not in current:
+                current.append(emoji)
+            elif call.method == "DELETE" and emoji in current:
+                current.remove(emoji)
+            return web.Response(status=204)
+        return _json({"message": "404: Not Found (fake)", "code": 0}, 404)
+
+    def _callback(self, call: RestCall, token: str) -> web.Response:
+        interaction = self.interactions.get(token)
+        if interaction is None:
+            return _json({"message": "Unknown interaction", "code": 10062}, 404)
+        body = call.body or {}
+        kind = body.get("type")
+        data = body.get("data") or {}
+        channel_id = interaction.get("channel_id", "0")
+        result: dict[str, Any] = {
+            "interaction": {
+                "id": interaction["id"], "type": interaction["type"],
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool((data.get("flags") or 0) & EPHEMERAL),
+            },
+            "resource": {"type": kind},
+        }
+        if kind in (4, 5):
+            flags = (data.get("flags") or 0) | (LOADING if kind == 5 else 0)
+            message = self._new_message(
+                channel_id, {**data, "flags": flags}, call.files, _token=token,
+                interaction_metadata={"id": interaction["id"], "type": interaction["type"]},
+            )
+            self.originals[token] = int(message["id"])
+            result["interaction"]["response_message_id"] = message["id"]
+            result["resource"]["message"] = message
+        elif kind == 7 and token in self.originals:
+            message = self.messages[self.originals[token]]
+            self._edit(message, RestCall("PATCH", call.path, {}, data, call.files))
+            result["resource"]["message"] = message
+        return _json(result)
+
+    def _webhook(self, call: RestCall, parts: list[str]) -> web.Response:
+        # /webhooks/{app}/{token}[/messages/{id}]
+        token = parts[2]
+        interaction = self.interactions.get(token, {})
+        if len(parts) == 3 and call.method == "POST":
+            message = self._new_message(
+                interaction.get("channel_id", "0"), call.body or {}, call.files, _token=token
+            )
+            return _json(message)
+        if len(parts) == 5 and parts[3] == "messages":
+            ref = parts[4]
+            message_id = self.originals.get(token) if ref == "@original" else int(ref)
+            message = self.messages.get(message_id or 0)
+            if message is None:
+                return _json({"message": "Unknown Message", "code": 10008}, 404)
+            if call.method == "PATCH":
+                return _json(self._edit(message, call))
+            if call.method == "DELETE":
+                self.messages.pop(int(message["id"]), None)
+                return web.Response(status=204)
+            return _json(message)
+        return _json({"message": "404: Not Found (fake)", "code": 0}, 404)
+
+
+def walk_components(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every button/select of a message (rows flattened)."""
+    found: list[dict[str, Any]] = []
+    stack = list(message.get("components") or [])
+    while stack:
+        component = stack.pop(0)
+        if component.get("type") == 1 or "components" in component:
+            stack[:0] = component.get("components", [])
+        else:
+            found.append(component)
+    return found
+
+
+def find_component(message: dict[str, Any], custom_id: str) -> dict[str, Any] | None:
+    """The component with this custom_id, if the message has it."""
+    return next((c for c in walk_components(message) if c.get("custom_id") == custom_id), None)
