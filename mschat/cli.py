@@ -713,12 +713,22 @@ def config() -> None:
 
 
 @config.command("path")
-def config_path_cmd() -> None:
-    """Print the config file's path (and the database's)."""
+@click.option("--database", is_flag=True, help="Print the database's path instead.")
+@click.pass_obj
+def config_path_cmd(ctx: Context, database: bool) -> None:
+    """Print the config file's path (or, with --database, the database's).
+
+    \b
+    Examples:
+      mschat config path
+      sqlite-utils tables "$(mschat config path --database)" --counts
+    """
     from mschat.config import config_path, db_path
 
-    click.echo(str(config_path()))
-    click.echo(f"database: {db_path()}", err=True)
+    if database:
+        click.echo(str(Path(ctx.db) if ctx.db else db_path()))
+    else:
+        click.echo(str(config_path()))
 
 
 @config.command("show")

@@ -28,7 +28,7 @@ def ensure_enabled(user: User) -> None:
         raise ApiError(
             403,
             f"user {user.external_id!r} is disabled; set its status to new or active "
-            "(PATCH /users/{user} with {\"status\": \"active\"})",
+            '(PATCH /users/{user} with {"status": "active"})',
             code="user_disabled",
             param="user",
         )
@@ -85,8 +85,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if message.strip().lower() == RESET:
         session = await reset(manager, user)
         return json_response(
-            {"response": RESET_REPLY, "session_id": session.id, "message_id": None,
-             "model": session.model, "finish_reason": None, "usage": None, "reset": True}
+            {
+                "response": RESET_REPLY,
+                "session_id": session.id,
+                "message_id": None,
+                "model": session.model,
+                "finish_reason": None,
+                "usage": None,
+                "reset": True,
+            }
         )
     first, events = await _events(manager, user, message, session_id)
     reply = Reply()
@@ -106,12 +113,28 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
     if message.strip().lower() == RESET:
         session = await reset(manager, user)
         await stream.open()
-        await stream.send({"session_id": session.id, "message_id": None, "model": session.model,
-                           "created_session": True}, event="start")
+        await stream.send(
+            {
+                "session_id": session.id,
+                "message_id": None,
+                "model": session.model,
+                "created_session": True,
+            },
+            event="start",
+        )
         await stream.send({"text": RESET_REPLY}, event="delta")
-        await stream.send({"response": RESET_REPLY, "session_id": session.id, "message_id": None,
-                           "model": session.model, "finish_reason": None, "usage": None,
-                           "reset": True}, event="done")
+        await stream.send(
+            {
+                "response": RESET_REPLY,
+                "session_id": session.id,
+                "message_id": None,
+                "model": session.model,
+                "finish_reason": None,
+                "usage": None,
+                "reset": True,
+            },
+            event="done",
+        )
         return await stream.close()
     first, events = await _events(manager, user, message, session_id)
     reply = Reply()
@@ -121,8 +144,12 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
         delta = reply.feed(event)
         if isinstance(event, Started):
             await stream.send(
-                {"session_id": reply.session_id, "message_id": reply.message_id,
-                 "model": reply.model, "created_session": reply.created_session},
+                {
+                    "session_id": reply.session_id,
+                    "message_id": reply.message_id,
+                    "model": reply.model,
+                    "created_session": reply.created_session,
+                },
                 event="start",
             )
         elif delta is not None:

@@ -51,6 +51,11 @@ class ApiError(Exception):
         self.param = param
         self.headers = headers or {}
 
+    def with_headers(self, headers: dict[str, str]) -> ApiError:
+        """The same error carrying extra response headers."""
+        self.headers = {**self.headers, **headers}
+        return self
+
     def body(self) -> dict[str, Any]:
         """The error as ``{"error": {"message", "type", "param", "code"}}``."""
         return error_body(self.status, self.message, code=self.code, param=self.param)
@@ -60,9 +65,7 @@ class ApiError(Exception):
         body = self.body()
         if extra:
             body.update(extra)
-        return web.json_response(
-            body, status=self.status, headers=self.headers, dumps=_dumps
-        )
+        return web.json_response(body, status=self.status, headers=self.headers, dumps=_dumps)
 
 
 def error_type(status: int) -> str:

@@ -29,7 +29,9 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict[str,
     try:
         data = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
-        raise bad_request("body", f"the request body is not valid JSON: {exc}", "invalid_json")
+        raise bad_request(
+            "body", f"the request body is not valid JSON: {exc}", "invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise bad_request("body", "the request body must be a JSON object", "invalid_json")
     return data
@@ -37,8 +39,9 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict[str,
 
 def too_large(detail: str | None = None) -> ApiError:
     """The 413 error for a body over ``api.max_body``."""
-    return ApiError(413, detail or "the request body is too large", code="body_too_large",
-                    param="body")
+    return ApiError(
+        413, detail or "the request body is too large", code="body_too_large", param="body"
+    )
 
 
 def _no_constant(name: str) -> Any:
@@ -116,9 +119,7 @@ def integer(
     return value
 
 
-def number(
-    data: Mapping[str, Any], name: str, *, minimum: float, maximum: float
-) -> float | None:
+def number(data: Mapping[str, Any], name: str, *, minimum: float, maximum: float) -> float | None:
     """A number field within bounds."""
     value = data.get(name)
     if value is None:
@@ -141,7 +142,11 @@ def boolean(data: Mapping[str, Any], name: str) -> bool | None:
 
 
 def query_int(
-    request: web.Request, name: str, default: int | None, *, minimum: int = 0,
+    request: web.Request,
+    name: str,
+    default: int | None,
+    *,
+    minimum: int = 0,
     maximum: int = MAX_ID,
 ) -> int | None:
     """An integer query parameter (``?limit=20``) within bounds."""

@@ -37,8 +37,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         message = exc.reason if exc.status != 404 else f"no route {request.method} {request.path}"
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return ApiError(exc.status, message, code=exc.reason.lower().replace(" ", "_"),
-                        headers=headers).response()
+        return ApiError(
+            exc.status, message, code=exc.reason.lower().replace(" ", "_"), headers=headers
+        ).response()
     except Exception:
         # a bug must still answer in the documented shape; the traceback goes to the log
         log.exception("unhandled error in %s %s", request.method, request.path)

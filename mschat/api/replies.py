@@ -35,6 +35,7 @@ class Reply:
     finish_reason: str | None = None
     error: MschatError | None = None
     trimmed: int = 0  # older turns left out of the prompt
+    prompt_estimate: int = 0  # the core's own count of the prompt's tokens
 
     @property
     def text(self) -> str:
@@ -57,6 +58,7 @@ class Reply:
             self.usage = event.usage
         elif isinstance(event, Completed):
             self.usage = event.usage
+            self.prompt_estimate = event.prompt_tokens
             self.finish_reason = event.message.finish_reason
         elif isinstance(event, Failed):
             self.error = event.error

@@ -9,16 +9,25 @@ from aiohttp import web
 from mschat.api import fields
 from mschat.api.context import services_of
 from mschat.api.errors import bad_request, from_mschat, json_response
+from mschat.api.shapes import message_json, session_json, user_json
 from mschat.core.errors import MschatError
 from mschat.core.manager import SessionManager
 from mschat.core.models import Origin, Status, User
-from mschat.api.shapes import message_json, session_json, user_json
 
 MAX_PAGE = 500
 MAX_TITLE = 200
 MAX_TOKENS = 1_000_000
-USER_FIELDS = ("name", "system_msg", "max_tokens", "temperature", "show_public", "attach",
-               "model", "status", "current_session")
+USER_FIELDS = (
+    "name",
+    "system_msg",
+    "max_tokens",
+    "temperature",
+    "show_public",
+    "attach",
+    "model",
+    "status",
+    "current_session",
+)
 SESSION_FIELDS = ("user", "title", "public", "model", "system_msg")
 NEW_SESSION_FIELDS = ("title", "model", "system_msg", "public", "current")
 
@@ -26,8 +35,9 @@ NEW_SESSION_FIELDS = ("title", "model", "system_msg", "public", "current")
 def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     for key in body:
         if key not in allowed:
-            raise bad_request(key, f"unknown field {key!r}; expected one of {', '.join(allowed)}",
-                              "unknown_field")
+            raise bad_request(
+                key, f"unknown field {key!r}; expected one of {', '.join(allowed)}", "unknown_field"
+            )
 
 
 def _model(manager: SessionManager, body: dict[str, Any]) -> str | None:
@@ -48,9 +58,7 @@ async def _api_user(request: web.Request, name: str) -> tuple[SessionManager, Us
 
 def acting_user(request: web.Request, body: dict[str, Any] | None = None) -> str:
     """The ``user`` acting on a session: from the query string or the JSON body."""
-    from_query = (
-        fields.user_name(request.query, "user") if "user" in request.query else None
-    )
+    from_query = fields.user_name(request.query, "user") if "user" in request.query else None
     from_body = fields.user_name(body, "user") if body and body.get("user") is not None else None
     if from_query and from_body and from_query != from_body:
         raise bad_request("user", "user differs between the query string and the body")
@@ -76,13 +84,15 @@ async def patch_user(request: web.Request) -> web.StreamResponse:
     _only(body, USER_FIELDS)
     changes: dict[str, Any] = {}
     if "name" in body:
-        changes["name"] = fields.text(body, "name", required=True, blank=False,
-                                      max_len=fields.MAX_NAME)
+        changes["name"] = fields.text(
+            body, "name", required=True, blank=False, max_len=fields.MAX_NAME
+        )
     if "system_msg" in body:
         changes["system_msg"] = fields.text(body, "system_msg")
     if "max_tokens" in body:
-        changes["max_tokens"] = fields.integer(body, "max_tokens", required=True, minimum=1,
-                                               maximum=MAX_TOKENS)
+        changes["max_tokens"] = fields.integer(
+            body, "max_tokens", required=True, minimum=1, maximum=MAX_TOKENS
+        )
     if "temperature" in body:
         changes["temperature"] = fields.number(body, "temperature", minimum=0, maximum=2)
     for flag in ("show_public", "attach"):

@@ -41,8 +41,11 @@ def _content(value: Any, where: str, role: str) -> str:
         for index, part in enumerate(value):
             label = f"{where}[{index}]"
             if not isinstance(part, dict) or part.get("type") != "text":
-                raise bad_request(label, f"{label} must be a text part "
-                                  '({"type": "text", "text": "..."}); only text is supported')
+                raise bad_request(
+                    label,
+                    f"{label} must be a text part "
+                    '({"type": "text", "text": "..."}); only text is supported',
+                )
             pieces.append(fields.text(part, "text", required=True, label=f"{label}.text") or "")
         return "".join(pieces)
     raise bad_request(where, f"{where} must be a string or a list of text parts")
@@ -139,8 +142,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         events = manager.ask(user, question, session_id=session_id, origin=Origin.API, **options)
     else:
         events = manager.ask(
-            user, question, session_id=session_id, origin=Origin.API, model=model,
-            system=system, **options,
+            user,
+            question,
+            session_id=session_id,
+            origin=Origin.API,
+            model=model,
+            system=system,
+            **options,
         )
     try:
         first = await first_event(events)
@@ -165,13 +173,14 @@ def _usage(reply: Reply) -> dict[str, int]:
     """Usage as OpenAI reports it; estimates fill in what the provider did not say."""
     usage = reply.usage
     prompt = usage.prompt_tokens if usage and usage.prompt_tokens is not None else None
-    completion = (
-        usage.completion_tokens if usage and usage.completion_tokens is not None else None
-    )
+    completion = usage.completion_tokens if usage and usage.completion_tokens is not None else None
     prompt = prompt if prompt is not None else reply.prompt_estimate
     completion = completion if completion is not None else estimate_tokens(reply.text)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _completion(reply: Reply) -> dict[str, Any]:

@@ -102,9 +102,6 @@ class MschatApp(App[None]):
         self._data_version: int | None = None
         self._polling = False
 
-    def __repr__(self) -> str:
-        return f"<MschatApp {self.manager.store.path}>"
-
     def get_default_screen(self) -> Screen[Any]:
         """The main screen."""
         return MainScreen()
@@ -164,11 +161,13 @@ class MschatApp(App[None]):
 
     # ---- workers -------------------------------------------------------------------
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, group: str = "default",
-              exclusive: bool = False) -> Worker[Any]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, group: str = "default", exclusive: bool = False
+    ) -> Worker[Any]:
         """Run a manager call off the UI path; errors become notifications."""
-        return self.run_worker(self._guarded(coro), group=group, exclusive=exclusive,
-                               exit_on_error=False)
+        return self.run_worker(
+            self._guarded(coro), group=group, exclusive=exclusive, exit_on_error=False
+        )
 
     async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
@@ -177,14 +176,14 @@ class MschatApp(App[None]):
             self.notify(str(error), title="mschat", severity="error", timeout=8)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the UI down
+        except Exception as exc:
             self.log.error(repr(exc))
             self.notify(f"unexpected error: {exc!r}", severity="error", timeout=10)
         return None
 
     # ---- start-up ----------------------------------------------------------------------
 
-    def on_mount(self) -> None:
+    def on_ready(self) -> None:
         """Load the user and the first sidebar page; start polling for changes."""
         self.prompt.focus()
         self.spawn(self._startup(), group="startup")
@@ -326,9 +325,7 @@ class MschatApp(App[None]):
         shown = [m for m in messages if m.id not in local]
         await self.chat.show_session(session.id, shown, has_older=has_older)
         self.last_id = max((m.id for m in messages), default=0)
-        self.remote_streaming = {
-            m.id for m in shown if m.status == MessageStatus.STREAMING
-        }
+        self.remote_streaming = {m.id for m in shown if m.status == MessageStatus.STREAMING}
         if self.detached:
             self.notify("Showing the messages around the hit; reopen the session to follow it")
         if jump_to is not None:
@@ -397,8 +394,9 @@ class MschatApp(App[None]):
             return
         session_id = self.session.id if self.session else None
         if session_id is not None and session_id in self.send_workers:
-            self.notify("A reply is still streaming here: wait, or stop it with Escape",
-                        severity="warning")
+            self.notify(
+                "A reply is still streaming here: wait, or stop it with Escape", severity="warning"
+            )
             return
         self.start_send(event.text, session_id)
 
@@ -410,8 +408,11 @@ class MschatApp(App[None]):
         else:
             events = self.manager.ask(self.viewer, text, session_id=session_id)
         # exclusive per session; sends that create a session must not cancel each other
-        return self.spawn(self._stream(events, session_id, prompt_text=text),
-                          group=f"send-{session_id or 'new'}", exclusive=session_id is not None)
+        return self.spawn(
+            self._stream(events, session_id, prompt_text=text),
+            group=f"send-{session_id or 'new'}",
+            exclusive=session_id is not None,
+        )
 
     def _track(self, session_id: int) -> None:
         """Remember the running send worker of a session (Escape cancels it)."""
@@ -437,9 +438,14 @@ class MschatApp(App[None]):
                     sid = event.session.id
                     self._track(sid)
                     reply = Message(
-                        id=event.reply_id, session_id=sid, author_id=None, role="assistant",
-                        content="", created=event.user_message.created,
-                        status=MessageStatus.STREAMING, model=event.model,
+                        id=event.reply_id,
+                        session_id=sid,
+                        author_id=None,
+                        role="assistant",
+                        content="",
+                        created=event.user_message.created,
+                        status=MessageStatus.STREAMING,
+                        model=event.model,
                     )
                     self.local_replies[reply.id] = sid
                     if prompt_text is not None and self.prompt.text == prompt_text:
@@ -465,8 +471,11 @@ class MschatApp(App[None]):
                 elif isinstance(event, HistoryTrimmed):
                     if self._is_open(sid):
                         self.status.trimmed = event.dropped
-                    self.notify(f"History trimmed: {event.dropped} older turns left out "
-                                f"to fit the context window", severity="warning")
+                    self.notify(
+                        f"History trimmed: {event.dropped} older turns left out "
+                        f"to fit the context window",
+                        severity="warning",
+                    )
                 elif isinstance(event, Retrying):
                     if self._is_open(sid):
                         self.status.state = f"retrying (attempt {event.attempt})"
@@ -486,8 +495,9 @@ class MschatApp(App[None]):
                         live = None
                     if self._is_open(sid):
                         self.status.state = "failed"
-                    self.notify(str(event.error), title="The reply failed", severity="error",
-                                timeout=10)
+                    self.notify(
+                        str(event.error), title="The reply failed", severity="error", timeout=10
+                    )
                     if prompt_text is not None and not self.prompt.text:
                         self.prompt.text = prompt_text  # ready to resend
         except asyncio.CancelledError:
@@ -519,8 +529,12 @@ class MschatApp(App[None]):
             pass
 
     def _is_open(self, session_id: int | None) -> bool:
-        return session_id is not None and self.session is not None and \
-            self.session.id == session_id and not self.detached
+        return (
+            session_id is not None
+            and self.session is not None
+            and self.session.id == session_id
+            and not self.detached
+        )
 
     async def _resume_live(self, reply: Message) -> LiveReply:
         """The session was left and opened again mid-reply: continue where the text is."""
@@ -531,8 +545,9 @@ class MschatApp(App[None]):
         await live.write(reply.content)
         return live
 
-    async def _finish(self, live: LiveReply | None, message: Message,
-                      session_id: int | None) -> None:
+    async def _finish(
+        self, live: LiveReply | None, message: Message, session_id: int | None
+    ) -> None:
         if not self._is_open(session_id):
             if live is not None:
                 await live.close()
@@ -571,8 +586,13 @@ class MschatApp(App[None]):
 
         def done(title: str | None) -> None:
             if title:
-                self.spawn(self._edit(self.manager.rename_session(self.actor, session.id, title),
-                                      f"Renamed to {title!r}"), group="edit")
+                self.spawn(
+                    self._edit(
+                        self.manager.rename_session(self.actor, session.id, title),
+                        f"Renamed to {title!r}",
+                    ),
+                    group="edit",
+                )
 
         self.push_screen(TextInputScreen("Rename session", session.title), done)
 
@@ -595,8 +615,10 @@ class MschatApp(App[None]):
                 self.spawn(self._delete(session.id), group="edit")
 
         self.push_screen(
-            ConfirmScreen(f"Delete session {session.title!r} and its "
-                          f"{session.message_count} messages?"), done
+            ConfirmScreen(
+                f"Delete session {session.title!r} and its {session.message_count} messages?"
+            ),
+            done,
         )
 
     async def _delete(self, session_id: int) -> None:
@@ -614,18 +636,26 @@ class MschatApp(App[None]):
         session = self._need_session()
         if session is not None:
             new = not session.public
-            self.spawn(self._edit(self.manager.set_session_public(self.actor, session.id, new),
-                                  "Session is now " + ("public" if new else "private")),
-                       group="edit")
+            self.spawn(
+                self._edit(
+                    self.manager.set_session_public(self.actor, session.id, new),
+                    "Session is now " + ("public" if new else "private"),
+                ),
+                group="edit",
+            )
 
     def action_toggle_hidden(self) -> None:
         """Hide the open session from listings (or show it again)."""
         session = self._need_session()
         if session is not None:
             new = not session.hidden
-            self.spawn(self._edit(self.manager.set_session_hidden(self.actor, session.id, new),
-                                  "Session " + ("hidden" if new else "shown again")),
-                       group="edit")
+            self.spawn(
+                self._edit(
+                    self.manager.set_session_hidden(self.actor, session.id, new),
+                    "Session " + ("hidden" if new else "shown again"),
+                ),
+                group="edit",
+            )
 
     def model_choices(self) -> list[str]:
         """Configured models, the open session's model and the default, once each."""
@@ -645,12 +675,18 @@ class MschatApp(App[None]):
 
         def done(model: str | None) -> None:
             if model:
-                self.spawn(self._edit(self.manager.set_session_model(self.actor, session.id, model),
-                                      f"Model: {model}"), group="edit")
+                self.spawn(
+                    self._edit(
+                        self.manager.set_session_model(self.actor, session.id, model),
+                        f"Model: {model}",
+                    ),
+                    group="edit",
+                )
 
         choices = [(m, m) for m in self.model_choices()]
-        self.push_screen(ChoiceScreen("Model of this session", choices, current=session.model),
-                         done)
+        self.push_screen(
+            ChoiceScreen("Model of this session", choices, current=session.model), done
+        )
 
     def action_edit_system(self) -> None:
         """Edit the open session's system message."""
@@ -660,12 +696,22 @@ class MschatApp(App[None]):
 
         def done(text: str | None) -> None:
             if text is not None:
-                self.spawn(self._edit(
-                    self.manager.set_session_system(self.actor, session.id, text.strip() or None),
-                    "System message saved"), group="edit")
+                self.spawn(
+                    self._edit(
+                        self.manager.set_session_system(
+                            self.actor, session.id, text.strip() or None
+                        ),
+                        "System message saved",
+                    ),
+                    group="edit",
+                )
 
-        self.push_screen(TextInputScreen("System message of this session",
-                                         session.system_msg or "", multiline=True), done)
+        self.push_screen(
+            TextInputScreen(
+                "System message of this session", session.system_msg or "", multiline=True
+            ),
+            done,
+        )
 
     def action_stop(self) -> None:
         """Stop the reply streaming in the open session (kept as interrupted)."""
@@ -698,7 +744,7 @@ class MschatApp(App[None]):
         if selected is not None and (role is None or selected.message.role == role):
             return selected.message
         for message in reversed(self.chat.messages()):
-            if role is None and message.role == "assistant" or message.role == role:
+            if (role is None and message.role == "assistant") or message.role == role:
                 return message
         return None
 
@@ -715,8 +761,14 @@ class MschatApp(App[None]):
             if text and text.strip():
                 self.spawn(self._fork(target.id, text), group="fork")
 
-        self.push_screen(TextInputScreen("Edit and resend (in a new session; the original "
-                                         "is kept)", target.content, multiline=True), done)
+        self.push_screen(
+            TextInputScreen(
+                "Edit and resend (in a new session; the original is kept)",
+                target.content,
+                multiline=True,
+            ),
+            done,
+        )
 
     async def _fork(self, message_id: int, text: str) -> None:
         assert self.viewer is not None
@@ -739,8 +791,9 @@ class MschatApp(App[None]):
         choices = [("all", "The whole message")]
         for index, (language, code) in enumerate(blocks):
             first = code.strip().splitlines()[0] if code.strip() else ""
-            choices.append((str(index), f"Code block {index + 1} ({language or 'text'}): "
-                                        f"{first[:50]}"))
+            choices.append(
+                (str(index), f"Code block {index + 1} ({language or 'text'}): {first[:50]}")
+            )
 
         def done(choice: str | None) -> None:
             if choice == "all":
@@ -790,8 +843,11 @@ class MschatApp(App[None]):
 
         def done(hit: SearchHit | None) -> None:
             if hit is not None:
-                self.spawn(self.open_session(hit.session_id, jump_to=hit.message_id),
-                           group="open", exclusive=True)
+                self.spawn(
+                    self.open_session(hit.session_id, jump_to=hit.message_id),
+                    group="open",
+                    exclusive=True,
+                )
 
         self.push_screen(SearchScreen(self.search), done)
 
@@ -833,8 +889,9 @@ class MschatApp(App[None]):
 
     async def _pick_user(self) -> None:
         users = await self.manager.list_users()
-        choices = [(str(u.id), f"{u.label} · {u.status}" + (" · admin" if u.admin else ""))
-                   for u in users]
+        choices = [
+            (str(u.id), f"{u.label} · {u.status}" + (" · admin" if u.admin else "")) for u in users
+        ]
 
         def done(choice: str | None) -> None:
             if choice is not None:
@@ -891,7 +948,7 @@ async def _close(events: AsyncIterator[Event]) -> None:
     if closer is not None:
         try:
             await closer()
-        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - closing a cancelled ask
+        except (Exception, asyncio.CancelledError):
             pass
 
 
@@ -909,8 +966,9 @@ async def _chain(first: Event | None, rest: AsyncIterator[Event]) -> AsyncIterat
         yield event
 
 
-def make_app(services: Services, *, user_ref: str | None = None,
-             poll_interval: float = POLL_INTERVAL) -> MschatApp:
+def make_app(
+    services: Services, *, user_ref: str | None = None, poll_interval: float = POLL_INTERVAL
+) -> MschatApp:
     """Build the TUI over the given services (tests pass fakes in)."""
     return MschatApp(services, user_ref=user_ref, poll_interval=poll_interval)
 

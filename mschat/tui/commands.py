@@ -26,40 +26,59 @@ ACTIONS: tuple[Action, ...] = (
     Action("delete", "f8", "Delete session", "Delete the open session (asks first)"),
     Action("toggle_public", "f3", "Toggle public", "Make the open session public or private"),
     Action("change_model", "f4", "Change model", "Pick the model of the open session"),
-    Action("edit_system", "ctrl+g", "Edit system message",
-           "Edit the open session's system message"),
-    Action("stop", "escape", "Stop streaming", "Stop the reply being streamed (kept as interrupted)"),
+    Action(
+        "edit_system", "ctrl+g", "Edit system message", "Edit the open session's system message"
+    ),
+    Action(
+        "stop", "escape", "Stop streaming", "Stop the reply being streamed (kept as interrupted)"
+    ),
     Action("regenerate", "ctrl+r", "Regenerate", "Answer the last question again"),
-    Action("edit_message", "ctrl+o", "Edit & resend",
-           "Edit the selected (or last) question and resend it in a fork"),
+    Action(
+        "edit_message",
+        "ctrl+o",
+        "Edit & resend",
+        "Edit the selected (or last) question and resend it in a fork",
+    ),
     Action("copy", "f5", "Copy", "Copy the selected (or last) message or one of its code blocks"),
-    Action("export_markdown", "ctrl+s", "Export Markdown",
-           "Write the open session to a Markdown file"),
+    Action(
+        "export_markdown", "ctrl+s", "Export Markdown", "Write the open session to a Markdown file"
+    ),
     Action("export_json", "", "Export JSON", "Write the open session to a JSON file", False),
     Action("search", "ctrl+f", "Search", "Full-text search across sessions, jump to a hit"),
     Action("settings", "f9", "User settings", "Edit the settings of the user whose view this is"),
     Action("switch_user", "f10", "Switch user", "View the TUI as another user (admin view)"),
-    Action("toggle_everyone", "f12", "All users' sessions",
-           "Admin: list every user's sessions (hidden ones too) in the sidebar", False),
-    Action("toggle_hidden", "", "Hide/unhide session",
-           "Hide the open session from listings (or show it again)", False),
-    Action("load_older", "", "Load older messages", "Show the previous page of the session",
-           False),
+    Action(
+        "toggle_everyone",
+        "f12",
+        "All users' sessions",
+        "Admin: list every user's sessions (hidden ones too) in the sidebar",
+        False,
+    ),
+    Action(
+        "toggle_hidden",
+        "",
+        "Hide/unhide session",
+        "Hide the open session from listings (or show it again)",
+        False,
+    ),
+    Action("load_older", "", "Load older messages", "Show the previous page of the session", False),
     Action("focus_prompt", "ctrl+l", "Focus prompt", "Move the cursor to the prompt", False),
-    Action("focus_sidebar", "ctrl+b", "Focus sidebar", "Move the cursor to the session list",
-           False),
-    Action("focus_chat", "ctrl+t", "Focus messages",
-           "Move to the messages (up/down selects one for copy and edit)", False),
+    Action(
+        "focus_sidebar", "ctrl+b", "Focus sidebar", "Move the cursor to the session list", False
+    ),
+    Action(
+        "focus_chat",
+        "ctrl+t",
+        "Focus messages",
+        "Move to the messages (up/down selects one for copy and edit)",
+        False,
+    ),
 )
 
 
 def bindings() -> list[Binding]:
     """Key bindings of the main screen (routed to the app's actions)."""
-    return [
-        Binding(a.key, f"app.{a.name}", a.title, show=a.footer)
-        for a in ACTIONS
-        if a.key
-    ]
+    return [Binding(a.key, f"app.{a.name}", a.title, show=a.footer) for a in ACTIONS if a.key]
 
 
 class MschatCommands(Provider):
@@ -69,8 +88,9 @@ class MschatCommands(Provider):
         """All actions, in their usual order."""
         app = self.app
         for action in ACTIONS:
-            yield DiscoveryHit(action.title, partial(app.run_action, action.name),
-                               help=self._help(action))
+            yield DiscoveryHit(
+                action.title, partial(app.run_action, action.name), help=self._help(action)
+            )
 
     async def search(self, query: str) -> Hits:
         """Actions whose title matches the query."""
@@ -79,8 +99,12 @@ class MschatCommands(Provider):
         for action in ACTIONS:
             score = matcher.match(action.title)
             if score > 0:
-                yield Hit(score, matcher.highlight(action.title),
-                          partial(app.run_action, action.name), help=self._help(action))
+                yield Hit(
+                    score,
+                    matcher.highlight(action.title),
+                    partial(app.run_action, action.name),
+                    help=self._help(action),
+                )
 
     @staticmethod
     def _help(action: Action) -> str:

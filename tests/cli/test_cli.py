@@ -213,6 +213,8 @@ def test_models_config_and_version(configured: Path):
     remote = json.loads(run("models", "--remote", "--json").stdout)
     assert {"fake/fake-model", "fake/fake-large"} <= {m["name"] for m in remote["models"]}
     assert run("config", "path").stdout.strip() == str(configured / "config.toml")
+    assert run("config", "path", "--database").stdout.strip() == str(configured / "mschat.db")
+    assert run("--db", "/tmp/x.db", "config", "path", "--database").stdout.strip() == "/tmp/x.db"
     shown = run("config", "show")
     assert shown.exit_code == 0 and "sk-test-secret-key-0000" not in shown.stdout
     assert "****0000" in shown.stdout

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, TextArea
@@ -13,7 +15,7 @@ from textual.widgets.option_list import Option
 class ConfirmScreen(ModalScreen[bool]):
     """Ask yes or no; Enter/y confirms, Escape/n cancels."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "answer(False)", "Cancel"),
         Binding("y", "answer(True)", "Confirm"),
     ]
@@ -47,13 +49,14 @@ class ConfirmScreen(ModalScreen[bool]):
 class TextInputScreen(ModalScreen[str | None]):
     """Edit a text; Enter (one line) or Ctrl+S (several lines) saves, Escape cancels."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save"),
     ]
 
-    def __init__(self, title: str, value: str = "", *, multiline: bool = False,
-                 placeholder: str = "") -> None:
+    def __init__(
+        self, title: str, value: str = "", *, multiline: bool = False, placeholder: str = ""
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.title_text = title
         self.value = value
@@ -102,10 +105,11 @@ class TextInputScreen(ModalScreen[str | None]):
 class ChoiceScreen(ModalScreen[str | None]):
     """Pick one of several (id, label) options; Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, choices: list[tuple[str, str]], *,
-                 current: str | None = None) -> None:
+    def __init__(
+        self, title: str, choices: list[tuple[str, str]], *, current: str | None = None
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.title_text = title
         self.choices = choices
@@ -115,8 +119,7 @@ class ChoiceScreen(ModalScreen[str | None]):
         """Title and the options."""
         with Vertical(classes="dialog -wide"):
             yield Label(self.title_text, classes="dialog-title")
-            yield OptionList(*[Option(label, id=key) for key, label in self.choices],
-                             id="choices")
+            yield OptionList(*[Option(label, id=key) for key, label in self.choices], id="choices")
 
     def on_mount(self) -> None:
         """Focus the list with the current value highlighted."""

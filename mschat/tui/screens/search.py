@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
@@ -35,7 +36,7 @@ def hit_prompt(hit: SearchHit) -> Text:
 class SearchScreen(ModalScreen[SearchHit | None]):
     """Type to search (FTS5); Enter on a hit jumps to it; Escape closes."""
 
-    BINDINGS = [Binding("escape", "cancel", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Close")]
 
     def __init__(self, searcher: Searcher, *, query: str = "") -> None:
         super().__init__(classes="dialog-screen")
@@ -86,8 +87,10 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         self.hits = hits
         options = self.query_one("#hits", OptionList)
         options.set_options(Option(hit_prompt(h), id=str(i)) for i, h in enumerate(hits))
-        count.update(f"{len(hits)} hit{'s' if len(hits) != 1 else ''}" +
-                     (" (newest first; refine to see older)" if len(hits) >= 50 else ""))
+        count.update(
+            f"{len(hits)} hit{'s' if len(hits) != 1 else ''}"
+            + (" (newest first; refine to see older)" if len(hits) >= 50 else "")
+        )
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """Jump to the chosen hit."""

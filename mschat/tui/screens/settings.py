@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Switch, TextArea
@@ -22,7 +22,7 @@ DEFAULT_MODEL = "(default)"
 class SettingsScreen(ModalScreen[User | None]):
     """Edit a user's settings; Ctrl+S saves (errors keep the screen open), Escape cancels."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save"),
     ]
@@ -36,7 +36,7 @@ class SettingsScreen(ModalScreen[User | None]):
     def compose(self) -> ComposeResult:
         """One row per setting."""
         user = self.user
-        models = list(dict.fromkeys([*self.models, *( [user.model] if user.model else [])]))
+        models = list(dict.fromkeys([*self.models, *([user.model] if user.model else [])]))
         with Vertical(classes="dialog -wide -tall", id="settings-dialog"):
             yield Label(f"Settings of {user.label}", classes="dialog-title")
             with VerticalScroll(id="settings-fields"):
@@ -64,8 +64,12 @@ class SettingsScreen(ModalScreen[User | None]):
                     )
                 with Horizontal(classes="settings-row"):
                     yield Label("status", classes="settings-label")
-                    yield Select([(s.value, s.value) for s in Status], value=user.status,
-                                 allow_blank=False, id="status")
+                    yield Select(
+                        [(s.value, s.value) for s in Status],
+                        value=user.status,
+                        allow_blank=False,
+                        id="status",
+                    )
             yield Label("Ctrl+S saves, Escape cancels", classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save")

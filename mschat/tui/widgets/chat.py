@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message as TextualMessage
 from textual.widgets import Markdown, Static
@@ -103,7 +104,7 @@ class LiveReply(Vertical):
 class ChatView(VerticalScroll, can_focus=True):
     """Messages of the open session; asks for older pages when scrolled to the top."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "select_previous", "Previous message", show=False),
         Binding("down", "select_next", "Next message", show=False),
     ]
@@ -125,8 +126,9 @@ class ChatView(VerticalScroll, can_focus=True):
 
     # ---- content -----------------------------------------------------------
 
-    async def show_session(self, session_id: int | None, messages: list[Message], *,
-                           has_older: bool) -> None:
+    async def show_session(
+        self, session_id: int | None, messages: list[Message], *, has_older: bool
+    ) -> None:
         """Replace the view with a session's last page."""
         self.session_id = session_id
         self.selected = None

@@ -26,10 +26,13 @@ class StatusBar(Static):
         window = "—" if not self.context_window else f"{self.context_window:,}"
         text.append(f"  │  tokens: {used} / {window}")
         if self.trimmed:
-            text.append(f"  │  history trimmed ({self.trimmed} older turns left out)",
-                        style="bold yellow")
-        style = "bold green" if self.state == "streaming" else (
-            "bold red" if self.state.startswith(("failed", "interrupted")) else "dim"
+            text.append(
+                f"  │  history trimmed ({self.trimmed} older turns left out)", style="bold yellow"
+            )
+        style = (
+            "bold green"
+            if self.state == "streaming"
+            else ("bold red" if self.state.startswith(("failed", "interrupted")) else "dim")
         )
         text.append(f"  │  {self.state}", style=style)
         return text

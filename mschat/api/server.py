@@ -1,0 +1,178 @@
+"""The aiohttp application factory (``make_api``) and the ``serve-api`` runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+from typing import TextIO
+
+from aiohttp import web
+
+from mschat import __version__
+from mschat.api import chat, middleware, sessions, v1
+from mschat.api.context import SERVICES, SETTINGS, ApiSettings, services_of
+from mschat.api.errors import json_response
+from mschat.api.openapi import openapi_document
+from mschat.core.errors import ConfigError
+from mschat.core.services import Services
+
+#: seconds in-flight requests get to finish on shutdown before they are cancelled
+#: (a cancelled reply is stored as interrupted by the core)
+SHUTDOWN_TIMEOUT = 10.0
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+ACCESS_LOGGER = "mschat.api.access"
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """GET /healthz: the server answers and the database is readable."""
+    await services_of(request).manager.data_version()
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    """GET /openapi.json: the OpenAPI 3.1 document of every endpoint."""
+    return json_response(openapi_document())
+
+
+def make_api(
+    services: Services,
+    *,
+    token: str | None = None,
+    max_body: int | None = None,
+    default_user: str | None = None,
+) -> web.Application:
+    """The API application over ``services``; settings default to the config's api.*.
+
+    ``token=""`` turns auth off even when api.token is set.
+    """
+    config = services.config
+    if token is None:
+        token = config.get("api", "token")
+    settings = ApiSettings(
+        token=token or None,
+        max_body=max_body or int(config.get("api", "max_body")),
+        default_user=default_user or str(config.get("api", "default_user")),
+    )
+    app = web.Application(
+        middlewares=[middleware.errors, middleware.auth, middleware.body_limit],
+        client_max_size=settings.max_body,
+    )
+    app[SERVICES] = services
+    app[SETTINGS] = settings
+    app.router.add_post("/chat", chat.chat)
+    app.router.add_post("/chat-stream", chat.chat_stream)
+    app.router.add_get("/users/{user}", sessions.get_user)
+    app.router.add_patch("/users/{user}", sessions.patch_user)
+    app.router.add_get("/users/{user}/sessions", sessions.list_sessions)
+    app.router.add_post("/users/{user}/sessions", sessions.create_session)
+    app.router.add_get("/sessions/{id}", sessions.get_session)
+    app.router.add_patch("/sessions/{id}", sessions.patch_session)
+    app.router.add_delete("/sessions/{id}", sessions.delete_session)
+    app.router.add_post("/v1/chat/completions", v1.chat_completions)
+    app.router.add_get("/v1/models", v1.models)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() in ("localhost", "ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token (ConfigError says why)."""
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"refusing to serve the API on {host or 'all interfaces'} without a token: anyone "
+            "who can reach it could read and write every API user's sessions",
+            hint="set api.token in the config file or MSCHAT_API_TOKEN, or bind 127.0.0.1",
+        )
+
+
+def access_logger(stream: TextIO | None = None) -> logging.Logger:
+    """The logger writing one line per request to stderr."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.handlers:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+async def serve(
+    services: Services,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
+    check_bind(host, token)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    app = make_api(services, token=token)
+    runner = web.AppRunner(
+        app,
+        access_log=access_logger(),
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        for address in runner.addresses:
+            shown = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
+            print(
+                f"mschat API listening on http://{shown}:{address[1]}", file=sys.stderr, flush=True
+            )
+        print(
+            f"auth: {'bearer token required' if token else 'none (loopback only)'}; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+        print("mschat API shutting down", file=sys.stderr, flush=True)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        # stops listening, lets in-flight requests finish (then cancels them)
+        await runner.cleanup()
+
+
+def run(services: Services, *, host: str | None = None, port: int | None = None) -> None:
+    """``mschat serve-api``: serve until SIGINT/SIGTERM; ConfigError when refused."""
+    config = services.config
+    host = host if host is not None else str(config.get("api", "host"))
+    port = port if port is not None else int(config.get("api", "port"))
+    token = config.get("api", "token") or None
+    check_bind(host, token)
+
+    async def main() -> None:
+        try:
+            await serve(services, host, port, token=token)
+        finally:
+            await services.aclose()
+
+    asyncio.run(main())

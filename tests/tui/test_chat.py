@@ -1,0 +1,143 @@
+"""Chatting in the TUI: create, send, stream, stop, regenerate, fork, failure."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mschat.core.errors import ProviderError
+from mschat.core.models import MessageStatus
+from mschat.core.services import Services
+from mschat.tui.widgets.chat import LiveReply, MessageView
+from tests.fakes.scripted_provider import ScriptedProvider
+from tests.tui.conftest import SIZE, build_app, ready, type_and_send, wait_for
+
+
+def shown(app) -> list[str]:
+    return [v.message.content for v in app.chat.query(MessageView)]
+
+
+async def test_send_creates_a_session_and_streams_the_reply(services: Services):
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert app.session is None
+        await type_and_send(pilot, "hello there")
+        await wait_for(pilot, lambda: "Echo: hello there" in shown(app), what="reply")
+        assert app.session is not None
+        assert app.prompt.text == ""
+        assert shown(app) == ["hello there", "Echo: hello there"]
+        assert [s.id for s in app.sidebar.sessions] == [app.session.id]
+        assert app.sidebar.highlighted == 0
+        assert app.status.state == "idle"
+        assert app.status.tokens is not None and app.status.context_window == 4096
+        stored = await services.manager.messages(app.me, app.session.id)
+        assert [m.status for m in stored] == ["complete", "complete"]
+
+
+async def test_stop_keeps_the_partial_reply_as_interrupted(
+    services: Services, provider: ScriptedProvider
+):
+    gate = asyncio.Event()  # never set: the reply hangs after its first chunk
+    provider.push(chunks=["partial answer", " never"], gate=gate)
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "long question")
+        await wait_for(pilot, lambda: app.query(LiveReply) and app.status.state == "streaming",
+                       what="streaming")
+        live = app.query_one(LiveReply)
+        await wait_for(pilot, lambda: live.text == "partial answer", what="first chunk")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.query(LiveReply), what="live reply finished")
+        views = list(app.chat.query(MessageView))
+        assert views[-1].message.status == MessageStatus.INTERRUPTED
+        assert views[-1].message.content == "partial answer"
+        assert app.status.state == "interrupted"
+        session_id = app.session.id
+
+        async def stored_status() -> str:
+            messages = await services.manager.messages(app.me, session_id)
+            return messages[-1].status
+
+        status = ""
+        for _ in range(200):
+            status = await stored_status()
+            if status == MessageStatus.INTERRUPTED:
+                break
+            await pilot.pause(0.02)
+        assert status == MessageStatus.INTERRUPTED
+
+
+async def test_regenerate_replaces_the_last_reply(services: Services, provider: ScriptedProvider):
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "question")
+        await wait_for(pilot, lambda: "Echo: question" in shown(app), what="first reply")
+        provider.push(chunks=["second ", "take"])
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "second take" in shown(app), what="regenerated reply")
+        assert shown(app) == ["question", "second take"]
+        stored = await services.manager.messages(app.me, app.session.id)
+        assert [m.content for m in stored] == ["question", "second take"]
+
+
+async def test_edit_a_past_question_forks_and_resends(services: Services):
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "first question")
+        await wait_for(pilot, lambda: len(shown(app)) == 2, what="first reply")
+        original = app.session.id
+        await type_and_send(pilot, "second question")
+        await wait_for(pilot, lambda: len(shown(app)) == 4, what="second reply")
+        # select the first question (up/down in the messages) and edit it
+        await pilot.press("ctrl+t")
+        for _ in range(4):  # the first press selects the last message
+            await pilot.press("up")
+        assert app.chat.selected.message.content == "first question"
+        await pilot.press("ctrl+o")
+        editor = app.screen.query_one("#value")
+        editor.text = "better question"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.session.id != original and
+                       "Echo: better question" in shown(app), what="fork reply")
+        assert shown(app) == ["better question", "Echo: better question"]
+        kept = await services.manager.messages(app.me, original)
+        assert len(kept) == 4  # the original is untouched
+        assert {s.id for s in app.sidebar.sessions} >= {original, app.session.id}
+
+
+async def test_provider_failure_is_shown_and_the_prompt_kept(
+    services: Services, provider: ScriptedProvider
+):
+    provider.push(chunks=["half"], error=ProviderError("upstream exploded", kind="server"))
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "will fail")
+        await wait_for(pilot, lambda: app.status.state == "failed", what="failure")
+        await wait_for(pilot, lambda: not app.query(LiveReply), what="live reply finished")
+        failed = list(app.chat.query(MessageView))[-1]
+        assert failed.message.status == MessageStatus.FAILED
+        assert "upstream exploded" in (failed.message.error or "")
+        assert failed.has_class("-failed")
+        assert app.prompt.text == "will fail"  # ready to resend
+        assert any("upstream exploded" in n.message for n in app._notifications)
+
+
+async def test_an_error_before_storing_keeps_the_prompt(services: Services):
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "hello")
+        await wait_for(pilot, lambda: len(shown(app)) == 2, what="reply")
+        session_id = app.session.id
+        await services.manager.set_session_model(app.me, session_id, "fake/other")
+        services.config.providers.clear()  # no provider: resolving the model fails
+        services.registry.provider_configs.clear()
+        await type_and_send(pilot, "typed text")
+        await wait_for(pilot, lambda: any("provider" in n.message or "model" in n.message
+                                          for n in app._notifications), what="error notice")
+        await app.workers.wait_for_complete()
+        assert app.prompt.text == "typed text"
