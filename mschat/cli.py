@@ -501,6 +501,39 @@ def sessions_export(ctx: Context, session_ref: str, fmt: str, output: str | None
         click.echo(text, nl=False)
 
 
+@sessions.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def sessions_import(ctx: Context, files: tuple[str, ...]) -> None:
+    """Import sessions exported with `sessions export -f json` (as new private sessions).
+
+    \b
+    Example:
+      mschat sessions export 12 -f json -o notes.json
+      mschat --db other.db sessions import notes.json
+    """
+    documents = []
+    for name in files:
+        try:
+            documents.append((name, json.loads(Path(name).read_text(encoding="utf-8"))))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            fail(f"cannot read {name}: {exc}")
+
+    async def body(services: Any) -> list[tuple[str, Any]]:
+        manager = services.manager
+        user = await manager.local_user()
+        imported = []
+        for name, data in documents:
+            try:
+                imported.append((name, await manager.import_session(user, data)))
+            except MschatError as error:
+                raise MschatError(f"{name}: {error}") from error
+        return imported
+
+    for name, session in run_async(ctx, body):
+        click.echo(f"Imported {name} as session {session.id} ({session.message_count} messages)")
+
+
 # ---- users -------------------------------------------------------------------
 
 

@@ -667,26 +667,63 @@ class SessionManager:
             forked_from_id=source.id,
         )
 
-        def copy() -> None:
-            for old in history:
-                self.store.add_message(
-                    touch_session=False,
-                    session_id=fork.id,
-                    author_id=old.author_id,
-                    role=old.role,
-                    content=old.content,
-                    model=old.model,
-                    created=old.created,
-                    status=old.status,
-                    tokens_in=old.tokens_in,
-                    tokens_out=old.tokens_out,
-                    latency_ms=old.latency_ms,
-                    finish_reason=old.finish_reason,
-                    error=old.error,
-                )
-
-        await self._run(copy)
+        await self._run(self.store.insert_messages, fork.id, [asdict(m) for m in history])
         return await self._run(self.store.get_session, fork.id)
+
+    async def import_session(self, user: User, data: dict[str, Any]) -> Session:
+        """Create a private session of ``user`` from an exported JSON document.
+
+        Messages keep their roles, content, times and statuses; authors become
+        ``user`` for user turns (the original authors may not exist here).
+        """
+        session_data = data.get("session") if isinstance(data, dict) else None
+        messages = data.get("messages") if isinstance(data, dict) else None
+        if not isinstance(session_data, dict) or not isinstance(messages, list):
+            raise InvalidInput(
+                'not an mschat export: expected {"session": {...}, "messages": [...]}'
+            )
+        rows = []
+        for index, message in enumerate(messages):
+            if (
+                not isinstance(message, dict)
+                or message.get("role") not in ("system", "user", "assistant")
+                or not isinstance(message.get("content"), str)
+            ):
+                raise InvalidInput(f"message {index} of the export has no valid role and content")
+            status = message.get("status", MessageStatus.COMPLETE.value)
+            if status not in {s.value for s in MessageStatus} or status == "streaming":
+                status = MessageStatus.INTERRUPTED.value if status == "streaming" else "complete"
+            rows.append(
+                {
+                    **{
+                        k: message.get(k)
+                        for k in (
+                            "model",
+                            "created",
+                            "tokens_in",
+                            "tokens_out",
+                            "latency_ms",
+                            "finish_reason",
+                            "error",
+                        )
+                    },
+                    "role": message["role"],
+                    "content": message["content"],
+                    "status": status,
+                    "author_id": user.id if message["role"] == "user" else None,
+                }
+            )
+        session = await self._run(
+            self.store.create_session,
+            creator_id=user.id,
+            title=clean_title(str(session_data.get("title") or "Imported session")),
+            model=session_data.get("model"),
+            system_msg=session_data.get("system_msg"),
+            public=0,
+            origin=Origin.TERMINAL.value if user.kind == UserKind.LOCAL else Origin.API.value,
+        )
+        await self._run(self.store.insert_messages, session.id, rows)
+        return await self._run(self.store.get_session, session.id)
 
     async def import_messages(
         self, user: User, session_id: int, turns: list[tuple[str, str]]

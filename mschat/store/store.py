@@ -407,6 +407,22 @@ class Store:
                 )
         return self.get_message(message_id)
 
+    def insert_messages(self, session_id: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Copy messages (fork, import) into a session in one transaction; returns how many."""
+        copied = [c for c in _MESSAGE_COLUMNS if c not in ("id", "session_id", "external_ref")]
+        sql = (
+            f"INSERT INTO messages (session_id, {', '.join(copied)}) "
+            f"VALUES (?, {', '.join('?' for _ in copied)})"
+        )
+        now = utcnow()
+        values = [
+            [session_id] + [row.get(c) if c != "created" else row.get(c) or now for c in copied]
+            for row in rows
+        ]
+        with self.write() as conn:
+            conn.executemany(sql, values)
+        return len(values)
+
     def get_message(self, message_id: int) -> Message:
         """The message with this id, or NotFound."""
         names, rows = self._query(f"{_MESSAGE_SELECT} WHERE m.id = ?", [message_id])

@@ -254,3 +254,22 @@ def test_bad_config_is_a_one_line_error(mschat_home: Path):
     assert result.exit_code == 1
     assert "unknown key general.shoe_size" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_then_import_round_trip(configured: Path, tmp_path: Path):
+    run("ask", "Remember the zebra")
+    run("ask", "-c", "And the giraffe")
+    out = tmp_path / "s.json"
+    assert run("sessions", "export", "1", "-f", "json", "-o", str(out)).exit_code == 0
+    other = tmp_path / "other.db"
+    result = run("--db", str(other), "sessions", "import", str(out))
+    assert result.exit_code == 0, result.output
+    assert "4 messages" in result.stdout
+    shown = json.loads(run("--db", str(other), "sessions", "show", "1", "--json").stdout)
+    original = json.loads(out.read_text())
+    assert [m["content"] for m in shown["messages"]] == [m["content"] for m in original["messages"]]
+    assert [m["created"] for m in shown["messages"]] == [m["created"] for m in original["messages"]]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nope": 1}')
+    result = run("sessions", "import", str(bad))
+    assert result.exit_code == 1 and "not an mschat export" in result.stderr

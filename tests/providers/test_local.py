@@ -204,7 +204,11 @@ def test_asking_does_not_import_llama_cpp_until_a_local_model_is_used():
         "print('llama_cpp' in sys.modules, 'llm' in sys.modules)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
         env=_child_env(),
     )
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,162 @@
+"""Q&A mode: answer plain messages under the user's status (DESIGN §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+import discord
+
+from mschat.core.errors import MschatError
+from mschat.core.events import Completed, Failed, Started, TextDelta
+from mschat.core.models import Origin, Status
+from mschat.discord.relay import ReplyStream
+from mschat.discord.texts import DISABLED_HINT, error_text
+
+if TYPE_CHECKING:
+    from mschat.discord.bot import MschatBot
+
+log = logging.getLogger("mschat.discord")
+
+WRITING = "✍🏻"
+DONE = "👌"
+FAILED = "❌"
+#: seconds between two "you are disabled" hints to the same user
+HINT_INTERVAL = 3600.0
+INTERRUPTED_NOTE = "\n\n*(interrupted: the bot is shutting down)*"
+
+
+def mentions_bot(message: discord.Message, bot_id: int) -> bool:
+    """Whether the message @mentions the bot."""
+    return bot_id in message.raw_mentions
+
+
+def strip_mention(text: str, bot_id: int) -> str:
+    """The message text without the bot's mention."""
+    return re.sub(rf"<@!?{bot_id}>", "", text).strip()
+
+
+def eligible(bot: MschatBot, message: discord.Message) -> bool:
+    """DMs, @mentions and Q&A channels are answered; everything else is not ours."""
+    if message.guild is None:
+        return True
+    assert bot.user is not None
+    if mentions_bot(message, bot.user.id):
+        return True
+    channels = bot.qa_channels
+    if channels == "*":
+        return True
+    channel_ids = {message.channel.id}
+    parent = getattr(message.channel, "parent_id", None)
+    if parent:
+        channel_ids.add(parent)  # threads of a Q&A channel count too
+    return bool(channel_ids & set(channels))
+
+
+async def _quietly(action: asyncio.Future | object) -> None:
+    """Await a reaction call; a failed reaction must not stop the answer."""
+    try:
+        await action  # type: ignore[misc]
+    except discord.HTTPException as exc:
+        log.debug("reaction failed: %s", exc)
+
+
+async def handle_message(bot: MschatBot, message: discord.Message) -> None:
+    """Answer one plain message if it is eligible and the user's status allows it."""
+    if message.author.bot or bot.user is None or message.author.id == bot.user.id:
+        return
+    if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        return
+    if not eligible(bot, message):
+        return
+    manager = bot.manager
+    dm = message.guild is None
+    mentioned = mentions_bot(message, bot.user.id)
+    text = strip_mention(message.content, bot.user.id)
+    user = await manager.user("discord", str(message.author.id), name=message.author.name)
+    if user.ignored:
+        return
+    if user.status == Status.DISABLED:
+        if mentioned or dm:
+            await _hint(bot, message, user.id)
+        return
+    if not text:
+        return
+
+    await _quietly(message.add_reaction(WRITING))
+    log_id = await manager.log_interaction(
+        user_id=user.id, source="discord", kind="message", name="qa",
+        guild_id=str(message.guild.id) if message.guild else None,
+        channel_id=str(message.channel.id),
+        payload={"message_id": str(message.id), "length": len(text)}, status="received",
+    )
+
+    async def send(part: str) -> discord.Message:
+        return await message.reply(part, mention_author=False)
+
+    stream = ReplyStream(send, interval=bot.edit_interval)
+    reply_id: int | None = None
+    error: BaseException | None = None
+    origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
+    try:
+        async for event in manager.chat(user, text, origin=origin, external_ref=str(message.id)):
+            if isinstance(event, Started):
+                reply_id = event.reply_id
+            elif isinstance(event, TextDelta):
+                stream.feed(event.text)
+            elif isinstance(event, Failed):
+                error = event.error
+            elif isinstance(event, Completed):
+                error = None
+    except asyncio.CancelledError:
+        await _finish(bot, message, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
+        await manager.finish_interaction(log_id, "interrupted")
+        raise
+    except MschatError as exc:
+        error = exc
+    except Exception as exc:  # noqa: BLE001 - one bad message must not kill the bot
+        log.exception("answering message %s failed", message.id)
+        error = exc
+    await _finish(bot, message, stream, reply_id, ok=error is None)
+    if error is not None:
+        await _quietly(message.reply(error_text(error), mention_author=False))
+    await manager.finish_interaction(
+        log_id, "ok" if error is None else "error", None if error is None else str(error)
+    )
+
+
+async def _finish(
+    bot: MschatBot,
+    message: discord.Message,
+    stream: ReplyStream,
+    reply_id: int | None,
+    *,
+    ok: bool,
+    suffix: str = "",
+) -> None:
+    """Final text, the reply's Discord id stored with it, ✍🏻 swapped for 👌 or ❌."""
+    try:
+        if ok and not stream.text.strip():
+            stream.feed("*(the model returned an empty reply)*")
+        sent = await stream.finish(suffix)
+    except discord.HTTPException as exc:
+        log.warning("could not deliver the answer to message %s: %s", message.id, exc)
+        sent, ok = stream.sent, False
+    if reply_id is not None and sent:
+        await bot.manager.set_external_ref(reply_id, str(sent[0].id))
+    assert bot.user is not None
+    await _quietly(message.remove_reaction(WRITING, bot.user))
+    await _quietly(message.add_reaction(DONE if ok else FAILED))
+
+
+async def _hint(bot: MschatBot, message: discord.Message, user_id: int) -> None:
+    """Tell a disabled user how to enable the bot, at most once per hour."""
+    now = time.monotonic()
+    last = bot.hints.get(user_id)
+    if last is not None and now - last < HINT_INTERVAL:
+        return
+    bot.hints[user_id] = now
+    await _quietly(message.reply(DISABLED_HINT, mention_author=False))
