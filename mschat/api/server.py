@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from aiohttp import web
@@ -118,8 +119,15 @@ async def serve(
     *,
     token: str | None = None,
     stop: asyncio.Event | None = None,
+    on_start: Callable[[list[str]], None] | None = None,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
 ) -> None:
-    """Serve until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly.
+
+    ``on_start`` receives the base URLs once listening. On shutdown in-flight
+    requests get ``shutdown_timeout`` seconds; replies still streaming after
+    that are cancelled and stored as interrupted by the core.
+    """
     check_bind(host, token)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,7 +141,7 @@ async def serve(
         app,
         access_log=access_logger(),
         access_log_format=ACCESS_LOG_FORMAT,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
     try:

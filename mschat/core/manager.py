@@ -786,26 +786,27 @@ class SessionManager:
         existing_user_message: Message | None = None,
     ) -> AsyncIterator[Event]:
         resolved = model or self.resolve_model(session.model or user.model)
-        if existing_user_message is not None:
-            user_message = existing_user_message
-        else:
-            user_message = await self._run(
-                self.store.add_message,
-                session_id=session.id,
-                author_id=user.id,
-                role="user",
-                content=text,
-                external_ref=external_ref,
-            )
-        reply = await self._run(
-            self.store.add_message,
-            session_id=session.id,
-            author_id=None,
-            role="assistant",
-            content="",
-            model=resolved.full_name,
-            status=MessageStatus.STREAMING.value,
-        )
+        def start_turn() -> tuple[Message, Message]:
+            # one transaction for the question and the empty reply row
+            with self.store.write():
+                question = existing_user_message or self.store.add_message(
+                    session_id=session.id,
+                    author_id=user.id,
+                    role="user",
+                    content=text,
+                    external_ref=external_ref,
+                )
+                answer = self.store.add_message(
+                    session_id=session.id,
+                    author_id=None,
+                    role="assistant",
+                    content="",
+                    model=resolved.full_name,
+                    status=MessageStatus.STREAMING.value,
+                )
+            return question, answer
+
+        user_message, reply = await self._run(start_turn)
         yield Started(
             session=session,
             user_message=user_message,
@@ -960,10 +961,10 @@ class _Relay:
 
     def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
         """Final writes of a reply: the message row, its api_calls row, the times."""
-        self.store.update_message(self.reply.id, **values)
-        self.store.add_api_call(**call)
-        now = utcnow()
-        self.store.update_session(self.session.id, updated=now)
+        with self.store.write():
+            self.store.update_message(self.reply.id, **values)
+            self.store.add_api_call(**call)
+            self.store.touch_session(self.session.id)
         return self.store.get_message(self.reply.id)
 
     async def fail(self, error: MschatError) -> Failed:

@@ -199,8 +199,14 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken with BEGIN IMMEDIATE (no deadlock on upgrade)."""
+        """A write transaction taken with BEGIN IMMEDIATE (no deadlock on upgrade).
+
+        Nested uses join the outer transaction, so several writes commit once.
+        """
         with self._lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
@@ -313,6 +319,10 @@ class Store:
         """Change a session's fields and return it."""
         self._update("sessions", session_id, values)
         return self.get_session(session_id)
+
+    def touch_session(self, session_id: int) -> None:
+        """Bump a session's ``updated`` time (a dialogue happened)."""
+        self._update("sessions", session_id, {"updated": utcnow()})
 
     def delete_session(self, session_id: int) -> None:
         """Delete a session and (by cascade) its messages."""

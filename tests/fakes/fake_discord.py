@@ -488,7 +488,8 @@ class FakeDiscord:
             registered = []
             for command in call.body or []:
                 registered.append(
-                    {**command, "id": str(self.new_id()), "application_id": str(APP_ID),
+                    {"description": "", **command, "id": str(self.new_id()),
+                     "application_id": str(APP_ID),
                      "version": "1", "type": command.get("type", 1)}
                 )
             self.commands[scope] = registered
@@ -534,7 +535,9 @@ class FakeDiscord:
             **extra,
         }
         if body.get("message_reference"):
-            message["message_reference"] = body["message_reference"]
+            ref = body["message_reference"]
+            message["message_reference"] = {k: str(v) if k.endswith("_id") else v
+                                            for k, v in ref.items()}
         self._attach(message, body, files)
         self.messages[message_id] = message
         return message

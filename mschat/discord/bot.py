@@ -1,0 +1,223 @@
+"""The Discord bot: ``make_bot`` builds it from the core's services, ``run`` serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+
+from mschat.core.errors import ConfigError
+from mschat.core.services import Services
+from mschat.discord import commands, qa
+from mschat.discord.components import CustomId, MschatItem
+
+log = logging.getLogger("mschat.discord")
+
+#: seconds replies in flight may take to finish on shutdown before being interrupted
+SHUTDOWN_GRACE = 10.0
+TOKEN_HINT = (
+    "set discord.token in the config file, or MSCHAT_DISCORD_TOKEN / DISCORD_TOKEN "
+    "(Developer Portal → your application → Bot → Reset Token)"
+)
+
+
+class MschatBot(discord.Client):
+    """A discord.py client whose commands, components and Q&A mode use one SessionManager."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        guild_ids: list[int] | None = None,
+        qa_channels: list[int] | str | None = None,
+        edit_interval: float = 1.0,
+        **options: Any,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: plain-message Q&A in guild channels
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        options.setdefault("max_messages", 200)
+        super().__init__(intents=intents, **options)
+        self.services = services
+        self.manager = services.manager
+        self.guild_ids = list(guild_ids or [])
+        self.qa_channels: list[int] | str = qa_channels if qa_channels is not None else []
+        self.edit_interval = edit_interval
+        self.hints: dict[int, float] = {}  # user id -> when the disabled hint was sent
+        self.accepting = True
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+        commands.register(self)
+
+    def __repr__(self) -> str:
+        return f"<MschatBot guilds={self.guild_ids} qa_channels={self.qa_channels!r}>"
+
+    async def setup_hook(self) -> None:
+        """Register the persistent component template and sync the commands."""
+        self.add_dynamic_items(MschatItem)
+        if self.guild_ids:
+            for guild_id in self.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+            log.info("commands synced to guilds %s", self.guild_ids)
+        else:
+            await self.tree.sync()
+            log.info("commands synced globally (may take a while to appear)")
+
+    async def on_ready(self) -> None:
+        """Log who we are."""
+        log.info("connected as %s (%s) to %d guild(s)", self.user,
+                 getattr(self.user, "id", "?"), len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Q&A mode (tracked so shutdown can finish or interrupt it)."""
+        if not self.accepting:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+        try:
+            await qa.handle_message(self, message)
+        finally:
+            if task is not None:
+                self.inflight.discard(task)
+
+    async def on_component(
+        self, interaction: discord.Interaction, cid: CustomId, values: list[str]
+    ) -> None:
+        """Called by MschatItem for every mschat button or select."""
+        await commands.on_component(self, interaction, cid, values)
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        log.error("command %s failed: %r", getattr(interaction.command, "name", "?"), error)
+
+    async def drain(self, grace: float = SHUTDOWN_GRACE) -> int:
+        """Stop taking messages; let replies in flight finish, then interrupt the rest."""
+        self.accepting = False
+        pending = {t for t in self.inflight if not t.done()}
+        if pending:
+            log.info("waiting up to %.0fs for %d reply(ies) in flight", grace, len(pending))
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+
+def make_bot(
+    services: Services,
+    *,
+    guild_ids: list[int] | None = None,
+    qa_channels: list[int] | str | None = None,
+    edit_interval: float | None = None,
+    **options: Any,
+) -> MschatBot:
+    """Build the bot from the services; settings default to the ``discord.*`` config."""
+    config = services.config
+    return MschatBot(
+        services,
+        guild_ids=config.get("discord", "guild_ids") if guild_ids is None else guild_ids,
+        qa_channels=config.get("discord", "qa_channels") if qa_channels is None else qa_channels,
+        edit_interval=(
+            config.get("discord", "edit_interval") if edit_interval is None else edit_interval
+        ),
+        **options,
+    )
+
+
+def configure_endpoints(api_base: str | None, gateway_url: str | None) -> None:
+    """Point discord.py at a self-hosted Discord-compatible server (or a test fake)."""
+    if api_base:
+        discord.http.Route.BASE = api_base.rstrip("/")
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level`` (discord.py's own logger included)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # discord.py is chatty at debug; keep it one notch quieter than ours
+    if level.lower() == "debug":
+        logging.getLogger("discord").setLevel(logging.INFO)
+
+
+async def serve(
+    bot: MschatBot,
+    token: str,
+    *,
+    stop: asyncio.Event | None = None,
+    grace: float = SHUTDOWN_GRACE,
+) -> None:
+    """Log in, run until ``stop`` is set (or the gateway gives up), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    try:
+        await bot.login(token)
+    except discord.LoginFailure:
+        await bot.close()
+        raise ConfigError("Discord rejected the bot token", hint=TOKEN_HINT) from None
+    except BaseException:
+        await bot.close()
+        raise
+    runner = asyncio.create_task(bot.connect(reconnect=True), name="mschat-discord-gateway")
+    stopper = asyncio.create_task(stop.wait(), name="mschat-discord-stop")
+    try:
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            try:
+                runner.result()
+            except discord.PrivilegedIntentsRequired:
+                raise ConfigError(
+                    "Discord refused the message-content intent",
+                    hint="enable 'Message Content Intent' under Bot in the Developer Portal",
+                ) from None
+            except discord.LoginFailure:
+                raise ConfigError("Discord rejected the bot token", hint=TOKEN_HINT) from None
+    finally:
+        stopper.cancel()
+        interrupted = await bot.drain(grace)
+        if interrupted:
+            log.warning("%d reply(ies) were interrupted by the shutdown", interrupted)
+        await bot.close()
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+
+
+def run(services: Services, log_level: str | None = None) -> None:
+    """``mschat serve-discord``: serve until SIGINT/SIGTERM."""
+    config = services.config
+    token = config.get("discord", "token")
+    if not token:
+        raise ConfigError("no Discord bot token is configured", hint=TOKEN_HINT)
+    setup_logging(log_level or config.get("discord", "log_level"))
+    configure_endpoints(config.get("discord", "api_base"), config.get("discord", "gateway_url"))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await serve(make_bot(services), token, stop=stop)
+        finally:
+            await services.aclose()
+
+    asyncio.run(main())
+    log.info("stopped")
