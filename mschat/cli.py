@@ -631,6 +631,10 @@ def users_show(ctx: Context, user_ref: str | None, as_json: bool) -> None:
 @click.option("--show-public/--no-show-public", default=None, help="List others' public sessions.")
 @click.option("--attach/--no-attach", default=None, help="New sessions become current.")
 @click.option("--admin/--no-admin", default=None, help="Admin rights (admin only).")
+@click.option(
+    "--rate-limit", type=int, help="Questions allowed per 6 hours (admin only; 0 blocks)."
+)
+@click.option("--ignored/--not-ignored", default=None, help="Ignore the user (admin only).")
 @click.pass_obj
 def users_set(ctx: Context, user_ref: str | None, **changes: Any) -> None:
     """Change a user's settings (default: you; others need admin).

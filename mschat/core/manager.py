@@ -9,10 +9,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from mschat.core.context import Context, build_context
 from mschat.core.errors import (
+    Busy,
     InvalidInput,
     MschatError,
     NotFound,
@@ -63,6 +65,8 @@ FLUSH_INTERVAL = 0.25
 #: messages loaded per page while collecting history for the context
 HISTORY_PAGE = 200
 MAX_TEMPERATURE = 2.0
+#: the window of a user's rate limit (DisConcierge counts commands per 6 hours)
+RATE_WINDOW = timedelta(hours=6)
 MAX_TOKENS_LIMIT = 1_000_000
 
 #: statuses for each kind of new user (DESIGN §1)
@@ -584,6 +588,7 @@ class SessionManager:
         if max_tokens is not None:
             max_tokens = validate_max_tokens(max_tokens)
         explicit_model = self.resolve_model(model) if model else None
+        await self._check_allowed(user)
 
         session: Session | None = None
         if session_id is not None:
@@ -615,6 +620,22 @@ class SessionManager:
                 external_ref=external_ref,
             ):
                 yield event
+
+    async def _check_allowed(self, user: User) -> None:
+        """Ignored users and users over their rate limit are refused before storing."""
+        if user.ignored:
+            raise PermissionDenied("you are not allowed to chat here")
+        if user.rate_limit is None:
+            return
+        since = (datetime.now(UTC) - RATE_WINDOW).isoformat(timespec="microseconds")
+        used, oldest = await self._run(self.store.questions_since, user.id, since)
+        if used >= user.rate_limit:
+            retry = datetime.fromisoformat(oldest) + RATE_WINDOW if oldest else None
+            when = f"; try again after {retry:%Y-%m-%d %H:%M} UTC" if retry else ""
+            raise Busy(
+                f"rate limit reached: {user.rate_limit} questions per "
+                f"{int(RATE_WINDOW.total_seconds() // 3600)} hours{when}"
+            )
 
     async def _after_new_session(self, user: User, session: Session) -> None:
         """With attach on, a new session becomes current and the status active."""

@@ -433,6 +433,15 @@ class Store:
             conn.executemany(sql, values)
         return len(values)
 
+    def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
+        """How many questions a user asked since ``since``, and the oldest one's time."""
+        _, rows = self._query(
+            "SELECT count(*), min(created) FROM messages "
+            "WHERE author_id = ? AND role = 'user' AND created > ?",
+            [user_id, since],
+        )
+        return int(rows[0][0]), rows[0][1]
+
     def get_message(self, message_id: int) -> Message:
         """The message with this id, or NotFound."""
         names, rows = self._query(f"{_MESSAGE_SELECT} WHERE m.id = ?", [message_id])

@@ -273,3 +273,12 @@ def test_export_then_import_round_trip(configured: Path, tmp_path: Path):
     bad.write_text('{"nope": 1}')
     result = run("sessions", "import", str(bad))
     assert result.exit_code == 1 and "not an mschat export" in result.stderr
+
+
+def test_admin_sets_rate_limit_of_another_user(configured: Path):
+    assert run("users", "list").exit_code == 0
+    result = run("users", "set", "--rate-limit", "0")
+    assert result.exit_code == 0
+    result = run("ask", "hello")
+    assert result.exit_code == 1 and "rate limit reached" in result.stderr
+    assert run("users", "set", "--not-ignored").exit_code == 0

@@ -387,3 +387,24 @@ async def test_admin_reads_but_cannot_ask_in_anothers_private_session(services: 
     with pytest.raises(PermissionDenied):
         await manager.switch_session(admin, private.id)
     assert (await manager.rename_session(admin, private.id, "moderated")).title == "moderated"
+
+
+async def test_ignored_users_and_rate_limits_are_refused_before_storing(services: Services):
+    from mschat.core.errors import Busy
+
+    manager = services.manager
+    admin = await manager.local_user()
+    troll = await manager.user("api", "troll")
+    await manager.update_user(admin, troll.id, ignored=True)
+    troll = await manager.get_user(troll.id)
+    with pytest.raises(PermissionDenied):
+        await collect(manager.chat(troll, "spam", origin=Origin.API))
+    limited = await manager.user("api", "limited")
+    limited = await manager.update_user(admin, limited.id, rate_limit=2)
+    for text in ("one", "two"):
+        await collect(manager.chat(limited, text, origin=Origin.API))
+    with pytest.raises(Busy, match="2 questions per 6 hours"):
+        await collect(manager.chat(limited, "three", origin=Origin.API))
+    with pytest.raises(PermissionDenied):
+        await manager.update_user(limited, limited.id, rate_limit=100)
+    assert services.store.table_counts()["messages"] == 4

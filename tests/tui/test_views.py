@@ -169,6 +169,8 @@ async def test_opens_on_the_last_page_and_loads_older(services: Services):
         assert shown(app)[-1] == f"filler message {MESSAGE_PAGE * 2 + 4}"
         app.chat.scroll_home(animate=False, immediate=True)
         await wait_for(pilot, lambda: len(shown(app)) == MESSAGE_PAGE * 2, what="older page")
+        await wait_for(pilot, lambda: not app.chat.loading_older, what="older page in view")
+        assert app.chat.scroll_y > 0  # the previously first message stays in view
         app.chat.scroll_home(animate=False, immediate=True)
         await wait_for(pilot, lambda: len(shown(app)) == MESSAGE_PAGE * 2 + 5, what="oldest")
         assert not app.chat.has_older
