@@ -68,7 +68,7 @@ async def _events(
 
 
 def _result(reply: Reply) -> dict[str, Any]:
-    return {
+    result = {
         "response": reply.text,
         "session_id": reply.session_id,
         "message_id": reply.message_id,
@@ -77,30 +77,39 @@ def _result(reply: Reply) -> dict[str, Any]:
         "usage": usage_json(reply.usage),
         "history_trimmed": reply.trimmed,
     }
+    if reply.reset:
+        result["reset"] = True
+    return result
+
+
+def _start(reply: Reply) -> dict[str, Any]:
+    return {
+        "session_id": reply.session_id,
+        "message_id": reply.message_id,
+        "model": reply.model,
+        "created_session": reply.created_session,
+    }
+
+
+async def _reset(manager: SessionManager, user: User) -> Reply:
+    session = await reset(manager, user)
+    return Reply(
+        session_id=session.id,
+        model=session.model,
+        created_session=True,
+        parts=[RESET_REPLY],
+        reset=True,
+    )
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     """POST /chat: ask as ``user`` and answer with the whole reply."""
     manager, user, message, session_id = await _request(request)
     if message.strip().lower() == RESET:
-        session = await reset(manager, user)
-        return json_response(
-            {
-                "response": RESET_REPLY,
-                "session_id": session.id,
-                "message_id": None,
-                "model": session.model,
-                "finish_reason": None,
-                "usage": None,
-                "reset": True,
-            }
-        )
+        return json_response(_result(await _reset(manager, user)))
     first, events = await _events(manager, user, message, session_id)
     reply = Reply()
-    if first is not None:
-        reply.feed(first)
-    async for event in events:
-        reply.feed(event)
+    await reply.consume(first, events)
     if reply.error is not None:
         return from_mschat(reply.error).response(extra=_result(reply))
     return json_response(_result(reply))
@@ -111,30 +120,11 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
     manager, user, message, session_id = await _request(request)
     stream = EventStream(request)
     if message.strip().lower() == RESET:
-        session = await reset(manager, user)
+        reply = await _reset(manager, user)
         await stream.open()
-        await stream.send(
-            {
-                "session_id": session.id,
-                "message_id": None,
-                "model": session.model,
-                "created_session": True,
-            },
-            event="start",
-        )
-        await stream.send({"text": RESET_REPLY}, event="delta")
-        await stream.send(
-            {
-                "response": RESET_REPLY,
-                "session_id": session.id,
-                "message_id": None,
-                "model": session.model,
-                "finish_reason": None,
-                "usage": None,
-                "reset": True,
-            },
-            event="done",
-        )
+        await stream.send(_start(reply), event="start")
+        await stream.send({"text": reply.text}, event="delta")
+        await stream.send(_result(reply), event="done")
         return await stream.close()
     first, events = await _events(manager, user, message, session_id)
     reply = Reply()
@@ -143,22 +133,11 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
     async def relay(event: Event) -> None:
         delta = reply.feed(event)
         if isinstance(event, Started):
-            await stream.send(
-                {
-                    "session_id": reply.session_id,
-                    "message_id": reply.message_id,
-                    "model": reply.model,
-                    "created_session": reply.created_session,
-                },
-                event="start",
-            )
+            await stream.send(_start(reply), event="start")
         elif delta is not None:
             await stream.send({"text": delta}, event="delta")
 
-    if first is not None:
-        await relay(first)
-    async for event in events:
-        await relay(event)
+    await reply.consume(first, events, relay)
     if reply.error is not None:
         await stream.send({**from_mschat(reply.error).body(), **_result(reply)}, event="error")
     else:

@@ -26,6 +26,8 @@ class ApiSettings:
 
 SERVICES = web.AppKey("services", Services)
 SETTINGS = web.AppKey("settings", ApiSettings)
+#: tasks running a handler right now (shutdown waits for their cancellation to finish)
+IN_FLIGHT = web.AppKey("in_flight", set)
 
 
 def services_of(request: web.Request) -> Services:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from mschat.api.context import settings_of
+from mschat.api.context import IN_FLIGHT, settings_of
 from mschat.api.errors import ApiError, from_mschat
 from mschat.api.fields import too_large
 from mschat.core.errors import MschatError
@@ -19,6 +20,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 log = logging.getLogger("mschat.api")
+
+
+@web.middleware
+async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Remember the task serving each request so shutdown can wait for it to settle."""
+    tasks = request.app[IN_FLIGHT]
+    task = asyncio.current_task()
+    if task is not None:
+        tasks.add(task)
+    try:
+        return await handler(request)
+    finally:
+        tasks.discard(task)
 
 
 @web.middleware

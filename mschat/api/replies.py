@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ class Reply:
     error: MschatError | None = None
     trimmed: int = 0  # older turns left out of the prompt
     prompt_estimate: int = 0  # the core's own count of the prompt's tokens
+    reset: bool = False  # the seed's "reset" command, not an answer
 
     @property
     def text(self) -> str:
@@ -64,6 +65,24 @@ class Reply:
             self.error = event.error
         return None
 
+    async def consume(
+        self,
+        first: Event | None,
+        events: AsyncIterator[Event],
+        relay: Callable[[Event], Awaitable[None]] | None = None,
+    ) -> None:
+        """Feed ``first`` and the rest of ``events`` (each passed to ``relay`` if given)."""
+        if first is not None:
+            if relay is None:
+                self.feed(first)
+            else:
+                await relay(first)
+        async for event in events:
+            if relay is None:
+                self.feed(event)
+            else:
+                await relay(event)
+
 
 async def first_event(events: AsyncIterator[Event]) -> Event | None:
     """Pull the first event now: errors raised before anything is stored surface here.
@@ -75,14 +94,6 @@ async def first_event(events: AsyncIterator[Event]) -> Event | None:
         return await anext(events)
     except StopAsyncIteration:
         return None
-
-
-async def gather(events: AsyncIterator[Event]) -> Reply:
-    """Run a whole answer and return what it produced (errors before Started raise)."""
-    reply = Reply()
-    async for event in events:
-        reply.feed(event)
-    return reply
 
 
 class EventStream:

@@ -132,6 +132,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             raise ApiError(404, str(error), code="model_not_found", param="model") from None
     user = await manager.user("api", name)
     ensure_enabled(user)
+    created = session_id is None
     if session_id is None:
         session = await manager.create_session(
             user, origin=Origin.API, title=make_title(question), model=model, system_msg=system
@@ -153,6 +154,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         first = await first_event(events)
     except MschatError as error:
+        if created:
+            # refused before anything was asked (rate limit, ignored user): leave no trace
+            await manager.remove_session(user, session_id)
+            raise from_mschat(error) from None
         raise from_mschat(error, param=SESSION_HEADER).with_headers(
             {SESSION_HEADER: str(session_id)}
         ) from None
@@ -160,10 +165,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if stream:
         return await _stream(request, first, events, headers, include_usage)
     reply = Reply()
-    if first is not None:
-        reply.feed(first)
-    async for event in events:
-        reply.feed(event)
+    await reply.consume(first, events)
     if reply.error is not None:
         return from_mschat(reply.error).with_headers(headers).response()
     return json_response(_completion(reply), headers=headers)
@@ -236,10 +238,7 @@ async def _stream(
         if delta:
             await stream.send(chunk({"content": delta}))
 
-    if first is not None:
-        await relay(first)
-    async for event in events:
-        await relay(event)
+    await reply.consume(first, events, relay)
     if reply.error is not None:
         await stream.send(from_mschat(reply.error).body())
     else:

@@ -75,8 +75,12 @@ class MschatBot(discord.Client):
 
     async def on_ready(self) -> None:
         """Log who we are."""
-        log.info("connected as %s (%s) to %d guild(s)", self.user,
-                 getattr(self.user, "id", "?"), len(self.guilds))
+        log.info(
+            "connected as %s (%s) to %d guild(s)",
+            self.user,
+            getattr(self.user, "id", "?"),
+            len(self.guilds),
+        )
 
     async def on_message(self, message: discord.Message) -> None:
         """Q&A mode (tracked so shutdown can finish or interrupt it)."""

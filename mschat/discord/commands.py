@@ -45,8 +45,9 @@ class Ctx:
         self.update = update  # a component's deferred update (the panel is edited in place)
         self.user: User
 
-    async def show(self, content: str, *, view: discord.ui.View | None = None,
-                   file: discord.File | None = None) -> None:
+    async def show(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> None:
         """Replace the deferred response (a command's reply, or the clicked panel)."""
         kwargs: dict[str, Any] = {"content": content, "view": view}
         if file is not None:
@@ -55,8 +56,9 @@ class Ctx:
             kwargs["attachments"] = []
         await self.interaction.edit_original_response(**kwargs)
 
-    async def private(self, content: str, *, view: discord.ui.View | None = None,
-                      file: discord.File | None = None) -> None:
+    async def private(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> None:
         """A new ephemeral message (after an update-defer), else the deferred reply."""
         if not self.update:
             await self.show(content, view=view, file=file)
@@ -89,17 +91,22 @@ async def handle(
         await interaction.response.defer(ephemeral=True, thinking=True)
     ctx = Ctx(bot, interaction, update=update)
     manager = bot.manager
-    ctx.user = await manager.user(
-        "discord", str(interaction.user.id), name=interaction.user.name
-    )
-    log_id = await manager.log_interaction(
-        user_id=ctx.user.id, source="discord", kind=kind, name=name,
-        guild_id=str(interaction.guild_id) if interaction.guild_id else None,
-        channel_id=str(interaction.channel_id) if interaction.channel_id else None,
-        payload=dict(interaction.data or {}), status="received",  # type: ignore[arg-type]
-    )
+    log_id: int | None = None
     status, error = "ok", None
     try:
+        ctx.user = await manager.user(
+            "discord", str(interaction.user.id), name=interaction.user.name
+        )
+        log_id = await manager.log_interaction(
+            user_id=ctx.user.id,
+            source="discord",
+            kind=kind,
+            name=name,
+            guild_id=str(interaction.guild_id) if interaction.guild_id else None,
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            payload=dict(interaction.data or {}),  # type: ignore[arg-type]
+            status="received",
+        )
         await body(ctx)
     except Refused as refusal:
         status, error = "refused", str(refusal)
@@ -110,12 +117,13 @@ async def handle(
     except discord.HTTPException as exc:
         status, error = "error", f"discord: {exc}"
         log.warning("interaction %s: Discord refused the answer: %s", name, exc)
-    except Exception as exc:  # noqa: BLE001 - one bad interaction must not kill the bot
+    except Exception as exc:
         status, error = "error", repr(exc)
         log.exception("interaction %s failed", name)
         await ctx.private(error_text(exc))
     finally:
-        await manager.finish_interaction(log_id, status, error)
+        if log_id is not None:
+            await manager.finish_interaction(log_id, status, error)
 
 
 # ---- panels ---------------------------------------------------------------------
@@ -143,8 +151,9 @@ async def user_panel(ctx: Ctx, page: int = 0) -> tuple[str, discord.ui.View]:
             current = None
     model = _model_of(ctx, user.model)
     text = user_text(user, current, sessions, total=total, page=page, pages=pages, model=model)
-    view = ui.user_view(user, sessions, page=page, pages=pages, models=model_names(ctx.bot),
-                        model=model)
+    view = ui.user_view(
+        user, sessions, page=page, pages=pages, models=model_names(ctx.bot), model=model
+    )
     return text, view
 
 
@@ -165,8 +174,9 @@ async def session_panel(
     file = None
     if truncated:
         transcript = await manager.export_session(ctx.user, session.id, "markdown")
-        file = discord.File(io.BytesIO(transcript.encode("utf-8")),
-                            filename=f"session-{session.id}.md")
+        file = discord.File(
+            io.BytesIO(transcript.encode("utf-8")), filename=f"session-{session.id}.md"
+        )
     return text, ui.session_view(session, models=model_names(ctx.bot)), file
 
 
@@ -223,9 +233,7 @@ def register(bot: MschatBot) -> None:
                     "to new and send a message."
                 )
             session = await manager.get_session(user, user.current_session_id)
-            if (name is not None or system_msg is not None) and not manager.can_edit(
-                user, session
-            ):
+            if (name is not None or system_msg is not None) and not manager.can_edit(user, session):
                 raise Refused(_creator_only(session))
             if name is not None:
                 session = await manager.rename_session(user, session.id, name)
@@ -278,6 +286,10 @@ async def on_component(
 ) -> None:
     """Route a button click or selection (from any message, even one sent before a restart)."""
 
+    if cid.scope == "message":
+        await _feedback(bot, interaction, cid)
+        return
+
     async def body(ctx: Ctx) -> None:
         if cid.scope == "user":
             await _user_component(ctx, cid, values)
@@ -285,6 +297,47 @@ async def on_component(
             await _session_component(ctx, cid, values)
 
     await handle(bot, interaction, "component", f"{cid.scope}:{cid.action}", body, update=True)
+
+
+class FeedbackModal(discord.ui.Modal):
+    """Free-text feedback on one answer."""
+
+    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
+        label="What was wrong or missing?",
+        custom_id="text",
+        style=discord.TextStyle.paragraph,
+        max_length=1000,
+    )
+
+    def __init__(self, bot: MschatBot, reply_id: int) -> None:
+        super().__init__(title="Feedback on this answer", custom_id=f"mschat:fbtext:{reply_id}")
+        self.bot = bot
+        self.reply_id = reply_id
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        """Store the text as feedback of kind "other"."""
+        text = str(self.text.value)
+
+        async def body(ctx: Ctx) -> None:
+            await ctx.manager.add_feedback(ctx.user, self.reply_id, "other", text)
+            await ctx.show("Thanks, your feedback was recorded.")
+
+        await handle(self.bot, interaction, "modal", "feedback:other", body)
+
+
+async def _feedback(bot: MschatBot, interaction: discord.Interaction, cid: CustomId) -> None:
+    """A feedback button under an answer: record it (or ask for text first)."""
+    kind = cid.arg or "other"
+    if kind == "other":
+        # the modal is the acknowledgement; nothing is stored until it is submitted
+        await interaction.response.send_modal(FeedbackModal(bot, cid.target))
+        return
+
+    async def body(ctx: Ctx) -> None:
+        await ctx.manager.add_feedback(ctx.user, cid.target, kind)
+        await ctx.show(f"Thanks, your feedback ({kind}) was recorded.")
+
+    await handle(bot, interaction, "component", f"feedback:{kind}", body)
 
 
 async def _user_component(ctx: Ctx, cid: CustomId, values: list[str]) -> None:

@@ -35,7 +35,7 @@ STATUS_OPTIONS = (
 class CustomId:
     """A parsed custom_id: ``mschat:<scope>:<id>:<action>[:<arg>]``."""
 
-    scope: str  # user | session
+    scope: str  # user | session | message
     target: int
     action: str
     arg: str | None = None
@@ -58,7 +58,7 @@ class CustomId:
 
 
 CUSTOM_ID = re.compile(
-    r"mschat:(?P<scope>user|session):(?P<target>\d{1,20}):(?P<action>[a-z_]{1,20})"
+    r"mschat:(?P<scope>user|session|message):(?P<target>\d{1,20}):(?P<action>[a-z_]{1,20})"
     r"(?::(?P<arg>[\w-]{1,30}))?"
 )
 
@@ -98,7 +98,9 @@ def button(
 ) -> MschatItem:
     """A persistent button."""
     return MschatItem(
-        discord.ui.Button(label=clip(label, 80), custom_id=str(cid), style=style, disabled=disabled),
+        discord.ui.Button(
+            label=clip(label, 80), custom_id=str(cid), style=style, disabled=disabled
+        ),
         row=row,
     )
 
@@ -147,29 +149,63 @@ def user_view(
     """The /user panel's components: toggles, clear, paging, model/status/session selects."""
     view = discord.ui.View(timeout=None)
     uid = user.id
-    view.add_item(button(CustomId("user", uid, "show_public"),
-                         f"Show public: {on_off(user.show_public)}",
-                         style=toggle_style(user.show_public), row=0))
-    view.add_item(button(CustomId("user", uid, "attach"), f"Attach: {on_off(user.attach)}",
-                         style=toggle_style(user.attach), row=0))
-    view.add_item(button(CustomId("user", uid, "clear"), "Clear sessions",
-                         style=discord.ButtonStyle.danger, row=0))
+    view.add_item(
+        button(
+            CustomId("user", uid, "show_public"),
+            f"Show public: {on_off(user.show_public)}",
+            style=toggle_style(user.show_public),
+            row=0,
+        )
+    )
+    view.add_item(
+        button(
+            CustomId("user", uid, "attach"),
+            f"Attach: {on_off(user.attach)}",
+            style=toggle_style(user.attach),
+            row=0,
+        )
+    )
+    view.add_item(
+        button(
+            CustomId("user", uid, "clear"),
+            "Clear sessions",
+            style=discord.ButtonStyle.danger,
+            row=0,
+        )
+    )
     if pages > 1:
-        view.add_item(button(CustomId("user", uid, "page", f"{max(page - 1, 0)}-prev"),
-                             "◀ Previous", row=0, disabled=page <= 0))
-        view.add_item(button(CustomId("user", uid, "page", f"{min(page + 1, pages - 1)}-next"),
-                             "Next ▶", row=0, disabled=page >= pages - 1))
+        view.add_item(
+            button(
+                CustomId("user", uid, "page", f"{max(page - 1, 0)}-prev"),
+                "◀ Previous",
+                row=0,
+                disabled=page <= 0,
+            )
+        )
+        view.add_item(
+            button(
+                CustomId("user", uid, "page", f"{min(page + 1, pages - 1)}-next"),
+                "Next ▶",
+                row=0,
+                disabled=page >= pages - 1,
+            )
+        )
     options = model_options(models, model)
     if options:
-        view.add_item(select(CustomId("user", uid, "model"), "Model of new sessions",
-                             options, row=1))
-    view.add_item(select(
-        CustomId("user", uid, "status"),
-        "Status",
-        [discord.SelectOption(label=label, value=status.value, default=user.status == status)
-         for status, label in STATUS_OPTIONS],
-        row=2,
-    ))
+        view.add_item(
+            select(CustomId("user", uid, "model"), "Model of new sessions", options, row=1)
+        )
+    view.add_item(
+        select(
+            CustomId("user", uid, "status"),
+            "Status",
+            [
+                discord.SelectOption(label=label, value=status.value, default=user.status == status)
+                for status, label in STATUS_OPTIONS
+            ],
+            row=2,
+        )
+    )
     if sessions:
         session_options = [
             discord.SelectOption(
@@ -185,8 +221,10 @@ def user_view(
             for s in sessions[:OPTIONS_PER_SELECT]
         ]
         label = "Use a session" + (f" (page {page + 1}/{pages})" if pages > 1 else "")
-        view.add_item(select(CustomId("user", uid, "session", str(page)), label,
-                             session_options, row=3))
+        view.add_item(
+            select(CustomId("user", uid, "session", str(page)), label, session_options, row=3)
+        )
+    check_limits(view)
     return view
 
 
@@ -194,33 +232,73 @@ def session_view(session: Session, *, models: list[str]) -> discord.ui.View:
     """The /session panel's components (creator only): public toggle, remove, model."""
     view = discord.ui.View(timeout=None)
     sid = session.id
-    view.add_item(button(CustomId("session", sid, "public"),
-                         f"Public: {on_off(session.public)}",
-                         style=toggle_style(session.public), row=0))
-    view.add_item(button(CustomId("session", sid, "remove"), "Remove session",
-                         style=discord.ButtonStyle.danger, row=0))
+    view.add_item(
+        button(
+            CustomId("session", sid, "public"),
+            f"Public: {on_off(session.public)}",
+            style=toggle_style(session.public),
+            row=0,
+        )
+    )
+    view.add_item(
+        button(
+            CustomId("session", sid, "remove"),
+            "Remove session",
+            style=discord.ButtonStyle.danger,
+            row=0,
+        )
+    )
     options = model_options(models, session.model)
     if options:
-        view.add_item(select(CustomId("session", sid, "model"), "Model of the next turns",
-                             options, row=1))
+        view.add_item(
+            select(CustomId("session", sid, "model"), "Model of the next turns", options, row=1)
+        )
+    check_limits(view)
     return view
 
 
 def confirm_view(scope: str, target: int, action: str, label: str) -> discord.ui.View:
     """Confirm / cancel buttons for a destructive action."""
     view = discord.ui.View(timeout=None)
-    view.add_item(button(CustomId(scope, target, action, "yes"), label,
-                         style=discord.ButtonStyle.danger, row=0))
+    view.add_item(
+        button(
+            CustomId(scope, target, action, "yes"), label, style=discord.ButtonStyle.danger, row=0
+        )
+    )
     view.add_item(button(CustomId(scope, target, action, "no"), "Cancel", row=0))
+    check_limits(view)
+    return view
+
+
+FEEDBACK = (
+    ("good", "👍 Good", discord.ButtonStyle.success),
+    ("outdated", "Outdated", discord.ButtonStyle.secondary),
+    ("inaccurate", "Inaccurate", discord.ButtonStyle.secondary),
+    ("other", "Other…", discord.ButtonStyle.secondary),
+)
+
+
+def feedback_view(reply_id: int) -> discord.ui.View:
+    """Feedback buttons under an answer (good / outdated / inaccurate / other…)."""
+    view = discord.ui.View(timeout=None)
+    for kind, text, style in FEEDBACK:
+        view.add_item(button(CustomId("message", reply_id, "fb", kind), text, style=style, row=0))
+    check_limits(view)
     return view
 
 
 def check_limits(view: discord.ui.View) -> None:
-    """Raise if a view breaks Discord's component limits (used by tests and at build)."""
-    rows: dict[int, int] = {}
-    for item in view.children:
-        row = item.row or 0
-        width = 5 if isinstance(getattr(item, "item", item), discord.ui.Select) else 1
-        rows[row] = rows.get(row, 0) + width
-    if len(rows) > ROWS or any(count > BUTTONS_PER_ROW for count in rows.values()):
-        raise ValueError(f"component rows overflow: {rows}")
+    """Raise if a view breaks Discord's limits (5 rows, 5 buttons or one select per row)."""
+    rows = view.to_components()
+    for row in rows:
+        items = row["components"]
+        selects = [c for c in items if c["type"] != discord.ComponentType.button.value]
+        if len(items) > BUTTONS_PER_ROW or (selects and len(items) > 1):
+            raise ValueError(f"component row overflows: {items}")
+        for component in items:
+            if len(component.get("custom_id", "")) > MAX_CUSTOM_ID:
+                raise ValueError(f"custom_id too long: {component['custom_id']}")
+            if len(component.get("options", [])) > OPTIONS_PER_SELECT:
+                raise ValueError("more than 25 options in a select")
+    if len(rows) > ROWS:
+        raise ValueError(f"{len(rows)} component rows (at most {ROWS})")

@@ -6,13 +6,15 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
 
-from mschat.core.errors import MschatError
-from mschat.core.events import Completed, Failed, Started, TextDelta
-from mschat.core.models import Origin, Status
+from mschat.core.errors import MschatError, NotFound, PermissionDenied
+from mschat.core.events import Completed, Failed, HistoryTrimmed, Started, TextDelta
+from mschat.core.models import Origin, Status, User
+from mschat.discord.components import feedback_view
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text
 
@@ -56,10 +58,10 @@ def eligible(bot: MschatBot, message: discord.Message) -> bool:
     return bool(channel_ids & set(channels))
 
 
-async def _quietly(action: asyncio.Future | object) -> None:
-    """Await a reaction call; a failed reaction must not stop the answer."""
+async def _quietly(action: Awaitable[object]) -> None:
+    """Await a reaction or note; when Discord refuses it, the answer goes on regardless."""
     try:
-        await action  # type: ignore[misc]
+        await action
     except discord.HTTPException as exc:
         log.debug("reaction failed: %s", exc)
 
@@ -88,18 +90,30 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
 
     await _quietly(message.add_reaction(WRITING))
     log_id = await manager.log_interaction(
-        user_id=user.id, source="discord", kind="message", name="qa",
+        user_id=user.id,
+        source="discord",
+        kind="message",
+        name="qa",
         guild_id=str(message.guild.id) if message.guild else None,
         channel_id=str(message.channel.id),
-        payload={"message_id": str(message.id), "length": len(text)}, status="received",
+        payload={"message_id": str(message.id), "length": len(text)},
+        status="received",
     )
 
-    async def send(part: str) -> discord.Message:
-        return await message.reply(part, mention_author=False)
+    # the question may be deleted meanwhile: then the answer is a plain message
+    reference = message.to_reference(fail_if_not_exists=False)
+
+    async def send(part: str, view: discord.ui.View | None) -> discord.Message:
+        if view is None:
+            return await message.channel.send(part, reference=reference, mention_author=False)
+        return await message.channel.send(
+            part, reference=reference, mention_author=False, view=view
+        )
 
     stream = ReplyStream(send, interval=bot.edit_interval)
     reply_id: int | None = None
     error: BaseException | None = None
+    note = await _lost_session_note(bot, user)
     origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
     try:
         async for event in manager.chat(user, text, origin=origin, external_ref=str(message.id)):
@@ -107,6 +121,11 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
                 reply_id = event.reply_id
             elif isinstance(event, TextDelta):
                 stream.feed(event.text)
+            elif isinstance(event, HistoryTrimmed):
+                note += (
+                    f"\n\n-# {event.dropped} older message(s) of this session were left out "
+                    "to fit the model's context window."
+                )
             elif isinstance(event, Failed):
                 error = event.error
             elif isinstance(event, Completed):
@@ -117,15 +136,43 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         raise
     except MschatError as exc:
         error = exc
-    except Exception as exc:  # noqa: BLE001 - one bad message must not kill the bot
+    except Exception as exc:
         log.exception("answering message %s failed", message.id)
         error = exc
-    await _finish(bot, message, stream, reply_id, ok=error is None)
-    if error is not None:
-        await _quietly(message.reply(error_text(error), mention_author=False))
+    await _finish(
+        bot,
+        message,
+        stream,
+        reply_id,
+        ok=error is None,
+        suffix=note if error is None else "",
+        error_note=error_text(error) if error is not None else None,
+    )
     await manager.finish_interaction(
         log_id, "ok" if error is None else "error", None if error is None else str(error)
     )
+
+
+async def _lost_session_note(bot: MschatBot, user: User) -> str:
+    """Say so when the current session was removed or made private by its creator.
+
+    The core then starts a new session (DESIGN §1); the user must not be surprised.
+    """
+    if user.status != Status.ACTIVE or user.current_session_id is None:
+        return ""
+    try:
+        await bot.manager.get_session(user, user.current_session_id)
+    except PermissionDenied:
+        return (
+            f"\n\n-# Session #{user.current_session_id} is private to its creator now, "
+            "so this question started a new session."
+        )
+    except NotFound:
+        return (
+            f"\n\n-# Session #{user.current_session_id} was removed, "
+            "so this question started a new session."
+        )
+    return ""
 
 
 async def _finish(
@@ -136,17 +183,21 @@ async def _finish(
     *,
     ok: bool,
     suffix: str = "",
+    error_note: str | None = None,
 ) -> None:
-    """Final text, the reply's Discord id stored with it, ✍🏻 swapped for 👌 or ❌."""
+    """Final text, the reply's Discord id stored with it, an error note, ✍🏻 → 👌 or ❌."""
     try:
         if ok and not stream.text.strip():
             stream.feed("*(the model returned an empty reply)*")
-        sent = await stream.finish(suffix)
+        view = feedback_view(reply_id) if ok and reply_id is not None else None
+        sent = await stream.finish(suffix, view)
     except discord.HTTPException as exc:
         log.warning("could not deliver the answer to message %s: %s", message.id, exc)
         sent, ok = stream.sent, False
     if reply_id is not None and sent:
         await bot.manager.set_external_ref(reply_id, str(sent[0].id))
+    if error_note:
+        await _quietly(message.reply(error_note, mention_author=False))
     assert bot.user is not None
     await _quietly(message.remove_reaction(WRITING, bot.user))
     await _quietly(message.add_reaction(DONE if ok else FAILED))

@@ -19,7 +19,7 @@ from mschat.discord.split import DISCORD_LIMIT, close_open_fence, split_message
 
 log = logging.getLogger("mschat.discord")
 
-Send = Callable[[str], Awaitable[discord.Message]]
+Send = Callable[[str, discord.ui.View | None], Awaitable[discord.Message]]
 
 
 class ReplyStream:
@@ -67,34 +67,51 @@ class ReplyStream:
         elif task is not None and not task.cancelled() and task.exception() is not None:
             log.warning("streaming a reply failed: %r", task.exception())
 
-    async def _flush(self, text: str) -> None:
-        """Send or edit the parts of ``text`` that differ from what Discord shows."""
+    async def _flush(self, text: str, view: discord.ui.View | None = None) -> None:
+        """Send or edit the parts of ``text`` that differ from what Discord shows.
+
+        ``view`` (final flush only) goes on the last part.
+        """
         async with self._lock:
             parts = split_message(text, self.limit)
             edited = False
             for index, part in enumerate(parts):
+                last_view = view if index == len(parts) - 1 else None
                 if index < len(self.sent):
-                    if self.shown[index] != part:
+                    if self.shown[index] == part and last_view is not None:
+                        # only the components change: not a streaming edit
+                        await self.sent[index].edit(view=last_view)
+                    elif self.shown[index] != part:
                         # at most one edit per interval for each message
                         if not edited and self._last_flush:
                             pause = self._last_flush + self.interval - time.monotonic()
                             if pause > 0:
                                 await asyncio.sleep(pause)
-                        await self.sent[index].edit(content=part)
+                        if last_view is not None:
+                            await self.sent[index].edit(content=part, view=last_view)
+                        else:
+                            await self.sent[index].edit(content=part)
                         self.shown[index] = part
                         edited = True
                 else:
-                    self.sent.append(await self._send(part))
+                    self.sent.append(await self._send(part, last_view))
                     self.shown.append(part)
+            # a part that is no longer needed (the cut moved as text arrived) goes away
+            while len(self.sent) > max(len(parts), 1):
+                stale = self.sent.pop()
+                self.shown.pop()
+                await stale.delete()
             self._last_flush = time.monotonic()
 
-    async def finish(self, suffix: str = "") -> list[discord.Message]:
-        """Stop streaming and show the final text (plus ``suffix``); the sent messages."""
+    async def finish(
+        self, suffix: str = "", view: discord.ui.View | None = None
+    ) -> list[discord.Message]:
+        """Stop streaming, show the final text (plus ``suffix``, with ``view`` on the last part)."""
         await self._stop_pump()
         text = self.text.rstrip()
         if suffix:
             text = close_open_fence(text) + suffix
         if not text.strip() and not self.sent:
             return []
-        await self._flush(text)
+        await self._flush(text, view)
         return self.sent

@@ -154,8 +154,7 @@ class _Plan:
             return len(lines), 0
         minimum = limit // 2
         candidates = [
-            k for k in range(end, start, -1)
-            if self.length(start, k) >= minimum or k == start + 1
+            k for k in range(end, start, -1) if self.length(start, k) >= minimum or k == start + 1
         ]
         # 1. a blank line outside code (a paragraph break): drop the blank line
         for k in candidates:

@@ -68,9 +68,15 @@ def user_text(
     ]
     scope = "yours and public ones" if user.show_public else "yours"
     if total:
-        lines.append(f"Sessions ({scope}): {total}" + (f" · page {page + 1}/{pages}" if pages > 1 else ""))
+        lines.append(
+            f"Sessions ({scope}): {total}" + (f" · page {page + 1}/{pages}" if pages > 1 else "")
+        )
         for session in sessions[:10]:
-            by = f" by {clip(session.creator_name or '?', 30)}" if session.creator_id != user.id else ""
+            by = (
+                f" by {clip(session.creator_name or '?', 30)}"
+                if session.creator_id != user.id
+                else ""
+            )
             lines.append(f"• {session_label(session)}{by} — {session.message_count} messages")
         if len(sessions) > 10:
             lines.append(f"• … {len(sessions) - 10} more on this page in the session menu")

@@ -211,6 +211,7 @@ def _llama_class() -> Any:
         job: Job | None = None
 
         def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:  # type: ignore[override]
+            """Llama.generate, counting tokens for (and stopping on) the current job."""
             job = self.job
             inner = super().generate(tokens, *args, **kwargs)
             if job is None:

@@ -102,6 +102,11 @@ class MschatApp(App[None]):
         self._data_version: int | None = None
         self._polling = False
 
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        """Stop polling, then exit."""
+        self.ready = False
+        super().exit(*args, **kwargs)
+
     def get_default_screen(self) -> Screen[Any]:
         """The main screen."""
         return MainScreen()
@@ -510,6 +515,8 @@ class MschatApp(App[None]):
                 self.call_later(self.notify, "Reply stopped (kept as interrupted)")
             if self._is_open(sid):
                 self.status.state = "interrupted"
+            if self.ready:  # not while the app shuts down
+                self.call_later(lambda: self.spawn(self._refresh_after_send()))
             raise
         except MschatError:
             if self._is_open(sid):
@@ -520,7 +527,7 @@ class MschatApp(App[None]):
                 self.send_workers.pop(sid, None)
             if reply is not None:
                 self.local_replies.pop(reply.id, None)
-            await self._refresh_after_send()
+        await self._refresh_after_send()
 
     async def _refresh_after_send(self) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
@@ -18,19 +18,30 @@ class Action:
     title: str
     help: str
     footer: bool = True
+    short: str = ""  # footer label, when shorter than the title
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action("new_session", "ctrl+n", "New session", "Start an empty session"),
-    Action("rename", "f2", "Rename session", "Give the open session a new title"),
-    Action("delete", "f8", "Delete session", "Delete the open session (asks first)"),
-    Action("toggle_public", "f3", "Toggle public", "Make the open session public or private"),
-    Action("change_model", "f4", "Change model", "Pick the model of the open session"),
+    Action("new_session", "ctrl+n", "New session", "Start an empty session", short="New"),
+    Action("rename", "f2", "Rename session", "Give the open session a new title", False),
+    Action("delete", "f8", "Delete session", "Delete the open session (asks first)", False),
     Action(
-        "edit_system", "ctrl+g", "Edit system message", "Edit the open session's system message"
+        "toggle_public", "f3", "Toggle public", "Make the open session public or private", False
+    ),
+    Action("change_model", "f4", "Change model", "Pick the model of the open session", False),
+    Action(
+        "edit_system",
+        "ctrl+g",
+        "Edit system message",
+        "Edit the open session's system message",
+        False,
     ),
     Action(
-        "stop", "escape", "Stop streaming", "Stop the reply being streamed (kept as interrupted)"
+        "stop",
+        "escape",
+        "Stop streaming",
+        "Stop the reply being streamed (kept as interrupted)",
+        short="Stop",
     ),
     Action("regenerate", "ctrl+r", "Regenerate", "Answer the last question again"),
     Action(
@@ -38,15 +49,32 @@ ACTIONS: tuple[Action, ...] = (
         "ctrl+o",
         "Edit & resend",
         "Edit the selected (or last) question and resend it in a fork",
+        short="Edit & resend",
     ),
     Action("copy", "f5", "Copy", "Copy the selected (or last) message or one of its code blocks"),
     Action(
-        "export_markdown", "ctrl+s", "Export Markdown", "Write the open session to a Markdown file"
+        "export_markdown",
+        "ctrl+s",
+        "Export Markdown",
+        "Write the open session to a Markdown file",
+        False,
     ),
     Action("export_json", "", "Export JSON", "Write the open session to a JSON file", False),
     Action("search", "ctrl+f", "Search", "Full-text search across sessions, jump to a hit"),
-    Action("settings", "f9", "User settings", "Edit the settings of the user whose view this is"),
-    Action("switch_user", "f10", "Switch user", "View the TUI as another user (admin view)"),
+    Action(
+        "settings",
+        "f9",
+        "User settings",
+        "Edit the settings of the user whose view this is",
+        short="Settings",
+    ),
+    Action(
+        "switch_user",
+        "f10",
+        "Switch user",
+        "View the TUI as another user (admin view)",
+        short="Switch user",
+    ),
     Action(
         "toggle_everyone",
         "f12",
@@ -76,9 +104,11 @@ ACTIONS: tuple[Action, ...] = (
 )
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     """Key bindings of the main screen (routed to the app's actions)."""
-    return [Binding(a.key, f"app.{a.name}", a.title, show=a.footer) for a in ACTIONS if a.key]
+    return [
+        Binding(a.key, f"app.{a.name}", a.short or a.title, show=a.footer) for a in ACTIONS if a.key
+    ]
 
 
 class MschatCommands(Provider):

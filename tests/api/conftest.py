@@ -100,4 +100,6 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
 
 def sse_json(text: str) -> list[tuple[str | None, Any]]:
     """Like sse_events, with JSON data decoded (``[DONE]`` stays a string)."""
-    return [(name, data if data == "[DONE]" else json.loads(data)) for name, data in sse_events(text)]
+    return [
+        (name, data if data == "[DONE]" else json.loads(data)) for name, data in sse_events(text)
+    ]

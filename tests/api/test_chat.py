@@ -23,7 +23,8 @@ async def _raw_post(url: str, path: str, body: str) -> tuple[int, dict]:
     data = body.encode()
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
     )
     await writer.drain()
     raw = await reader.read()
@@ -36,8 +37,15 @@ async def test_the_seeds_curl_request(api: LiveApi):
     curl = shutil.which("curl")
     if curl:
         process = await asyncio.create_subprocess_exec(
-            curl, "-s", "-d", SEED_BODY, "-H", "Content-Type: application/json",
-            "-X", "POST", f"{api.url}/chat",
+            curl,
+            "-s",
+            "-d",
+            SEED_BODY,
+            "-H",
+            "Content-Type: application/json",
+            "-X",
+            "POST",
+            f"{api.url}/chat",
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(process.communicate(), 30)
@@ -108,8 +116,11 @@ async def test_session_field_picks_one_of_the_users_sessions(api: LiveApi):
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found_error"
     carol = await api.services.manager.user("api", "carol")
-    assert [m.content for m in await api.services.manager.messages(carol, a["session_id"])
-            if m.role == "user"] == ["in a", "back to a", "a again"]
+    assert [
+        m.content
+        for m in await api.services.manager.messages(carol, a["session_id"])
+        if m.role == "user"
+    ] == ["in a", "back to a", "a again"]
 
 
 async def test_disabled_user_gets_a_clear_403_and_nothing_is_stored(api: LiveApi):
@@ -200,3 +211,51 @@ async def test_invalid_fields_are_400_naming_the_field(api: LiveApi, body: dict,
         error = response.json()["error"]
         assert error["param"] == param and error["type"] == "invalid_request_error"
         assert param in error["message"]
+
+
+async def test_rate_limited_user_gets_429_and_nothing_is_stored(api: LiveApi):
+    manager = api.services.manager
+    admin = await manager.local_user()
+    limited = await manager.user("api", "limited")
+    await manager.update_user(admin, limited.id, rate_limit=0)
+    chat = await api.client.post("/chat", json={"message": "hi", "user": "limited"})
+    assert chat.status_code == 429 and chat.json()["error"]["type"] == "rate_limit_error"
+    v1 = await api.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "fake/fake-model",
+            "user": "limited",
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"},
+            ],
+        },
+    )
+    assert v1.status_code == 429 and "rate limit" in v1.json()["error"]["message"]
+    assert await manager.list_sessions(await manager.user("api", "limited")) == []
+
+
+async def test_a_reply_is_stored_complete_when_the_client_goes_away(
+    api: LiveApi, provider: ScriptedProvider
+):
+    gate = asyncio.Event()
+    provider.push(chunks=["first ", "second"], gate=gate)
+    async with api.client.stream(
+        "POST", "/chat-stream", json={"message": "go", "user": "quitter"}
+    ) as response:
+        async for line in response.aiter_lines():
+            if "first" in line:
+                break
+    # the client has closed the connection; the reply carries on and is stored
+    gate.set()
+    manager = api.services.manager
+    quitter = await manager.user("api", "quitter")
+    async with asyncio.timeout(10):
+        while True:
+            sessions = await manager.list_sessions(quitter)
+            stored = await manager.messages(quitter, sessions[0].id)
+            if stored[-1].status != "streaming":
+                break
+            await manager.data_version()  # one store round trip between polls
+    assert stored[-1].status == "complete" and stored[-1].content == "first second"

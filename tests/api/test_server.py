@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -24,9 +25,13 @@ from tests.fakes.scripted_provider import ScriptedProvider
 async def test_token_required_on_every_route_but_healthz(services: Services):
     async for live in live_api(services, token="s3cret-token-value"):
         client = live.client
-        for method, path in [("POST", "/chat"), ("GET", "/users/a/sessions"),
-                             ("GET", "/v1/models"), ("GET", "/openapi.json"),
-                             ("GET", "/nowhere")]:
+        for method, path in [
+            ("POST", "/chat"),
+            ("GET", "/users/a/sessions"),
+            ("GET", "/v1/models"),
+            ("GET", "/openapi.json"),
+            ("GET", "/nowhere"),
+        ]:
             response = await client.request(method, path, json={"message": "x", "user": "a"})
             assert response.status_code == 401, path
             assert response.json()["error"]["type"] == "authentication_error"
@@ -70,8 +75,9 @@ async def test_no_token_means_open(api: LiveApi):
         (b'{"message": "x"}', "user", "missing_field"),
     ],
 )
-async def test_bad_json_is_400_naming_the_field(api: LiveApi, content: bytes, param: str,
-                                                code: str):
+async def test_bad_json_is_400_naming_the_field(
+    api: LiveApi, content: bytes, param: str, code: str
+):
     response = await api.client.post(
         "/chat", content=content, headers={"Content-Type": "application/json"}
     )
@@ -147,27 +153,36 @@ def test_cli_refuses_a_public_bind_without_token(mschat_home: Path):
     assert "refusing" in result.output and "MSCHAT_API_TOKEN" in result.output
 
 
-async def test_shutdown_waits_for_a_stream_in_flight(services: Services, provider: ScriptedProvider):
+async def test_shutdown_waits_for_a_stream_in_flight(
+    services: Services, provider: ScriptedProvider
+):
     gate = asyncio.Event()
     provider.push(chunks=["first ", "second"], gate=gate)
     stop = asyncio.Event()
     ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(
-        serve(services, "127.0.0.1", 0, token=None, stop=stop, on_start=ready.set_result,
-              shutdown_timeout=10)
+        serve(
+            services,
+            "127.0.0.1",
+            0,
+            token=None,
+            stop=stop,
+            on_start=ready.set_result,
+            shutdown_timeout=10,
+        )
     )
     url = (await asyncio.wait_for(ready, 10))[0]
-    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-        async with client.stream(
-            "POST", "/chat-stream", json={"message": "go", "user": "sam"}
-        ) as response:
-            lines = response.aiter_lines()
-            async for line in lines:
-                if line.startswith("data:") and "first" in line:
-                    break
-            stop.set()  # shutdown requested while the reply is streaming
-            gate.set()
-            rest = "".join([line + "\n" async for line in lines])
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=20) as client,
+        client.stream("POST", "/chat-stream", json={"message": "go", "user": "sam"}) as response,
+    ):
+        lines = response.aiter_lines()
+        async for line in lines:
+            if line.startswith("data:") and "first" in line:
+                break
+        stop.set()  # shutdown requested while the reply is streaming
+        gate.set()
+        rest = "".join([line + "\n" async for line in lines])
     await asyncio.wait_for(server, 15)
     assert '"response": "first second"' in rest
     sam = await services.manager.user("api", "sam")
@@ -183,24 +198,25 @@ async def test_shutdown_marks_a_stuck_stream_interrupted(
     stop = asyncio.Event()
     ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(
-        serve(services, "127.0.0.1", 0, stop=stop, on_start=ready.set_result,
-              shutdown_timeout=0.2)
+        serve(services, "127.0.0.1", 0, stop=stop, on_start=ready.set_result, shutdown_timeout=0.2)
     )
     url = (await asyncio.wait_for(ready, 10))[0]
-    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-        async with client.stream(
-            "POST", "/chat-stream", json={"message": "go", "user": "tom"}
-        ) as response:
-            async for line in response.aiter_lines():
-                if "partial" in line:
-                    break
-            stop.set()
-            await asyncio.wait_for(server, 15)
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=20) as client,
+        client.stream("POST", "/chat-stream", json={"message": "go", "user": "tom"}) as response,
+    ):
+        async for line in response.aiter_lines():
+            if "partial" in line:
+                break
+        stop.set()
+        await asyncio.wait_for(server, 15)
     tom = await services.manager.user("api", "tom")
     sessions = await services.manager.list_sessions(tom)
     stored = await services.manager.messages(tom, sessions[0].id)
-    assert [(m.role, m.status) for m in stored] == [("user", "complete"),
-                                                    ("assistant", "interrupted")]
+    assert [(m.role, m.status) for m in stored] == [
+        ("user", "complete"),
+        ("assistant", "interrupted"),
+    ]
     assert stored[-1].content == "partial"
 
 
@@ -219,8 +235,14 @@ async def test_serve_api_process_logs_requests_and_stops_on_sigterm(
 ):
     fake_config(mschat_home, fake_openai.base_url)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mschat", "serve-api", "--port", "0",
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "mschat",
+        "serve-api",
+        "--port",
+        "0",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
         env={**os.environ, "MSCHAT_API_TOKEN": "tok-123"},
     )
     seen: list[str] = []
@@ -230,13 +252,15 @@ async def test_serve_api_process_logs_requests_and_stops_on_sigterm(
         url = line.split("listening on", 1)[1].strip()
         async with httpx.AsyncClient(base_url=url, timeout=20) as client:
             response = await client.post(
-                "/chat", json={"message": "Who are you?", "user": "shiyemin"},
+                "/chat",
+                json={"message": "Who are you?", "user": "shiyemin"},
                 headers={"Authorization": "Bearer tok-123"},
             )
             assert response.status_code == 200
             assert "Who are you?" in response.json()["response"]
             stream = await client.post(
-                "/chat-stream", json={"message": "more", "user": "shiyemin"},
+                "/chat-stream",
+                json={"message": "more", "user": "shiyemin"},
                 headers={"Authorization": "Bearer tok-123"},
             )
             assert sse_json(stream.text)[-1][0] == "done"
@@ -254,3 +278,12 @@ async def test_serve_api_process_logs_requests_and_stops_on_sigterm(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_busy_port_is_a_clear_config_error(services: Services):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await serve(services, "127.0.0.1", port, stop=asyncio.Event())

@@ -27,7 +27,9 @@ async def test_list_create_read_paged_patch_delete(api: LiveApi):
     assert listing["total"] == 1 and listing["current_session_id"] == session["id"]
     assert listing["sessions"][0]["message_count"] == 6
 
-    page = (await client.get(f"/sessions/{session['id']}", params={"user": "ann", "limit": 4})).json()
+    page = (
+        await client.get(f"/sessions/{session['id']}", params={"user": "ann", "limit": 4})
+    ).json()
     assert page["session"]["system_msg"] == "Be brief."
     assert [m["content"] for m in page["messages"]] == ["q1", "Echo: q1", "q2", "Echo: q2"]
     assert page["has_more"] is True
@@ -43,8 +45,13 @@ async def test_list_create_read_paged_patch_delete(api: LiveApi):
 
     patched = await client.patch(
         f"/sessions/{session['id']}",
-        json={"user": "ann", "title": "Renamed", "public": True, "model": "other",
-              "system_msg": None},
+        json={
+            "user": "ann",
+            "title": "Renamed",
+            "public": True,
+            "model": "other",
+            "system_msg": None,
+        },
     )
     assert patched.status_code == 200, patched.text
     body = patched.json()
@@ -68,7 +75,9 @@ async def test_refusals_private_session_and_non_creator(api: LiveApi):
     assert rename.status_code == 403
     remove = await client.delete(f"/sessions/{sid}", params={"user": "intruder"})
     assert remove.status_code == 403
-    listed = (await client.get("/users/intruder/sessions", params={"include_public": "true"})).json()
+    listed = (
+        await client.get("/users/intruder/sessions", params={"include_public": "true"})
+    ).json()
     assert listed["sessions"] == []
 
     # once public it is visible and usable by others, but still only the creator edits it
@@ -85,7 +94,8 @@ async def test_refusals_private_session_and_non_creator(api: LiveApi):
     session = (await client.get(f"/sessions/{sid}", params={"user": "owner"})).json()
     assert session["session"]["title"] != "mine"
     assert [m["author"] for m in session["messages"] if m["role"] == "user"] == [
-        "owner", "intruder"
+        "owner",
+        "intruder",
     ]
 
 
@@ -97,8 +107,9 @@ async def test_acting_user_is_required_and_consistent(api: LiveApi):
         f"/sessions/{sid}", params={"user": "zed"}, json={"user": "yan", "title": "x"}
     )
     assert clash.status_code == 400 and clash.json()["error"]["param"] == "user"
-    via_query = await api.client.patch(f"/sessions/{sid}", params={"user": "zed"},
-                                       json={"title": "via query"})
+    via_query = await api.client.patch(
+        f"/sessions/{sid}", params={"user": "zed"}, json={"title": "via query"}
+    )
     assert via_query.status_code == 200 and via_query.json()["title"] == "via query"
     unknown = await api.client.patch(f"/sessions/{sid}", json={"user": "zed", "colour": "red"})
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "colour"
@@ -116,8 +127,15 @@ async def test_user_settings_get_and_patch(api: LiveApi):
     assert "admin" not in user
     patched = await client.patch(
         "/users/uma",
-        json={"temperature": 0.2, "max_tokens": 50, "system_msg": "Pirate.", "attach": True,
-              "show_public": True, "model": "fake-model", "name": "Uma T"},
+        json={
+            "temperature": 0.2,
+            "max_tokens": 50,
+            "system_msg": "Pirate.",
+            "attach": True,
+            "show_public": True,
+            "model": "fake-model",
+            "name": "Uma T",
+        },
     )
     assert patched.status_code == 200, patched.text
     body = patched.json()
@@ -129,9 +147,16 @@ async def test_user_settings_get_and_patch(api: LiveApi):
     request = provider.requests[-1]  # type: ignore[attr-defined]
     assert request.temperature == 0.2 and request.max_tokens == 50
 
-    for field, value in [("temperature", 3), ("temperature", "hot"), ("max_tokens", 0),
-                         ("attach", "yes"), ("status", "sleepy"), ("admin", True),
-                         ("model", "nope/zzz"), ("current_session", "x")]:
+    for field, value in [
+        ("temperature", 3),
+        ("temperature", "hot"),
+        ("max_tokens", 0),
+        ("attach", "yes"),
+        ("status", "sleepy"),
+        ("admin", True),
+        ("model", "nope/zzz"),
+        ("current_session", "x"),
+    ]:
         response = await client.patch("/users/uma", json={field: value})
         assert response.status_code == 400, (field, response.text)
         assert response.json()["error"]["param"] == field

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import discord
 import pytest
 
 from mschat.core.services import Services
@@ -40,7 +41,7 @@ class Harness:
 
 
 async def start_bot(
-    fake: FakeDiscord, services: Services, **options: Any
+    fake: FakeDiscord, services: Services, *, grace: float = 2.0, **options: Any
 ) -> tuple[MschatBot, asyncio.Task[None], asyncio.Event]:
     """Start a bot against the fake and wait until it is ready."""
     configure_endpoints(fake.api_base, fake.gateway_url)
@@ -49,7 +50,7 @@ async def start_bot(
     options.setdefault("guild_ids", [])
     bot = make_bot(services, guild_ready_timeout=0.01, **options)
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(bot, fake.token, stop=stop, grace=2.0))
+    task = asyncio.create_task(serve(bot, fake.token, stop=stop, grace=grace))
     ready = asyncio.create_task(bot.wait_until_ready())
     done, _ = await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -66,9 +67,12 @@ async def stop_bot(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    """A started fake Discord."""
+    """A started fake Discord (discord.py's endpoints are restored afterwards)."""
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     async with FakeDiscord() as server:
         yield server
+    discord.http.Route.BASE = base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
 
 
 @pytest.fixture
@@ -80,3 +84,29 @@ async def harness(
     yield Harness(fake, bot, services, provider, task, stop)
     if not task.done():
         await stop_bot(task, stop)
+
+
+@pytest.fixture
+def h(harness: Harness) -> Harness:
+    """Short name for the harness."""
+    return harness
+
+
+async def eventually(condition: Any, timeout: float = 10.0) -> Any:
+    """Poll an async or sync condition until it is truthy (for database state)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = condition()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(0.01)
+
+
+async def interaction_rows(h: Harness, where: str = "1") -> list[dict[str, Any]]:
+    """Rows of the interactions table."""
+    store = h.manager.store
+    return await h.manager._run(
+        lambda: list(store.db.query(f"SELECT * FROM interactions WHERE {where} ORDER BY id"))
+    )

@@ -6,6 +6,10 @@ It records every REST call, keeps the messages the bot sends (with their
 components, so a test can "click" a button of any stored message, even after a
 bot restart) and lets tests dispatch MESSAGE_CREATE / INTERACTION_CREATE.
 
+Run standalone (then point ``mschat serve-discord`` at the printed URLs)::
+
+    python -m tests.fakes.fake_discord --port 8090
+
 Gotchas learnt the hard way (DESIGN §6): JSON responses carry ``Content-Type``
 exactly ``application/json``; interaction callbacks answer JSON
 ``{"interaction": …, "resource": …}``; guild members need ``flags``.
@@ -85,9 +89,12 @@ def member_payload(user: dict[str, Any] | None = None) -> dict[str, Any]:
 class FakeDiscord:
     """Discord REST + gateway on 127.0.0.1 (``await start()``; ``await stop()``)."""
 
-    def __init__(self, *, token: str = "test-token", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, token: str = "test-token", host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.token = token
         self.host = host
+        self.port = port
         self.calls: list[RestCall] = []
         self.messages: dict[int, dict[str, Any]] = {}
         self.files: dict[int, dict[str, bytes]] = {}
@@ -117,7 +124,7 @@ class FakeDiscord:
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         port = self._runner.addresses[0][1]
         self.api_base = f"http://{self.host}:{port}/api/v10"
@@ -227,8 +234,16 @@ class FakeDiscord:
     def guild_payload(self) -> dict[str, Any]:
         """The GUILD_CREATE payload of the one test guild."""
         channels = [
-            {"id": str(cid), "type": 0, "name": name, "position": pos,
-             "permission_overwrites": [], "nsfw": False, "topic": None, "parent_id": None}
+            {
+                "id": str(cid),
+                "type": 0,
+                "name": name,
+                "position": pos,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "topic": None,
+                "parent_id": None,
+            }
             for pos, (cid, name) in enumerate(
                 [(QA_CHANNEL_ID, "qa"), (OTHER_CHANNEL_ID, "general")]
             )
@@ -239,9 +254,17 @@ class FakeDiscord:
             "icon": None,
             "owner_id": "1",
             "roles": [
-                {"id": str(GUILD_ID), "name": "@everyone", "permissions": "2251799813685247",
-                 "position": 0, "color": 0, "hoist": False, "managed": False,
-                 "mentionable": False, "flags": 0}
+                {
+                    "id": str(GUILD_ID),
+                    "name": "@everyone",
+                    "permissions": "2251799813685247",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
             ],
             "channels": channels,
             "members": [member_payload(self.bot_user)],
@@ -348,8 +371,14 @@ class FakeDiscord:
             interaction["guild_locale"] = "en-US"
             interaction["channel_id"] = str(channel_id)
             interaction["channel"] = {
-                "id": str(channel_id), "type": 0, "guild_id": str(GUILD_ID), "name": "qa",
-                "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None,
+                "id": str(channel_id),
+                "type": 0,
+                "guild_id": str(GUILD_ID),
+                "name": "qa",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
             }
             interaction["member"] = member_payload(author)
             interaction["context"] = 0
@@ -378,9 +407,7 @@ class FakeDiscord:
     ) -> dict[str, Any]:
         """Dispatch a slash command interaction (option types from the registered command)."""
         data = self._command(name, 1)
-        registered = next(
-            c for cs in self.commands.values() for c in cs if c["id"] == data["id"]
-        )
+        registered = next(c for cs in self.commands.values() for c in cs if c["id"] == data["id"])
         types = {o["name"]: o["type"] for o in registered.get("options", [])}
         data["options"] = [
             {"name": key, "type": types.get(key, 3), "value": value}
@@ -417,11 +444,26 @@ class FakeDiscord:
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component["type"]}
         if values is not None:
             data["values"] = values
-        dm = "guild_id" not in message and message.get("channel_id", "").startswith("8")
         channel_id = int(message.get("channel_id") or QA_CHANNEL_ID)
+        dm = channel_id not in (QA_CHANNEL_ID, OTHER_CHANNEL_ID)
         interaction = self._interaction(user_id, 3, data, dm=dm, channel_id=channel_id)
         interaction["message"] = message
         self.originals[interaction["token"]] = int(message["id"])
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    async def submit_modal(
+        self, user_id: int, modal_custom_id: str, fields: dict[str, str], *, dm: bool = False
+    ) -> dict[str, Any]:
+        """Dispatch a MODAL_SUBMIT with text-input values by their custom_id."""
+        data = {
+            "custom_id": modal_custom_id,
+            "components": [
+                {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+                for key, value in fields.items()
+            ],
+        }
+        interaction = self._interaction(user_id, 5, data, dm=dm, channel_id=QA_CHANNEL_ID)
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 
@@ -438,7 +480,8 @@ class FakeDiscord:
         """Bot messages that reply to ``message_id`` (a split answer has several)."""
         ref = str(message_id)
         return [
-            m for m in self.bot_messages()
+            m
+            for m in self.bot_messages()
             if (m.get("message_reference") or {}).get("message_id") == ref
         ]
 
@@ -470,7 +513,9 @@ class FakeDiscord:
         call = RestCall(request.method, path, dict(request.query), body, files)
         self.calls.append(call)
         try:
-            if request.headers.get("Authorization") != f"Bot {self.token}":
+            # interaction callbacks and webhooks are authorised by their token instead
+            token_auth = path.startswith(("/interactions/", "/webhooks/"))
+            if not token_auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
             return self._route(call)
         finally:
@@ -488,9 +533,14 @@ class FakeDiscord:
             registered = []
             for command in call.body or []:
                 registered.append(
-                    {"description": "", **command, "id": str(self.new_id()),
-                     "application_id": str(APP_ID),
-                     "version": "1", "type": command.get("type", 1)}
+                    {
+                        "description": "",
+                        **command,
+                        "id": str(self.new_id()),
+                        "application_id": str(APP_ID),
+                        "version": "1",
+                        "type": command.get("type", 1),
+                    }
                 )
             self.commands[scope] = registered
             return _json(registered)
@@ -504,10 +554,19 @@ class FakeDiscord:
 
     def _app_info(self) -> dict[str, Any]:
         return {
-            "id": str(APP_ID), "name": "mschat", "description": "", "icon": None,
-            "bot_public": True, "bot_require_code_grant": False, "verify_key": "00",
-            "owner": user_payload(1, "owner"), "flags": 0, "rpc_origins": [],
-            "team": None, "summary": "", "interactions_endpoint_url": None,
+            "id": str(APP_ID),
+            "name": "mschat",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "verify_key": "00",
+            "owner": user_payload(1, "owner"),
+            "flags": 0,
+            "rpc_origins": [],
+            "team": None,
+            "summary": "",
+            "interactions_endpoint_url": None,
         }
 
     def _new_message(
@@ -536,13 +595,16 @@ class FakeDiscord:
         }
         if body.get("message_reference"):
             ref = body["message_reference"]
-            message["message_reference"] = {k: str(v) if k.endswith("_id") else v
-                                            for k, v in ref.items()}
+            message["message_reference"] = {
+                k: str(v) if k.endswith("_id") else v for k, v in ref.items()
+            }
         self._attach(message, body, files)
         self.messages[message_id] = message
         return message
 
-    def _attach(self, message: dict[str, Any], body: dict[str, Any], files: dict[str, bytes]) -> None:
+    def _attach(
+        self, message: dict[str, Any], body: dict[str, Any], files: dict[str, bytes]
+    ) -> None:
         if not files:
             return
         stored = self.files.setdefault(int(message["id"]), {})
@@ -550,8 +612,13 @@ class FakeDiscord:
         for name, content in files.items():
             stored[name] = content
             message["attachments"].append(
-                {"id": str(self.new_id()), "filename": name, "size": len(content),
-                 "url": f"{self.api_base}/files/{name}", "proxy_url": "", }
+                {
+                    "id": str(self.new_id()),
+                    "filename": name,
+                    "size": len(content),
+                    "url": f"{self.api_base}/files/{name}",
+                    "proxy_url": "",
+                }
             )
 
     def _edit(self, message: dict[str, Any], call: RestCall) -> dict[str, Any]:
@@ -605,7 +672,8 @@ class FakeDiscord:
         channel_id = interaction.get("channel_id", "0")
         result: dict[str, Any] = {
             "interaction": {
-                "id": interaction["id"], "type": interaction["type"],
+                "id": interaction["id"],
+                "type": interaction["type"],
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool((data.get("flags") or 0) & EPHEMERAL),
             },
@@ -614,8 +682,15 @@ class FakeDiscord:
         if kind in (4, 5):
             flags = (data.get("flags") or 0) | (LOADING if kind == 5 else 0)
             message = self._new_message(
-                channel_id, {**data, "flags": flags}, call.files, _token=token,
-                interaction_metadata={"id": interaction["id"], "type": interaction["type"]},
+                channel_id,
+                {**data, "flags": flags},
+                call.files,
+                _token=token,
+                interaction_metadata={
+                    "id": interaction["id"],
+                    "type": interaction["type"],
+                    "user": (interaction.get("member") or interaction)["user"],
+                },
             )
             self.originals[token] = int(message["id"])
             result["interaction"]["response_message_id"] = message["id"]
@@ -666,3 +741,29 @@ def walk_components(message: dict[str, Any]) -> list[dict[str, Any]]:
 def find_component(message: dict[str, Any], custom_id: str) -> dict[str, Any] | None:
     """The component with this custom_id, if the message has it."""
     return next((c for c in walk_components(message) if c.get("custom_id") == custom_id), None)
+
+
+async def _serve_forever(port: int, token: str) -> None:
+    async with FakeDiscord(port=port, token=token) as fake:
+        print(f"MSCHAT_DISCORD_API_BASE={fake.api_base}", flush=True)
+        print(f"MSCHAT_DISCORD_GATEWAY_URL={fake.gateway_url}", flush=True)
+        print(f"MSCHAT_DISCORD_TOKEN={fake.token}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    """Serve the fake until interrupted."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A loopback fake Discord (REST + gateway).")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--token", default="test-token")
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve_forever(args.port, args.token))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -131,12 +131,21 @@ async def test_no_provider_defaults_to_the_bundled_model():
 
 
 @needs_model
-async def test_openai_key_beats_the_bundled_model(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+@pytest.mark.parametrize(
+    "variable, value",
+    [("OPENAI_API_KEY", "sk-test-not-real"), ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")],
+)
+async def test_openai_settings_beat_the_bundled_model(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+):
+    monkeypatch.setenv(variable, value)
     services = build_services(load_config())
     try:
-        assert not services.registry.using_bundled
-        assert services.registry.resolve(None).full_name == "openai/gpt-4o-mini"
+        registry = services.registry
+        assert not registry.using_bundled
+        assert list(registry.provider_configs) == ["openai"]
+        if variable == "OPENAI_API_KEY":
+            assert registry.resolve(None).full_name == "openai/gpt-4o-mini"
     finally:
         await services.aclose()
 
@@ -292,6 +301,24 @@ async def test_max_tokens_and_greedy_decoding_are_honoured(shared: LocalProvider
     # the count matches llama.cpp's own tokenizer on the text it produced
     text = "".join(e.text for e in first if isinstance(e, TextChunk))
     assert 0 < len(shared.load().tokenize(text.encode(), add_bos=False)) <= 6
+
+
+@pytest.mark.local_model
+async def test_usage_matches_llama_cpps_own_count(shared: LocalProvider):
+    messages = (ChatMessage("user", "Say hello"),)
+    request = ChatRequest("smollm2-135m", messages, temperature=0, max_tokens=48, seed=1)
+    events = await collect(shared.stream_chat(request))
+    assert events[-1] == FinishChunk("stop")  # ended by the end-of-generation token
+    usage = next(e for e in events if isinstance(e, UsageChunk))
+    reference = shared.load().create_chat_completion(
+        messages=[{"role": "user", "content": "Say hello"}], temperature=0, max_tokens=48, seed=1
+    )
+    assert reference["choices"][0]["finish_reason"] == "stop"
+    expected = reference["usage"]
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        expected["prompt_tokens"],
+        expected["completion_tokens"],
+    )
 
 
 @pytest.mark.local_model

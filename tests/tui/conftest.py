@@ -18,8 +18,9 @@ def build_app(services: Services, **kwargs: object) -> MschatApp:
     return make_app(services, poll_interval=0.1, **kwargs)  # type: ignore[arg-type]
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float = 10.0,
-                   what: str = "condition") -> None:
+async def wait_for(
+    pilot: Pilot, condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll a condition between pilot pauses; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -43,8 +43,11 @@ async def test_stop_keeps_the_partial_reply_as_interrupted(
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await type_and_send(pilot, "long question")
-        await wait_for(pilot, lambda: app.query(LiveReply) and app.status.state == "streaming",
-                       what="streaming")
+        await wait_for(
+            pilot,
+            lambda: app.query(LiveReply) and app.status.state == "streaming",
+            what="streaming",
+        )
         live = app.query_one(LiveReply)
         await wait_for(pilot, lambda: live.text == "partial answer", what="first chunk")
         await pilot.press("escape")
@@ -100,8 +103,11 @@ async def test_edit_a_past_question_forks_and_resends(services: Services):
         editor = app.screen.query_one("#value")
         editor.text = "better question"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.session.id != original and
-                       "Echo: better question" in shown(app), what="fork reply")
+        await wait_for(
+            pilot,
+            lambda: app.session.id != original and "Echo: better question" in shown(app),
+            what="fork reply",
+        )
         assert shown(app) == ["better question", "Echo: better question"]
         kept = await services.manager.messages(app.me, original)
         assert len(kept) == 4  # the original is untouched
@@ -137,7 +143,12 @@ async def test_an_error_before_storing_keeps_the_prompt(services: Services):
         services.config.providers.clear()  # no provider: resolving the model fails
         services.registry.provider_configs.clear()
         await type_and_send(pilot, "typed text")
-        await wait_for(pilot, lambda: any("provider" in n.message or "model" in n.message
-                                          for n in app._notifications), what="error notice")
+        await wait_for(
+            pilot,
+            lambda: any(
+                "provider" in n.message or "model" in n.message for n in app._notifications
+            ),
+            what="error notice",
+        )
         await app.workers.wait_for_complete()
         assert app.prompt.text == "typed text"

@@ -68,11 +68,15 @@ async def test_toggle_public_model_and_system_message(services: Services):
         await pilot.press("ctrl+g")
         app.screen.query_one("#value").text = "Answer like a pirate."
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: app.session.system_msg == "Answer like a pirate.",
-                       what="system message")
+        await wait_for(
+            pilot, lambda: app.session.system_msg == "Answer like a pirate.", what="system message"
+        )
         stored = await services.manager.get_session(app.me, session.id)
         assert (stored.public, stored.model, stored.system_msg) == (
-            True, "fake/other", "Answer like a pirate.")
+            True,
+            "fake/other",
+            "Answer like a pirate.",
+        )
 
 
 async def test_copy_a_code_block_and_export(
@@ -98,7 +102,7 @@ async def test_copy_a_code_block_and_export(
         await pilot.press("enter")
         await wait_for(pilot, target.exists, what="export file")
         data = json.loads(target.read_text(encoding="utf-8"))
-        assert [m["content"] for m in data["messages"]][0] == "code please"
+        assert data["messages"][0]["content"] == "code please"
 
 
 async def test_palette_lists_the_actions(services: Services):
@@ -107,11 +111,17 @@ async def test_palette_lists_the_actions(services: Services):
         await ready(pilot)
         await pilot.press("ctrl+p")
         await pilot.press(*"new sess")
-        await wait_for(pilot, lambda: "New session" in str(app.screen.query("CommandList")
-                                                           .first().get_option_at_index(0).prompt)
-                       if app.screen.query("CommandList") and
-                       app.screen.query("CommandList").first().option_count else False,
-                       what="palette hit")
+        await wait_for(
+            pilot,
+            lambda: (
+                "New session"
+                in str(app.screen.query("CommandList").first().get_option_at_index(0).prompt)
+                if app.screen.query("CommandList")
+                and app.screen.query("CommandList").first().option_count
+                else False
+            ),
+            what="palette hit",
+        )
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.session is not None, what="new session")
         assert app.session.title == "New session"

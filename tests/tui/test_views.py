@@ -10,6 +10,7 @@ from mschat.store.store import Store
 from mschat.tui.screens.search import SearchScreen
 from mschat.tui.screens.settings import SettingsScreen
 from mschat.tui.widgets.chat import MESSAGE_PAGE, MessageView
+from mschat.tui.widgets.sidebar import PAGE_SIZE
 from tests.tui.conftest import SIZE, build_app, ready, wait_for
 
 
@@ -24,8 +25,12 @@ async def fill(services: Services, user, title: str, count: int, word: str = "fi
 
     def write() -> None:
         for index in range(count):
-            store.add_message(session_id=session.id, author_id=user.id, role="user",
-                              content=f"{word} message {index}")
+            store.add_message(
+                session_id=session.id,
+                author_id=user.id,
+                role="user",
+                content=f"{word} message {index}",
+            )
 
     await asyncio.to_thread(write)
     return session
@@ -50,8 +55,13 @@ async def test_search_jumps_to_the_message(services: Services):
         await pilot.press("enter")  # from the query box to the hits
         app.screen.query_one("#hits").highlighted = index
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.chat.selected is not None and
-                       app.chat.selected.message.id == wanted.message_id, what="jump")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.chat.selected is not None and app.chat.selected.message.id == wanted.message_id
+            ),
+            what="jump",
+        )
         assert app.session.id == target.id
         assert app.chat.selected.message.content == "filler message 7"
 
@@ -65,8 +75,9 @@ async def test_user_settings_are_saved_and_invalid_values_reported(services: Ser
         assert isinstance(screen, SettingsScreen)
         screen.query_one("#temperature").value = "5"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: any("temperature" in n.message
-                                          for n in app._notifications), what="error")
+        await wait_for(
+            pilot, lambda: any("temperature" in n.message for n in app._notifications), what="error"
+        )
         assert app.screen is screen  # still open, nothing lost
         screen.query_one("#temperature").value = "1.2"
         screen.query_one("#max_tokens").value = "300"
@@ -79,7 +90,11 @@ async def test_user_settings_are_saved_and_invalid_values_reported(services: Ser
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen), what="saved")
         user = await services.manager.get_user(app.me.id)
         assert (user.temperature, user.max_tokens, user.show_public, user.attach) == (
-            1.2, 300, True, True)
+            1.2,
+            300,
+            True,
+            True,
+        )
         assert (user.status, user.model, user.system_msg) == ("new", "fake/other", "Be brief.")
         assert app.viewer.temperature == 1.2
 
@@ -134,27 +149,56 @@ async def test_live_update_from_another_connection(services: Services):
         assert app.session.id == session.id and shown(app) == []
         other = await asyncio.to_thread(Store.open, path)  # like the bot's process
         try:
-            await asyncio.to_thread(other.add_message, session_id=session.id, author_id=bob.id,
-                                    role="user", content="question from discord")
-            await wait_for(pilot, lambda: shown(app) == ["question from discord"],
-                           what="remote question")
+            await asyncio.to_thread(
+                other.add_message,
+                session_id=session.id,
+                author_id=bob.id,
+                role="user",
+                content="question from discord",
+            )
+            await wait_for(
+                pilot, lambda: shown(app) == ["question from discord"], what="remote question"
+            )
             reply = await asyncio.to_thread(
-                other.add_message, session_id=session.id, author_id=None, role="assistant",
-                content="Partial", status=MessageStatus.STREAMING.value, model="fake/fake-model")
+                other.add_message,
+                session_id=session.id,
+                author_id=None,
+                role="assistant",
+                content="Partial",
+                status=MessageStatus.STREAMING.value,
+                model="fake/fake-model",
+            )
             await wait_for(pilot, lambda: shown(app)[-1:] == ["Partial"], what="streaming")
             await asyncio.to_thread(other.update_message, reply.id, content="Partial answer")
-            await wait_for(pilot, lambda: shown(app)[-1:] == ["Partial answer"],
-                           what="streaming update")
-            await asyncio.to_thread(other.update_message, reply.id, content="Partial answer, done.",
-                                    status=MessageStatus.COMPLETE.value)
-            await wait_for(pilot, lambda: app.chat.views[reply.id].message.status == "complete",
-                           what="completion")
+            await wait_for(
+                pilot, lambda: shown(app)[-1:] == ["Partial answer"], what="streaming update"
+            )
+            await asyncio.to_thread(
+                other.update_message,
+                reply.id,
+                content="Partial answer, done.",
+                status=MessageStatus.COMPLETE.value,
+            )
+            await wait_for(
+                pilot,
+                lambda: app.chat.views[reply.id].message.status == "complete",
+                what="completion",
+            )
             assert shown(app) == ["question from discord", "Partial answer, done."]
             created = await asyncio.to_thread(
-                other.create_session, creator_id=bob.id, title="Second bot chat", model=None,
-                system_msg=None, public=1, origin="discord_guild")
-            await wait_for(pilot, lambda: app.sidebar.sessions and
-                           app.sidebar.sessions[0].id == created.id, what="new session listed")
+                other.create_session,
+                creator_id=bob.id,
+                title="Second bot chat",
+                model=None,
+                system_msg=None,
+                public=1,
+                origin="discord_guild",
+            )
+            await wait_for(
+                pilot,
+                lambda: app.sidebar.sessions and app.sidebar.sessions[0].id == created.id,
+                what="new session listed",
+            )
         finally:
             await asyncio.to_thread(other.close)
 
@@ -175,3 +219,29 @@ async def test_opens_on_the_last_page_and_loads_older(services: Services):
         await wait_for(pilot, lambda: len(shown(app)) == MESSAGE_PAGE * 2 + 5, what="oldest")
         assert not app.chat.has_older
         assert shown(app)[0] == "filler message 0"
+
+
+async def test_sidebar_loads_further_pages(services: Services):
+    me = await services.manager.local_user()
+
+    def write() -> None:
+        for index in range(PAGE_SIZE + 20):
+            services.store.create_session(
+                creator_id=me.id,
+                title=f"Session {index}",
+                model="fake/fake-model",
+                system_msg=None,
+                public=0,
+                origin="terminal",
+            )
+
+    await asyncio.to_thread(write)
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert len(app.sidebar.sessions) == PAGE_SIZE
+        app.sidebar.focus()
+        await pilot.press("end")
+        await wait_for(pilot, lambda: len(app.sidebar.sessions) == PAGE_SIZE + 20, what="page 2")
+        assert app.sidebar.exhausted
+        assert len({s.id for s in app.sidebar.sessions}) == PAGE_SIZE + 20

@@ -21,15 +21,18 @@ from mschat.tui.format import short_time
 Searcher = Callable[[str], Awaitable[list[SearchHit]]]
 
 
-def hit_prompt(hit: SearchHit) -> Text:
-    """Session title, role and time, then the snippet with matches highlighted."""
+def hit_prompt(hit: SearchHit, query: str = "") -> Text:
+    """Session title, role and time, then the snippet with the query words highlighted."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(hit.session_title, style="bold")
     text.append(f"  {hit.role} · {short_time(hit.created)}\n", style="dim")
-    snippet = " ".join(hit.snippet.split())
-    # the store marks matches with [ ] (plain text, safe from markup injection)
-    for index, piece in enumerate(snippet.replace("]", "[").split("[")):
-        text.append(piece, style="bold yellow" if index % 2 else "")
+    # the store's snippet marks matches with [ ], which real text also contains,
+    # so highlight the query words instead of parsing the marks
+    snippet = Text(" ".join(hit.snippet.replace("[", "").replace("]", "").split()))
+    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
+    if words:
+        snippet.highlight_words(words, style="bold yellow", case_sensitive=False)
+    text.append_text(snippet)
     return text
 
 
@@ -86,7 +89,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
             return
         self.hits = hits
         options = self.query_one("#hits", OptionList)
-        options.set_options(Option(hit_prompt(h), id=str(i)) for i, h in enumerate(hits))
+        options.set_options(Option(hit_prompt(h, text), id=str(i)) for i, h in enumerate(hits))
         count.update(
             f"{len(hits)} hit{'s' if len(hits) != 1 else ''}"
             + (" (newest first; refine to see older)" if len(hits) >= 50 else "")

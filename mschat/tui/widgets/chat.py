@@ -10,7 +10,11 @@ from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.message import Message as TextualMessage
+from textual.strip import Strip
+from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
@@ -20,6 +24,8 @@ from mschat.tui.format import author_of, short_time, status_note
 #: messages per page when opening a session and paging back
 MESSAGE_PAGE = 50
 CODE_THEME = "monokai"
+#: the live reply is re-rendered at most this often while streaming
+FLUSH_SECONDS = 0.1
 
 
 def message_header(message: Message) -> Text:
@@ -46,19 +52,71 @@ def message_body(message: Message) -> RenderableType:
     return Group(*parts)
 
 
-class MessageView(Static):
-    """One finished (or remotely streaming) message, rendered by a single Static."""
+class CachedRender(Widget):
+    """A rich renderable drawn once per width into cached strips.
+
+    Layout asks for the height and the compositor for lines many times; rendering
+    Markdown again each time is what makes long sessions slow.
+    """
+
+    DEFAULT_CSS = """
+    CachedRender { height: auto; }
+    """
+
+    def __init__(self, *, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self._width = -1
+        self._strips: list[Strip] = []
+
+    def renderable(self) -> RenderableType:
+        """What to draw (subclasses)."""
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        """Draw again (the content changed)."""
+        self._width = -1
+        self.refresh(layout=True)
+
+    def _lines(self, width: int) -> list[Strip]:
+        if width != self._width:
+            console = self.app.console
+            options = console.options.update(width=max(width, 1), height=None, highlight=False)
+            lines = console.render_lines(self.renderable(), options, pad=False)
+            self._strips = [Strip(line) for line in lines]
+            self._width = width
+        return self._strips
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """The rendered height at this width (rendering once per width)."""
+        return len(self._lines(width))
+
+    def render_line(self, y: int) -> Strip:
+        """One cached line, in the widget's current style (selection changes it)."""
+        width = self.content_size.width
+        style = self.rich_style
+        lines = self._lines(width)
+        if y >= len(lines):
+            return Strip.blank(width, style)
+        return lines[y].apply_style(style).extend_cell_length(width, style)
+
+
+class MessageView(CachedRender):
+    """One finished (or remotely streaming) message."""
 
     def __init__(self, message: Message) -> None:
-        super().__init__(message_body(message), classes=f"message -{message.role}")
+        super().__init__(classes=f"message -{message.role}")
         self.message = message
         self.set_class(message.status == MessageStatus.FAILED, "-failed")
+
+    def renderable(self) -> RenderableType:
+        """Header, body and error."""
+        return message_body(self.message)
 
     def show(self, message: Message) -> None:
         """Re-render after the stored message changed."""
         self.message = message
         self.set_class(message.status == MessageStatus.FAILED, "-failed")
-        self.update(message_body(message))
+        self.invalidate()
 
     def on_click(self) -> None:
         """Select the message (copy / edit act on the selection)."""
@@ -67,7 +125,12 @@ class MessageView(Static):
 
 
 class LiveReply(Vertical):
-    """The reply being streamed by this process, appended with a MarkdownStream."""
+    """The reply this process streams, appended to a ``Markdown`` by a ``MarkdownStream``.
+
+    Chunks are coalesced for FLUSH_SECONDS: each append costs a re-parse of the
+    last block plus a layout and repaint, so the repaint rate, not the chunk
+    rate, decides the CPU a reply costs.
+    """
 
     def __init__(self, message: Message) -> None:
         super().__init__(classes="message -assistant -live")
@@ -76,6 +139,8 @@ class LiveReply(Vertical):
         self.header = Static(message_header(message), classes="live-header")
         self.markdown = Markdown("", classes="live-body")
         self.stream: MarkdownStream | None = None
+        self.pending: list[str] = []
+        self.timer: Timer | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
         """Header above the streaming Markdown."""
@@ -83,14 +148,30 @@ class LiveReply(Vertical):
         yield self.markdown
 
     async def write(self, text: str) -> None:
-        """Append a piece of the reply."""
+        """Append a piece of the reply (shown at most every FLUSH_SECONDS)."""
         self.parts.append(text)
+        self.pending.append(text)
+        if self.timer is None:
+            # providers send many small chunks a second; re-parsing the Markdown
+            # tail for each one costs far more CPU than a short coalescing delay
+            self.timer = self.set_timer(FLUSH_SECONDS, self._flush)
+
+    async def _flush(self) -> None:
+        self.timer = None
+        if not self.pending:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
         if self.stream is None:
             self.stream = Markdown.get_stream(self.markdown)
         await self.stream.write(text)
 
     async def close(self) -> None:
         """Flush and stop the stream."""
+        if self.timer is not None:
+            self.timer.stop()
+            self.timer = None
+        await self._flush()
         if self.stream is not None:
             stream, self.stream = self.stream, None
             await stream.stop()
@@ -176,8 +257,12 @@ class ChatView(VerticalScroll, can_focus=True):
             await self.mount_all(views)
             self.loading_older = False
 
-    def _keep_in_view(self, widget: object) -> None:
-        self.scroll_to_widget(widget, top=True, animate=False)  # type: ignore[arg-type]
+    def _keep_in_view(self, widget: Widget, tries: int = 10) -> None:
+        if widget.virtual_region.y == 0 and tries > 0:
+            # not laid out yet: the prepended messages have no height so far
+            self.call_after_refresh(self._keep_in_view, widget, tries - 1)
+            return
+        self.scroll_to(y=widget.virtual_region.y, animate=False, immediate=True)
         self.loading_older = False
 
     async def start_live(self, message: Message) -> LiveReply:

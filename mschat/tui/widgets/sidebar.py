@@ -14,19 +14,23 @@ from mschat.tui.format import session_mark, short_time
 
 #: sessions fetched per page; more pages load as the cursor nears the end
 PAGE_SIZE = 100
+#: characters that fit a sidebar line (the sidebar is 38 cells wide)
+LINE_WIDTH = 33
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def session_prompt(session: Session, *, show_creator: bool = False) -> Text:
-    """Two lines: mark and title, then model, creator and last activity."""
+    """Two lines: mark and title, then last activity, model (and creator)."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{session_mark(session)} ", style="bold")
-    text.append(session.title or "(untitled)", style="bold")
-    text.append("\n")
-    details = [session.model or "default model"]
+    text.append(_fit(session.title or "(untitled)", LINE_WIDTH - 3), style="bold")
+    details = [short_time(session.updated), session.model or "default model"]
     if show_creator and session.creator_name:
-        details.append(session.creator_name)
-    details.append(short_time(session.updated))
-    text.append("   " + " · ".join(details), style="dim")
+        details.insert(1, session.creator_name)
+    text.append("\n   " + _fit(" · ".join(details), LINE_WIDTH - 3), style="dim")
     return text
 
 
