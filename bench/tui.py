@@ -3,7 +3,7 @@
     .venv/bin/python bench/tui.py [--db PATH] [--sessions 10000] [--messages 1000000]
 
 The database is generated once (executemany in one transaction, not through the
-manager) and cached at PATH (default: $TMPDIR/mschat-bench-tui/<sessions>x<messages>.db).
+manager) and cached at PATH (default: $TMPDIR/tui-bench-cache/<sessions>x<messages>.db).
 Budgets: first interactive screen <= 1.0 s, open a 5,000-message session <= 0.3 s,
 CPU to stream a 1,000-chunk reply <= 0.5 s, search on 1M messages <= 0.2 s.
 """
@@ -255,7 +255,8 @@ def main() -> None:
         help="seconds between chunks for the paced stream (default 0.002)",
     )
     args = parser.parse_args()
-    db = args.db or Path(tempfile.gettempdir()) / "mschat-bench-tui" / (
+    # not under a "mschat-bench*" name: other benchmarks clean those up
+    db = args.db or Path(tempfile.gettempdir()) / "tui-bench-cache" / (
         f"{args.sessions}x{args.messages}.db"
     )
     if not db.exists():
