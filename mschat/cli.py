@@ -46,13 +46,17 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     sys.exit(code)
 
 
-def run_async(ctx: Context, body: Callable[[Any], Awaitable[T]]) -> T:
-    """Build services, run ``body(services)`` on an event loop, close them, map errors."""
+def run_async(ctx: Context, body: Callable[[Any], Awaitable[T]], *, notice: bool = False) -> T:
+    """Build services, run ``body(services)`` on an event loop, close them, map errors.
+
+    ``notice``: the command talks to a model, so say which when it is the bundled one.
+    """
 
     async def main() -> T:
         services = ctx.services()
         try:
-            notice_bundled(services)
+            if notice:
+                notice_bundled(services)
             return await body(services)
         finally:
             await services.aclose()
@@ -219,7 +223,7 @@ def ask(
         return await renderer.consume(events)
 
     try:
-        code = run_async(ctx, body)
+        code = run_async(ctx, body, notice=True)
     except SystemExit as exit_:
         if exit_.code == EXIT_INTERRUPTED:
             renderer.interrupted()

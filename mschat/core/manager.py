@@ -775,10 +775,12 @@ class SessionManager:
         async with self._lock(session.id):
             return await self._run(insert)
 
-    async def _history(
-        self, session_id: int, budget: int, counter: Callable[[str], int]
-    ) -> list[Message]:
-        """Load recent messages page by page until they surely exceed the budget."""
+    async def _history(self, session_id: int, budget: int) -> list[Message]:
+        """Load recent messages page by page until they surely exceed the budget.
+
+        Paging uses the cheap estimate (which over-counts) with a 2x margin, so
+        the real tokenizer later sees every message that could fit.
+        """
         messages: list[Message] = []
         before: int | None = None
         spent = 0
@@ -787,8 +789,8 @@ class SessionManager:
                 self.store.messages, session_id, limit=HISTORY_PAGE, before_id=before
             )
             messages[:0] = page
-            spent += sum(counter(m.content) for m in page)
-            if len(page) < HISTORY_PAGE or spent > budget:
+            spent += sum(estimate_tokens(m.content) for m in page)
+            if len(page) < HISTORY_PAGE or spent > 2 * budget:
                 return messages
             before = page[0].id
 
@@ -807,6 +809,7 @@ class SessionManager:
         existing_user_message: Message | None = None,
     ) -> AsyncIterator[Event]:
         resolved = model or self.resolve_model(session.model or user.model)
+
         def start_turn() -> tuple[Message, Message]:
             # one transaction for the question and the empty reply row
             with self.store.write():
@@ -840,17 +843,21 @@ class SessionManager:
         try:
             provider = self.registry.provider(resolved.provider)
             limit = max_tokens or user.max_tokens
-            count = _counter(provider, resolved.model)
-            history = await self._history(session.id, resolved.context_window - limit, count)
+            history = await self._history(session.id, resolved.context_window - limit)
             history = [m for m in history if m.id != reply.id]
-            context = build_context(
-                system_msg=system if system is not None else session.system_msg,
-                history=history,
-                context_window=resolved.context_window,
-                max_tokens=limit,
-                model=resolved.full_name,
-                count=count,
-            )
+
+            def fit() -> Context:
+                # a real tokenizer may load a model: keep it off the event loop
+                return build_context(
+                    system_msg=system if system is not None else session.system_msg,
+                    history=history,
+                    context_window=resolved.context_window,
+                    max_tokens=limit,
+                    model=resolved.full_name,
+                    count=_counter(provider, resolved.model),
+                )
+
+            context = await asyncio.to_thread(fit)
             relay.prompt_tokens = context.prompt_tokens
             if context.dropped:
                 yield HistoryTrimmed(
