@@ -31,13 +31,13 @@ class Context:
     def __init__(self, db: str | None) -> None:
         self.db = db
 
-    def services(self) -> Any:
+    def services(self, *, server: bool = False) -> Any:
         """Load the config and open the store (errors become one-line messages)."""
         from mschat.config import load_config
         from mschat.core.services import build_services
 
         config = load_config(db=self.db)
-        return build_services(config)
+        return build_services(config, server=server)
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
@@ -842,7 +842,7 @@ def serve_api(ctx: Context, host: str | None, port: int | None) -> None:
     """
     from mschat.api.server import run as run_api  # type: ignore[import-not-found]
 
-    services = ctx.services()
+    services = ctx.services(server=True)
     notice_bundled(services)
     run_api(services, host=host, port=port)
 
@@ -863,7 +863,7 @@ def serve_discord(ctx: Context, log_level: str | None) -> None:
     """
     from mschat.discord.bot import run as run_bot  # type: ignore[import-not-found]
 
-    services = ctx.services()
+    services = ctx.services(server=True)
     notice_bundled(services)
     run_bot(services, log_level=log_level)
 

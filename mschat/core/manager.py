@@ -551,14 +551,10 @@ class SessionManager:
 
         ``disabled`` raises PermissionDenied before anything is stored.
         """
-        if not text or not text.strip():
-            raise InvalidInput("the message is empty")
-        target = await self.route(user, origin)
-        if target is None:
-            events = self.ask(user, text, new_session=True, origin=origin, **options)
-        else:
-            events = self.ask(user, text, session_id=target.id, origin=origin, **options)
-        async for event in events:
+        if "session_id" in options or "new_session" in options:
+            raise TypeError("chat() routes by status; use ask() to pick a session")
+        # ask() with neither a session nor new_session routes by the status
+        async for event in self.ask(user, text, origin=origin, **options):
             yield event
 
     async def ask(
@@ -775,24 +771,23 @@ class SessionManager:
         async with self._lock(session.id):
             return await self._run(insert)
 
-    async def _history(self, session_id: int, budget: int) -> list[Message]:
+    async def _history(self, session_id: int, budget: int, page: list[Message]) -> list[Message]:
         """Load recent messages page by page until they surely exceed the budget.
 
-        Paging uses the cheap estimate (which over-counts) with a 2x margin, so
-        the real tokenizer later sees every message that could fit.
+        ``page`` is the newest page, already loaded. Paging uses the cheap
+        estimate (which over-counts) with a 2x margin, so the real tokenizer
+        later sees every message that could fit.
         """
         messages: list[Message] = []
-        before: int | None = None
         spent = 0
         while True:
-            page = await self._run(
-                self.store.messages, session_id, limit=HISTORY_PAGE, before_id=before
-            )
             messages[:0] = page
             spent += sum(estimate_tokens(m.content) for m in page)
             if len(page) < HISTORY_PAGE or spent > 2 * budget:
                 return messages
-            before = page[0].id
+            page = await self._run(
+                self.store.messages, session_id, limit=HISTORY_PAGE, before_id=page[0].id
+            )
 
     async def _answer(
         self,
@@ -810,7 +805,7 @@ class SessionManager:
     ) -> AsyncIterator[Event]:
         resolved = model or self.resolve_model(session.model or user.model)
 
-        def start_turn() -> tuple[Message, Message]:
+        def start_turn() -> tuple[Message, Message, list[Message]]:
             # one transaction for the question and the empty reply row
             with self.store.write():
                 question = existing_user_message or self.store.add_message(
@@ -828,9 +823,11 @@ class SessionManager:
                     model=resolved.full_name,
                     status=MessageStatus.STREAMING.value,
                 )
-            return question, answer
+            # the newest page of history, in the same trip to the store thread
+            recent = self.store.messages(session.id, limit=HISTORY_PAGE, before_id=answer.id)
+            return question, answer, recent
 
-        user_message, reply = await self._run(start_turn)
+        user_message, reply, recent = await self._run(start_turn)
         yield Started(
             session=session,
             user_message=user_message,
@@ -843,8 +840,7 @@ class SessionManager:
         try:
             provider = self.registry.provider(resolved.provider)
             limit = max_tokens or user.max_tokens
-            history = await self._history(session.id, resolved.context_window - limit)
-            history = [m for m in history if m.id != reply.id]
+            history = await self._history(session.id, resolved.context_window - limit, recent)
 
             def fit() -> Context:
                 # a real tokenizer may load a model: keep it off the event loop

@@ -32,11 +32,16 @@ def build_services(
     db: str | Path | None = None,
     providers: dict[str, Provider] | None = None,
     store: Store | None = None,
+    server: bool = False,
 ) -> Services:
-    """Open the store and wire the manager; tests pass fakes in."""
+    """Open the store and wire the manager; tests pass fakes in.
+
+    ``server``: a long-running front end (bot, API), which streams many replies at
+    once and so gets the lower-CPU HTTP transport.
+    """
     config = config or load_config(db=db)
     store = store or Store.open(db or config.db)
-    registry = Registry(config, providers=providers)
+    registry = Registry(config, providers=providers, server=server)
     defaults = {
         "max_tokens": config.get("defaults", "max_tokens"),
         "temperature": config.get("defaults", "temperature"),

@@ -623,6 +623,7 @@ class OpenAICompatProvider:
         extra_headers: dict[str, str] | None = None,
         transport: Any = None,
         api_key_env: str | None = None,
+        async_transport: Any = None,
     ) -> None:
         self.name = name
         self.api_key_env = api_key_env  # only named in error messages
@@ -635,6 +636,8 @@ class OpenAICompatProvider:
         self.backoff_max = backoff_max
         self._extra_headers = dict(extra_headers or {})
         self._transport = transport
+        # servers pass an AiohttpTransport here: same client API, half the CPU
+        self._async_transport = async_transport
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.Client | None = None
@@ -647,7 +650,7 @@ class OpenAICompatProvider:
 
     # -- clients (created lazily: building one costs time that `mschat ask` feels) --------
 
-    def _client_options(self) -> dict[str, Any]:
+    def _client_options(self, *, for_async: bool = False) -> dict[str, Any]:
         headers = {"User-Agent": f"mschat/{__version__}", **self._extra_headers}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -655,7 +658,9 @@ class OpenAICompatProvider:
             "headers": headers,
             "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
         }
-        if self._transport is not None:
+        if for_async and self._async_transport is not None:
+            options["transport"] = self._async_transport
+        elif self._transport is not None:
             options["transport"] = self._transport
         return options
 
@@ -663,7 +668,7 @@ class OpenAICompatProvider:
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient_loop is not loop:
             # pooled connections belong to one event loop; a new loop needs a new client
-            self._aclient = httpx.AsyncClient(**self._client_options())
+            self._aclient = httpx.AsyncClient(**self._client_options(for_async=True))
             self._aclient_loop = loop
         return self._aclient
 

@@ -48,12 +48,20 @@ class ResolvedModel:
         return f"{self.provider}/{self.model}"
 
 
-ProviderFactory = Callable[[ProviderConfig, Config], Provider]
+#: (provider config, config, server=...) -> Provider; ``server`` marks long-running processes
+ProviderFactory = Callable[..., Provider]
 
 
-def _openai_factory(provider: ProviderConfig, config: Config) -> Provider:
+def _openai_factory(
+    provider: ProviderConfig, config: Config, *, server: bool = False
+) -> Provider:
     from mschat.providers.openai_compat import OpenAICompatProvider
 
+    async_transport = None
+    if server:
+        from mschat.providers.aiohttp_transport import AiohttpTransport
+
+        async_transport = AiohttpTransport()
     return OpenAICompatProvider(
         provider.name,
         provider.base_url or "",
@@ -61,10 +69,11 @@ def _openai_factory(provider: ProviderConfig, config: Config) -> Provider:
         timeout=provider.timeout,
         max_retries=provider.max_retries,
         api_key_env=provider.api_key_env,
+        async_transport=async_transport,
     )
 
 
-def _local_factory(provider: ProviderConfig, config: Config) -> Provider:
+def _local_factory(provider: ProviderConfig, config: Config, *, server: bool = False) -> Provider:
     try:
         from mschat.providers.local import LocalProvider  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -98,10 +107,12 @@ class Registry:
         providers: dict[str, Provider] | None = None,
         factories: dict[str, ProviderFactory] | None = None,
         allow_bundled: bool = True,
+        server: bool = False,
     ) -> None:
         self.config = config
         self._instances: dict[str, Provider] = dict(providers or {})
         self._factories = factories or FACTORIES
+        self.server = server
         self.provider_configs: dict[str, ProviderConfig] = dict(config.providers)
         for name in self._instances:
             self.provider_configs.setdefault(name, ProviderConfig(name=name, source="injected"))
@@ -235,7 +246,7 @@ class Registry:
                 raise ProviderError(
                     f"provider type {config.type!r} is not available", kind="not_configured"
                 )
-            self._instances[name] = factory(config, self.config)
+            self._instances[name] = factory(config, self.config, server=self.server)
         return self._instances[name]
 
     async def aclose(self) -> None:

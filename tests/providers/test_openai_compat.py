@@ -59,12 +59,20 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
-@pytest_asyncio.fixture
-async def make(fake: FakeOpenAI) -> AsyncIterator[MakeProvider]:
-    """Build providers aimed at the fake (tiny backoff) and close them afterwards."""
+@pytest_asyncio.fixture(params=["httpx", "aiohttp"])
+async def make(fake: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterator[MakeProvider]:
+    """Build providers aimed at the fake (tiny backoff) and close them afterwards.
+
+    Every async test runs over httpx's own transport and over the aiohttp one
+    the servers use: both must raise the same errors.
+    """
     made: list[OpenAICompatProvider] = []
 
     def factory(**options: object) -> OpenAICompatProvider:
+        if request.param == "aiohttp":
+            from mschat.providers.aiohttp_transport import AiohttpTransport
+
+            options.setdefault("async_transport", AiohttpTransport())
         options = {"base_url": fake.base_url, "api_key": KEY, "backoff_base": 0.01, **options}
         provider = OpenAICompatProvider("fake", **options)  # type: ignore[arg-type]
         made.append(provider)
