@@ -337,7 +337,7 @@ def sessions_show(ctx: Context, session_ref: str, last: int | None, as_json: boo
     if as_json:
         _print_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
         return
-    from mschat.core.manager import render_markdown
+    from mschat.core.export import render_markdown
 
     click.echo(render_markdown(session, messages), nl=False)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from mschat.core.context import Context, build_context
@@ -22,15 +21,11 @@ from mschat.core.errors import (
     ProviderError,
 )
 from mschat.core.events import (
-    Completed,
     Event,
-    Failed,
     HistoryTrimmed,
-    Retrying,
     Started,
-    TextDelta,
-    UsageReported,
 )
+from mschat.core.export import parse_export, render_markdown
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
@@ -40,20 +35,24 @@ from mschat.core.models import (
     SearchHit,
     Session,
     Status,
-    Usage,
     User,
     UserKind,
     utcnow,
+)
+from mschat.core.relay import ReplyRelay, counter_for
+from mschat.core.rules import (
+    ADMIN_ONLY_SETTINGS,
+    DEFAULT_STATUS,
+    RATE_WINDOW,
+    USER_SETTINGS,
+    validate_max_tokens,
+    validate_status,
+    validate_temperature,
 )
 from mschat.core.titles import clean_title, make_title
 from mschat.core.tokens import estimate_tokens
 from mschat.providers.base import (
     ChatRequest,
-    FinishChunk,
-    Provider,
-    RetryChunk,
-    TextChunk,
-    UsageChunk,
 )
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.store import Store
@@ -64,63 +63,6 @@ T = TypeVar("T")
 FLUSH_INTERVAL = 0.25
 #: messages loaded per page while collecting history for the context
 HISTORY_PAGE = 200
-MAX_TEMPERATURE = 2.0
-#: the window of a user's rate limit (DisConcierge counts commands per 6 hours)
-RATE_WINDOW = timedelta(hours=6)
-MAX_TOKENS_LIMIT = 1_000_000
-
-#: statuses for each kind of new user (DESIGN §1)
-DEFAULT_STATUS = {
-    UserKind.LOCAL: Status.ACTIVE,
-    UserKind.DISCORD: Status.DISABLED,
-    UserKind.API: Status.ACTIVE,
-}
-
-USER_SETTINGS = (
-    "name",
-    "system_msg",
-    "max_tokens",
-    "temperature",
-    "show_public",
-    "attach",
-    "model",
-    "status",
-    "rate_limit",
-    "priority",
-    "ignored",
-    "admin",
-)
-ADMIN_ONLY_SETTINGS = ("rate_limit", "priority", "ignored", "admin")
-
-
-def validate_temperature(value: Any) -> float:
-    """A temperature from 0 to 2, or InvalidInput."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"temperature must be a number from 0 to 2, got {value!r}") from None
-    if not 0 <= number <= MAX_TEMPERATURE:
-        raise InvalidInput(f"temperature must be from 0 to 2, got {number:g}")
-    return number
-
-
-def validate_max_tokens(value: Any, limit: int = MAX_TOKENS_LIMIT) -> int:
-    """A max_tokens from 1 to ``limit``, or InvalidInput."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"max_tokens must be a whole number, got {value!r}") from None
-    if not 1 <= number <= limit:
-        raise InvalidInput(f"max_tokens must be from 1 to {limit}, got {number}")
-    return number
-
-
-def validate_status(value: Any) -> str:
-    """One of new / active / disabled, or InvalidInput."""
-    try:
-        return Status(str(value).lower()).value
-    except ValueError:
-        raise InvalidInput(f"status must be one of new, active, disabled, got {value!r}") from None
 
 
 class SessionManager:
@@ -693,43 +635,7 @@ class SessionManager:
         Messages keep their roles, content, times and statuses; authors become
         ``user`` for user turns (the original authors may not exist here).
         """
-        session_data = data.get("session") if isinstance(data, dict) else None
-        messages = data.get("messages") if isinstance(data, dict) else None
-        if not isinstance(session_data, dict) or not isinstance(messages, list):
-            raise InvalidInput(
-                'not an mschat export: expected {"session": {...}, "messages": [...]}'
-            )
-        rows = []
-        for index, message in enumerate(messages):
-            if (
-                not isinstance(message, dict)
-                or message.get("role") not in ("system", "user", "assistant")
-                or not isinstance(message.get("content"), str)
-            ):
-                raise InvalidInput(f"message {index} of the export has no valid role and content")
-            status = message.get("status", MessageStatus.COMPLETE.value)
-            if status not in {s.value for s in MessageStatus} or status == "streaming":
-                status = MessageStatus.INTERRUPTED.value if status == "streaming" else "complete"
-            rows.append(
-                {
-                    **{
-                        k: message.get(k)
-                        for k in (
-                            "model",
-                            "created",
-                            "tokens_in",
-                            "tokens_out",
-                            "latency_ms",
-                            "finish_reason",
-                            "error",
-                        )
-                    },
-                    "role": message["role"],
-                    "content": message["content"],
-                    "status": status,
-                    "author_id": user.id if message["role"] == "user" else None,
-                }
-            )
+        session_data, rows = parse_export(data, author_id=user.id)
         session = await self._run(
             self.store.create_session,
             creator_id=user.id,
@@ -836,7 +742,7 @@ class SessionManager:
             context_window=resolved.context_window,
             created_session=created,
         )
-        relay = _Relay(self, user, session, reply, resolved)
+        relay = ReplyRelay(self, user, session, reply, resolved)
         try:
             provider = self.registry.provider(resolved.provider)
             limit = max_tokens or user.max_tokens
@@ -850,7 +756,7 @@ class SessionManager:
                     context_window=resolved.context_window,
                     max_tokens=limit,
                     model=resolved.full_name,
-                    count=_counter(provider, resolved.model),
+                    count=counter_for(provider, resolved.model),
                 )
 
             context = await asyncio.to_thread(fit)
@@ -880,167 +786,6 @@ class SessionManager:
             yield await relay.fail(ProviderError(f"unexpected error: {exc!r}", kind="bad_response"))
 
 
-class _Relay:
-    """Streams one reply into its stored row and records each provider request."""
-
-    def __init__(
-        self,
-        manager: SessionManager,
-        user: User,
-        session: Session,
-        reply: Message,
-        resolved: ResolvedModel,
-    ) -> None:
-        self.manager = manager
-        self.store = manager.store
-        self.user = user
-        self.session = session
-        self.reply = reply
-        self.resolved = resolved
-        self.parts: list[str] = []
-        self.usage = Usage()
-        self.prompt_tokens = 0
-        self.started = time.monotonic()
-        self.attempt_started = self.started
-        self.attempt_at = utcnow()
-        self.first_token: float | None = None
-        self.finish_reason: str | None = None
-        self.done = False
-
-    def _elapsed_ms(self, since: float | None = None) -> int:
-        return int((time.monotonic() - (since or self.started)) * 1000)
-
-    def _call_row(self, status: str, **values: Any) -> dict[str, Any]:
-        return {
-            "message_id": self.reply.id,
-            "session_id": self.session.id,
-            "user_id": self.user.id,
-            "provider": self.resolved.provider,
-            "model": self.resolved.model,
-            "started": self.attempt_at,
-            "latency_ms": self._elapsed_ms(self.attempt_started),
-            "first_token_ms": (
-                int((self.first_token - self.attempt_started) * 1000)
-                if self.first_token is not None
-                else None
-            ),
-            "status": status,
-            **values,
-        }
-
-    async def stream(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Event]:
-        run = self.manager._run
-        last_flush = time.monotonic()
-        flushed = 0
-        async for chunk in provider.stream_chat(request):
-            if isinstance(chunk, TextChunk):
-                if self.first_token is None:
-                    self.first_token = time.monotonic()
-                self.parts.append(chunk.text)
-                yield TextDelta(chunk.text)
-                now = time.monotonic()
-                if now - last_flush >= self.manager.flush_interval and len(self.parts) > flushed:
-                    flushed = len(self.parts)
-                    last_flush = now
-                    await run(self.store.update_message, self.reply.id, content="".join(self.parts))
-            elif isinstance(chunk, UsageChunk):
-                self.usage = Usage(chunk.prompt_tokens, chunk.completion_tokens)
-                yield UsageReported(self.usage)
-            elif isinstance(chunk, RetryChunk):
-                await run(
-                    self.store.add_api_call,
-                    **self._call_row("retry", http_status=chunk.status, error=chunk.error),
-                )
-                self.attempt_started = time.monotonic()
-                self.attempt_at = utcnow()
-                yield Retrying(chunk.attempt, chunk.delay, chunk.error)
-            elif isinstance(chunk, FinishChunk):
-                self.finish_reason = chunk.reason
-        if self.finish_reason is None:
-            raise ProviderError(
-                f"the reply from {self.resolved.provider} ended without a finish reason",
-                kind="bad_response",
-            )
-        yield await self.complete()
-
-    async def complete(self) -> Completed:
-        content = "".join(self.parts)
-        values = {
-            "content": content,
-            "status": MessageStatus.COMPLETE.value,
-            "tokens_in": self.usage.prompt_tokens,
-            "tokens_out": self.usage.completion_tokens,
-            "latency_ms": self._elapsed_ms(),
-            "finish_reason": self.finish_reason,
-        }
-        call = self._call_row(
-            "ok",
-            prompt_tokens=self.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens,
-            finish_reason=self.finish_reason,
-        )
-        message = await self.manager._run(self._finish, values, call)
-        self.done = True
-        return Completed(message=message, usage=self.usage, prompt_tokens=self.prompt_tokens)
-
-    def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
-        """Final writes of a reply: the message row, its api_calls row, the times."""
-        with self.store.write():
-            self.store.update_message(self.reply.id, **values)
-            self.store.add_api_call(**call)
-            self.store.touch_session(self.session.id)
-        return self.store.get_message(self.reply.id)
-
-    async def fail(self, error: MschatError) -> Failed:
-        values = {
-            "content": "".join(self.parts),
-            "status": MessageStatus.FAILED.value,
-            "latency_ms": self._elapsed_ms(),
-            "error": str(error),
-            "tokens_in": self.usage.prompt_tokens,
-            "tokens_out": self.usage.completion_tokens,
-        }
-        call = self._call_row("error", http_status=getattr(error, "status", None), error=str(error))
-        message = await self.manager._run(self._finish, values, call)
-        self.done = True
-        return Failed(error=error, message=message)
-
-    def interrupt(self) -> None:
-        """Mark the reply interrupted, synchronously: the task is being cancelled."""
-        if self.done:
-            return
-        self.done = True
-        values = {
-            "content": "".join(self.parts),
-            "status": MessageStatus.INTERRUPTED.value,
-            "latency_ms": self._elapsed_ms(),
-            "finish_reason": "interrupted",
-        }
-        call = self._call_row("interrupted")
-        self._finish(values, call)
-
-
-def _counter(provider: Provider, model: str) -> Callable[[str], int]:
-    """The provider's own tokenizer when it has one offline, else the estimate."""
-    from mschat.providers.base import ChatMessage
-
-    counter = getattr(provider, "count_tokens", None)
-    if counter is None:
-        return estimate_tokens
-    try:
-        probe = counter(model, [ChatMessage("user", "probe")])
-    except Exception:
-        probe = None
-    if probe is None:
-        return estimate_tokens
-
-    def count(text: str) -> int:
-        result = counter(model, [ChatMessage("user", text)])
-        return int(result) if result is not None else estimate_tokens(text)
-
-    return count
-
-
 class _null_lock:
     async def __aenter__(self) -> None:
         return None
@@ -1049,24 +794,4 @@ class _null_lock:
         return None
 
 
-def render_markdown(session: Session, messages: list[Message]) -> str:
-    """A session as a Markdown document."""
-    lines = [f"# {session.title}", ""]
-    lines.append(
-        f"- session: {session.id}\n- creator: {session.creator_name}\n- model: {session.model}\n"
-        f"- visibility: {'public' if session.public else 'private'}\n"
-        f"- created: {session.created}\n- updated: {session.updated}"
-    )
-    if session.system_msg:
-        lines += ["", "## System", "", session.system_msg]
-    for message in messages:
-        who = message.author_name or ("assistant" if message.role == "assistant" else message.role)
-        status = "" if message.status == MessageStatus.COMPLETE else f" ({message.status})"
-        lines += ["", f"## {who} · {message.created[:19].replace('T', ' ')}{status}", ""]
-        lines.append(message.content)
-        if message.error:
-            lines += ["", f"> error: {message.error}"]
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["Context", "SessionManager", "render_markdown"]
+__all__ = ["SessionManager"]

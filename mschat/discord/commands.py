@@ -16,8 +16,8 @@ import discord
 from discord import app_commands
 
 from mschat.core.errors import MschatError, NotFound, PermissionDenied
-from mschat.core.manager import MAX_TOKENS_LIMIT, validate_max_tokens, validate_temperature
 from mschat.core.models import Session, User
+from mschat.core.rules import MAX_TOKENS_LIMIT, validate_max_tokens, validate_temperature
 from mschat.discord import components as ui
 from mschat.discord.components import CustomId
 from mschat.discord.texts import clip, error_text, session_text, user_text

@@ -1,0 +1,67 @@
+"""The rules that need no I/O: defaults per user kind, settings and their validation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from mschat.core.errors import InvalidInput
+from mschat.core.models import Status, UserKind
+
+MAX_TEMPERATURE = 2.0
+#: the window of a user's rate limit (DisConcierge counts commands per 6 hours)
+RATE_WINDOW = timedelta(hours=6)
+MAX_TOKENS_LIMIT = 1_000_000
+
+#: statuses for each kind of new user (DESIGN §1)
+DEFAULT_STATUS = {
+    UserKind.LOCAL: Status.ACTIVE,
+    UserKind.DISCORD: Status.DISABLED,
+    UserKind.API: Status.ACTIVE,
+}
+
+USER_SETTINGS = (
+    "name",
+    "system_msg",
+    "max_tokens",
+    "temperature",
+    "show_public",
+    "attach",
+    "model",
+    "status",
+    "rate_limit",
+    "priority",
+    "ignored",
+    "admin",
+)
+ADMIN_ONLY_SETTINGS = ("rate_limit", "priority", "ignored", "admin")
+
+
+def validate_temperature(value: Any) -> float:
+    """A temperature from 0 to 2, or InvalidInput."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"temperature must be a number from 0 to 2, got {value!r}") from None
+    if not 0 <= number <= MAX_TEMPERATURE:
+        raise InvalidInput(f"temperature must be from 0 to 2, got {number:g}")
+    return number
+
+
+def validate_max_tokens(value: Any, limit: int = MAX_TOKENS_LIMIT) -> int:
+    """A max_tokens from 1 to ``limit``, or InvalidInput."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"max_tokens must be a whole number, got {value!r}") from None
+    if not 1 <= number <= limit:
+        raise InvalidInput(f"max_tokens must be from 1 to {limit}, got {number}")
+    return number
+
+
+def validate_status(value: Any) -> str:
+    """One of new / active / disabled, or InvalidInput."""
+    try:
+        return Status(str(value).lower()).value
+    except ValueError:
+        raise InvalidInput(f"status must be one of new, active, disabled, got {value!r}") from None
