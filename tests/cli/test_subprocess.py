@@ -89,3 +89,27 @@ def test_ctrl_c_keeps_what_arrived_as_interrupted(
     )
     assert status == "interrupted"
     assert content and printed.strip().startswith(content.strip()[:10])
+
+
+def test_ask_imports_no_front_end_library(env: dict[str, str]):
+    """`mschat ask` starts fast: no Textual, discord.py, aiohttp, openai or sqlite-utils.
+
+    (sqlite-utils is needed only to create or migrate the database: the first run.)
+    """
+    first = subprocess.run(mschat("ask", "create the db"), env=env, capture_output=True)
+    assert first.returncode == 0
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['mschat', 'ask', 'hi']\n"
+        "try:\n"
+        "    runpy.run_module('mschat', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp', 'numpy']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "", done.stdout
