@@ -112,4 +112,4 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "", done.stdout
+    assert done.stdout.splitlines()[-1] == "", done.stdout
