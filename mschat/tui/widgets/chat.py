@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.console import Group, RenderableType
+from markdown_it import MarkdownIt
+from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -24,8 +26,8 @@ from mschat.tui.format import author_of, short_time, status_note
 #: messages per page when opening a session and paging back
 MESSAGE_PAGE = 50
 CODE_THEME = "monokai"
-#: the live reply is re-rendered at most this often while streaming
-FLUSH_SECONDS = 0.1
+#: the live reply is re-rendered at most this often while streaming (8 updates a second)
+FLUSH_SECONDS = 0.125
 
 
 def message_header(message: Message) -> Text:
@@ -124,12 +126,79 @@ class MessageView(CachedRender):
         chat.select(self)
 
 
+def _frozen_lines(text: str, width: int, console: Console) -> list[Strip]:
+    """Render finished Markdown blocks, without the blank lines around them."""
+    options = console.options.update(width=max(width, 1), height=None, highlight=False)
+    lines = console.render_lines(RichMarkdown(text, code_theme=CODE_THEME), options, pad=False)
+    strips = [Strip(line) for line in lines]
+    while strips and not strips[0].cell_length:
+        strips.pop(0)
+    while strips and not strips[-1].cell_length:
+        strips.pop()
+    return strips
+
+
+def freeze_point(text: str) -> int:
+    """Where the last top-level Markdown block of ``text`` starts (0: only one block).
+
+    Everything before it is finished: later text can only extend or change the
+    last block (an open paragraph, list or code fence), never an earlier one.
+    """
+    starts = [
+        token.map[0]
+        for token in MarkdownIt("gfm-like").parse(text)
+        if token.map is not None and token.level == 0
+    ]
+    if len(starts) < 2 or starts[-1] <= 0:
+        return 0
+    return sum(len(line) for line in text.splitlines(keepends=True)[: starts[-1]])
+
+
+class FrozenBlocks(CachedRender):
+    """The finished blocks of the live reply, each rendered once per width.
+
+    Only the unfinished tail stays in the ``Markdown`` widget: its block widgets
+    are what each layout and repaint of a streaming reply costs, so keeping
+    them few keeps a long reply as cheap to stream as a short one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(classes="live-frozen")
+        self.chunks: list[str] = []
+
+    def add(self, text: str) -> None:
+        """Append finished blocks (rendering only them)."""
+        self.chunks.append(text)
+        if self._width >= 0:
+            self._strips.extend(self._render_chunk(text, self._width))
+        self.refresh(layout=True)
+
+    def _render_chunk(self, text: str, width: int) -> list[Strip]:
+        strips = _frozen_lines(text, width, self.app.console)
+        if self._strips and strips:
+            return [Strip.blank(0), *strips]
+        return strips
+
+    def renderable(self) -> RenderableType:
+        """All finished blocks (used only to describe the widget)."""
+        return RichMarkdown("\n\n".join(self.chunks), code_theme=CODE_THEME)
+
+    def _lines(self, width: int) -> list[Strip]:
+        if width != self._width:
+            self._strips = []
+            self._width = width
+            for chunk in self.chunks:
+                self._strips.extend(self._render_chunk(chunk, width))
+        return self._strips
+
+
 class LiveReply(Vertical):
     """The reply this process streams, appended to a ``Markdown`` by a ``MarkdownStream``.
 
     Chunks are coalesced for FLUSH_SECONDS: each append costs a re-parse of the
     last block plus a layout and repaint, so the repaint rate, not the chunk
-    rate, decides the CPU a reply costs.
+    rate, decides the CPU a reply costs. Finished blocks move out of the
+    ``Markdown`` widget into ``FrozenBlocks`` (see there).
     """
 
     def __init__(self, message: Message) -> None:
@@ -137,14 +206,19 @@ class LiveReply(Vertical):
         self.message = message
         self.parts: list[str] = []
         self.header = Static(message_header(message), classes="live-header")
+        self.frozen = FrozenBlocks()
         self.markdown = Markdown("", classes="live-body")
         self.stream: MarkdownStream | None = None
         self.pending: list[str] = []
+        #: the text in the Markdown widget (after the frozen blocks)
+        self.tail = ""
         self.timer: Timer | None = None
+        self._flushing = asyncio.Lock()
 
     def compose(self):  # type: ignore[no-untyped-def]
-        """Header above the streaming Markdown."""
+        """Header, finished blocks, then the streaming Markdown."""
         yield self.header
+        yield self.frozen
         yield self.markdown
 
     async def write(self, text: str) -> None:
@@ -158,13 +232,29 @@ class LiveReply(Vertical):
 
     async def _flush(self) -> None:
         self.timer = None
-        if not self.pending:
-            return
-        text = "".join(self.pending)
-        self.pending.clear()
-        if self.stream is None:
-            self.stream = Markdown.get_stream(self.markdown)
-        await self.stream.write(text)
+        async with self._flushing:
+            if not self.pending:
+                return
+            text = "".join(self.pending)
+            self.pending.clear()
+            self.tail += text
+            split = freeze_point(self.tail)
+            if not split:
+                if self.stream is None:
+                    self.stream = Markdown.get_stream(self.markdown)
+                await self.stream.write(text)
+                return
+            # move the finished blocks out, restart the Markdown with the open one
+            done, self.tail = self.tail[:split], self.tail[split:]
+            await self._stop_stream()
+            with self.app.batch_update():
+                self.frozen.add(done)
+                await self.markdown.update(self.tail)
+
+    async def _stop_stream(self) -> None:
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            await stream.stop()
 
     async def close(self) -> None:
         """Flush and stop the stream."""
@@ -172,9 +262,7 @@ class LiveReply(Vertical):
             self.timer.stop()
             self.timer = None
         await self._flush()
-        if self.stream is not None:
-            stream, self.stream = self.stream, None
-            await stream.stop()
+        await self._stop_stream()
 
     @property
     def text(self) -> str:
