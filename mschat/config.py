@@ -264,6 +264,10 @@ class Config:
     env: Mapping[str, str] = field(repr=False, default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # sections hold tokens: never let a repr (logs, tracebacks) show them
+        return f"Config(file={str(self.file)!r}, db={str(self.db)!r}, providers={list(self.providers)})"
+
     def get(self, section: str, key: str) -> Any:
         """A setting's value (default included)."""
         return self.sections[section][key]

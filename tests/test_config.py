@@ -124,3 +124,23 @@ def test_every_key_is_described():
     rows = describe_keys()
     assert ("discord.token", "MSCHAT_DISCORD_TOKEN") in {(r[0], r[1]) for r in rows}
     assert all(r[2] for r in rows)
+
+
+def test_no_secret_in_any_repr(mschat_home: Path):
+    from mschat.core.services import build_services
+
+    env = {
+        "MSCHAT_HOME": str(mschat_home),
+        "MSCHAT_DISCORD_TOKEN": "discord-secret-token-1",
+        "MSCHAT_API_TOKEN": "api-secret-token-2",
+        "OPENAI_API_KEY": "sk-openai-secret-3",
+    }
+    config = load_config(env)
+    services = build_services(config)
+    try:
+        texts = [repr(config), repr(services), repr(services.registry.provider("openai"))]
+        for secret in env.values():
+            if "secret" in secret:
+                assert not any(secret in text for text in texts)
+    finally:
+        services.store.close()

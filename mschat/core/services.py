@@ -21,6 +21,9 @@ class Services:
     registry: Registry
     manager: SessionManager
 
+    def __repr__(self) -> str:
+        return f"Services({self.config!r}, store={self.store!r})"
+
     async def aclose(self) -> None:
         """Close providers and the database."""
         await self.manager.aclose()
