@@ -266,7 +266,8 @@ class Config:
 
     def __repr__(self) -> str:
         # sections hold tokens: never let a repr (logs, tracebacks) show them
-        return f"Config(file={str(self.file)!r}, db={str(self.db)!r}, providers={list(self.providers)})"
+        providers = list(self.providers)
+        return f"Config(file={str(self.file)!r}, db={str(self.db)!r}, providers={providers})"
 
     def get(self, section: str, key: str) -> Any:
         """A setting's value (default included)."""

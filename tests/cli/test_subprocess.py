@@ -105,7 +105,8 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         "    runpy.run_module('mschat', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp', 'numpy']\n"
+        "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp',"
+        " 'numpy']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(

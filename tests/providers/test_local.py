@@ -66,7 +66,9 @@ async def bundled_services(
     shared: LocalProvider, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Services]:
     """Services with no provider configured: the bundled default, backed by ``shared``."""
-    monkeypatch.setitem(registry_module.FACTORIES, "local", lambda _cfg, _conf, **_: Borrowed(shared))
+    monkeypatch.setitem(
+        registry_module.FACTORIES, "local", lambda _cfg, _conf, **_: Borrowed(shared)
+    )
     services = build_services(load_config())
     assert services.registry.using_bundled
     yield services
