@@ -52,9 +52,7 @@ class ResolvedModel:
 ProviderFactory = Callable[..., Provider]
 
 
-def _openai_factory(
-    provider: ProviderConfig, config: Config, *, server: bool = False
-) -> Provider:
+def _openai_factory(provider: ProviderConfig, config: Config, *, server: bool = False) -> Provider:
     from mschat.providers.openai_compat import OpenAICompatProvider
 
     async_transport = None
