@@ -145,4 +145,12 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_streaming_index(db: Database) -> None:
+    """Find replies still streaming without a scan (live views, stale recovery)."""
+    db.execute(
+        "CREATE INDEX idx_messages_streaming ON messages(created) WHERE status = 'streaming'"
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

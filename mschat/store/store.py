@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -452,6 +452,25 @@ class Store:
     def update_message(self, message_id: int, **values: Any) -> None:
         """Change a message's fields (content while streaming, final status...)."""
         self._update("messages", message_id, values)
+
+    def interrupt_stale_replies(self, before: str, reason: str) -> int:
+        """Mark replies still ``streaming`` since before ``before`` as interrupted.
+
+        A process killed mid-reply cannot mark its own reply; nothing streams for
+        that long, so the next mschat to start does it. Returns how many.
+        """
+        _, rows = self._query(
+            "SELECT id FROM messages WHERE status = 'streaming' AND created < ?", [before]
+        )
+        if not rows:
+            return 0
+        with self.write() as conn:
+            conn.executemany(
+                "UPDATE messages SET status = 'interrupted', error = ? "
+                "WHERE id = ? AND status = 'streaming'",
+                [(reason, row[0]) for row in rows],
+            )
+        return len(rows)
 
     def find_message_by_ref(self, external_ref: str) -> Message | None:
         """The message carrying this external reference (e.g. a Discord message id)."""

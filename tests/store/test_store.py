@@ -168,3 +168,33 @@ def test_schema_version_matches_the_migrations():
     from mschat.store.store import SCHEMA_VERSION
 
     assert len(KNOWN_MIGRATIONS) == SCHEMA_VERSION
+
+
+def test_replies_left_streaming_by_a_dead_process_are_recovered(tmp_path: Path):
+    from mschat.config import load_config
+    from mschat.core.services import build_services
+
+    path = tmp_path / "stale.db"
+    store = Store.open(path)
+    user = store.create_user(kind="local", external_id="me", name="me", status="active")
+    session = store.create_session(
+        creator_id=user.id, title="t", model=None, system_msg=None, public=0, origin="terminal"
+    )
+    old = store.add_message(
+        session_id=session.id,
+        role="assistant",
+        content="half",
+        status="streaming",
+        created="2020-01-01T00:00:00+00:00",
+    )
+    fresh = store.add_message(
+        session_id=session.id, role="assistant", content="now", status="streaming"
+    )
+    store.close()
+    services = build_services(load_config({"MSCHAT_HOME": str(tmp_path)}), db=path)
+    try:
+        assert services.store.get_message(old.id).status == "interrupted"
+        assert "stopped" in services.store.get_message(old.id).error
+        assert services.store.get_message(fresh.id).status == "streaming"
+    finally:
+        services.store.close()
