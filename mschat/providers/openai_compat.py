@@ -31,10 +31,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from mschat import __version__
 from mschat.core.errors import ProviderError
+from mschat.providers._httpx import httpx
 from mschat.providers.base import (
     ChatMessage,
     ChatRequest,
