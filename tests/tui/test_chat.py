@@ -7,7 +7,7 @@ import asyncio
 from mschat.core.errors import ProviderError
 from mschat.core.models import MessageStatus
 from mschat.core.services import Services
-from mschat.tui.widgets.chat import LiveReply, MessageView
+from mschat.tui.widgets.chat import LiveReply, MessageView, freeze_point
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.tui.conftest import SIZE, build_app, ready, type_and_send, wait_for
 
@@ -152,3 +152,43 @@ async def test_an_error_before_storing_keeps_the_prompt(services: Services):
         )
         await app.workers.wait_for_complete()
         assert app.prompt.text == "typed text"
+
+
+def test_freeze_point_splits_before_the_open_last_block():
+    assert freeze_point("one paragraph, still open") == 0
+    assert freeze_point("first.\n\nsecond, open") == len("first.\n\n")
+    text = "intro\n\n```python\nprint(1)\n"  # an unclosed fence is the open block
+    assert freeze_point(text) == len("intro\n\n")
+    assert freeze_point("- a\n- b\n") == 0  # one list, still open
+
+
+def lines_of(view: MessageView | LiveReply) -> list[str]:
+    return ["".join(segment.text for segment in strip) for strip in view._strips]
+
+
+async def test_live_reply_renders_finished_blocks_once_and_hands_them_over(
+    services: Services, provider: ScriptedProvider
+):
+    gate = asyncio.Event()
+    first = "Intro paragraph.\n\n```python\nprint(1)\n```\n\nStill typ"
+    provider.push(chunks=[first, "ing. The end."], gate=gate)
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "show me")
+        await wait_for(pilot, lambda: app.query(LiveReply), what="live reply")
+        live = app.query_one(LiveReply)
+        await wait_for(pilot, lambda: live.tail == "Still typ", what="blocks frozen")
+        assert "".join(live.blocks) == "Intro paragraph.\n\n```python\nprint(1)\n```\n\n"
+        await wait_for(pilot, lambda: any("Still typ" in line for line in lines_of(live)))
+        drawn = "\n".join(lines_of(live))
+        assert "Intro paragraph." in drawn and "print(1)" in drawn and "```" not in drawn
+        gate.set()
+        await wait_for(pilot, lambda: not app.query(LiveReply), what="live reply finished")
+        view = list(app.chat.query(MessageView))[-1]
+        assert view.message.content == first + "ing. The end."
+        adopted = lines_of(view)
+        assert any("Still typing. The end." in line for line in adopted)
+        view.invalidate()  # the lines a fresh Markdown render gives are the same
+        view._lines(view.content_size.width)
+        assert lines_of(view) == adopted

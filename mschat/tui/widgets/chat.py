@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
 from markdown_it import MarkdownIt
 from rich.console import Console, Group, RenderableType
 from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
-from textual.geometry import Size
+from textual.containers import VerticalScroll
+from textual.geometry import Region, Size
 from textual.message import Message as TextualMessage
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
 
 from mschat.core.models import Message, MessageStatus
 from mschat.tui.format import author_of, short_time, status_note
@@ -42,6 +43,13 @@ def message_header(message: Message) -> Text:
     return header
 
 
+def header_lines(message: Message, width: int, console: Console) -> list[Strip]:
+    """The header of a message drawn at ``width``."""
+    options = console.options.update(width=max(width, 1), height=None)
+    lines = console.render_lines(message_header(message), options, pad=False)
+    return [Strip(line) for line in lines]
+
+
 def message_body(message: Message) -> RenderableType:
     """Header, Markdown body (with highlighted code) and any error, as one renderable."""
     parts: list[RenderableType] = [message_header(message)]
@@ -52,6 +60,19 @@ def message_body(message: Message) -> RenderableType:
     if message.error:
         parts.append(Text(f"error: {message.error}", style="bold red"))
     return Group(*parts)
+
+
+def _placed(
+    widget: Widget, size: Size, virtual_size: Size, container_size: Size, layout: bool
+) -> bool:
+    """Record the size a layout pass gave, without asking for another layout pass.
+
+    Textual's default re-runs the layout of the whole screen whenever a widget's
+    virtual size changed, i.e. after every update of a growing reply; the pass
+    that reports the size has already placed everything (scrollbars that appear
+    or vanish still ask for their own layout).
+    """
+    return Widget._size_updated(widget, size, virtual_size, container_size, layout=False)
 
 
 class CachedRender(Widget):
@@ -88,6 +109,11 @@ class CachedRender(Widget):
             self._width = width
         return self._strips
 
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        return _placed(self, size, virtual_size, container_size, layout)
+
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         """The rendered height at this width (rendering once per width)."""
         return len(self._lines(width))
@@ -114,6 +140,11 @@ class MessageView(CachedRender):
         """Header, body and error."""
         return message_body(self.message)
 
+    def adopt(self, width: int, body: list[Strip]) -> None:
+        """Take the body lines a live reply already drew (the finished text is the same)."""
+        self._strips = header_lines(self.message, width, self.app.console) + body
+        self._width = width
+
     def show(self, message: Message) -> None:
         """Re-render after the stored message changed."""
         self.message = message
@@ -126,8 +157,8 @@ class MessageView(CachedRender):
         chat.select(self)
 
 
-def _frozen_lines(text: str, width: int, console: Console) -> list[Strip]:
-    """Render finished Markdown blocks, without the blank lines around them."""
+def markdown_lines(text: str, width: int, console: Console) -> list[Strip]:
+    """Markdown rendered at ``width``, without blank lines around it."""
     options = console.options.update(width=max(width, 1), height=None, highlight=False)
     lines = console.render_lines(RichMarkdown(text, code_theme=CODE_THEME), options, pad=False)
     strips = [Strip(line) for line in lines]
@@ -138,7 +169,7 @@ def _frozen_lines(text: str, width: int, console: Console) -> list[Strip]:
     return strips
 
 
-def freeze_point(text: str) -> int:
+def freeze_point(text: str, parser: MarkdownIt | None = None) -> int:
     """Where the last top-level Markdown block of ``text`` starts (0: only one block).
 
     Everything before it is finished: later text can only extend or change the
@@ -146,7 +177,7 @@ def freeze_point(text: str) -> int:
     """
     starts = [
         token.map[0]
-        for token in MarkdownIt("gfm-like").parse(text)
+        for token in (parser or MarkdownIt("gfm-like")).parse(text)
         if token.map is not None and token.level == 0
     ]
     if len(starts) < 2 or starts[-1] <= 0:
@@ -154,115 +185,120 @@ def freeze_point(text: str) -> int:
     return sum(len(line) for line in text.splitlines(keepends=True)[: starts[-1]])
 
 
-class FrozenBlocks(CachedRender):
-    """The finished blocks of the live reply, each rendered once per width.
+class LiveReply(CachedRender):
+    """The reply this process streams, as one widget drawing cached lines.
 
-    Only the unfinished tail stays in the ``Markdown`` widget: its block widgets
-    are what each layout and repaint of a streaming reply costs, so keeping
-    them few keeps a long reply as cheap to stream as a short one.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(classes="live-frozen")
-        self.chunks: list[str] = []
-
-    def add(self, text: str) -> None:
-        """Append finished blocks (rendering only them)."""
-        self.chunks.append(text)
-        if self._width >= 0:
-            self._strips.extend(self._render_chunk(text, self._width))
-        self.refresh(layout=True)
-
-    def _render_chunk(self, text: str, width: int) -> list[Strip]:
-        strips = _frozen_lines(text, width, self.app.console)
-        if self._strips and strips:
-            return [Strip.blank(0), *strips]
-        return strips
-
-    def renderable(self) -> RenderableType:
-        """All finished blocks (used only to describe the widget)."""
-        return RichMarkdown("\n\n".join(self.chunks), code_theme=CODE_THEME)
-
-    def _lines(self, width: int) -> list[Strip]:
-        if width != self._width:
-            self._strips = []
-            self._width = width
-            for chunk in self.chunks:
-                self._strips.extend(self._render_chunk(chunk, width))
-        return self._strips
-
-
-class LiveReply(Vertical):
-    """The reply this process streams, appended to a ``Markdown`` by a ``MarkdownStream``.
-
-    Chunks are coalesced for FLUSH_SECONDS: each append costs a re-parse of the
-    last block plus a layout and repaint, so the repaint rate, not the chunk
-    rate, decides the CPU a reply costs. Finished blocks move out of the
-    ``Markdown`` widget into ``FrozenBlocks`` (see there).
+    Chunks are coalesced for FLUSH_SECONDS, so the repaint rate, not the chunk
+    rate, decides the CPU a reply costs. Finished Markdown blocks are rendered
+    once; only the open last block is rendered again on each flush. (Textual's
+    ``Markdown`` widget fed by a ``MarkdownStream``, used before, mounts a widget
+    per block: laying out and repainting that tree cost 2-3x the CPU of this
+    widget per update, far over the benchmark's budget.) Drawing with the same
+    renderer as ``MessageView`` also means the reply keeps its look when it
+    finishes, and the finished view takes over the lines already drawn.
     """
 
     def __init__(self, message: Message) -> None:
         super().__init__(classes="message -assistant -live")
         self.message = message
         self.parts: list[str] = []
-        self.header = Static(message_header(message), classes="live-header")
-        self.frozen = FrozenBlocks()
-        self.markdown = Markdown("", classes="live-body")
-        self.stream: MarkdownStream | None = None
         self.pending: list[str] = []
-        #: the text in the Markdown widget (after the frozen blocks)
-        self.tail = ""
         self.timer: Timer | None = None
-        self._flushing = asyncio.Lock()
-
-    def compose(self):  # type: ignore[no-untyped-def]
-        """Header, finished blocks, then the streaming Markdown."""
-        yield self.header
-        yield self.frozen
-        yield self.markdown
+        #: finished blocks, then the text of the open last block
+        self.blocks: list[str] = []
+        self.tail = ""
+        self._done: list[Strip] = []  # header and finished blocks at self._width
+        self._drawn_tail: str | None = None
+        self._head = 0  # header lines at the start of self._done
+        self._shown = 0.0  # when _flush last showed new text (time.monotonic)
+        self._parser = MarkdownIt("gfm-like")
 
     async def write(self, text: str) -> None:
         """Append a piece of the reply (shown at most every FLUSH_SECONDS)."""
         self.parts.append(text)
         self.pending.append(text)
         if self.timer is None:
-            # providers send many small chunks a second; re-parsing the Markdown
-            # tail for each one costs far more CPU than a short coalescing delay
-            self.timer = self.set_timer(FLUSH_SECONDS, self._flush)
+            # providers send many small chunks a second; re-rendering for each
+            # one costs far more CPU than a short coalescing delay. Paced from the
+            # last update (not this chunk): a steady 1 / FLUSH_SECONDS updates a
+            # second, and the first chunk after a pause shows at once
+            delay = self._shown + FLUSH_SECONDS - time.monotonic()
+            self.timer = self.set_timer(max(delay, 0.001), self._flush)
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         self.timer = None
-        async with self._flushing:
-            if not self.pending:
-                return
-            text = "".join(self.pending)
-            self.pending.clear()
-            self.tail += text
-            split = freeze_point(self.tail)
-            if not split:
-                if self.stream is None:
-                    self.stream = Markdown.get_stream(self.markdown)
-                await self.stream.write(text)
-                return
-            # move the finished blocks out, restart the Markdown with the open one
-            done, self.tail = self.tail[:split], self.tail[split:]
-            await self._stop_stream()
-            with self.app.batch_update():
-                self.frozen.add(done)
-                await self.markdown.update(self.tail)
-
-    async def _stop_stream(self) -> None:
-        if self.stream is not None:
-            stream, self.stream = self.stream, None
-            await stream.stop()
+        if not self.pending:
+            return
+        self._shown = time.monotonic()
+        text = "".join(self.pending)
+        self.pending.clear()
+        self.tail += text
+        # lines above the old tail stay as they are: repaint from there down only
+        start = len(self._done)
+        # a block can only end where a line does
+        split = freeze_point(self.tail, self._parser) if "\n" in text else 0
+        if split:
+            block, self.tail = self.tail[:split], self.tail[split:]
+            self.blocks.append(block)
+            self._drawn_tail = None
+            if self._width >= 0:
+                self._done.extend(self._block_lines(block, self._width, len(self.blocks) == 1))
+        if self._width >= 0:
+            height = max(len(self._lines(self._width)) - start, 1)
+            self.refresh(Region(0, start, self._width, height), layout=True)
+        else:
+            self.refresh(layout=True)
 
     async def close(self) -> None:
-        """Flush and stop the stream."""
+        """Show what is still pending and stop the timer."""
         if self.timer is not None:
             self.timer.stop()
             self.timer = None
-        await self._flush()
-        await self._stop_stream()
+        self._flush()
+
+    def _block_lines(self, block: str, width: int, first: bool) -> list[Strip]:
+        lines = markdown_lines(block, width, self.app.console)
+        # one blank line between blocks, as in the finished message
+        return [Strip.blank(0), *lines] if lines and not first else lines
+
+    def renderable(self) -> RenderableType:
+        """Everything so far (what the finished message will show)."""
+        return message_body(dataclasses.replace(self.message, content=self.text))
+
+    def _lines(self, width: int) -> list[Strip]:
+        if width != self._width:
+            console = self.app.console
+            self._done = header_lines(self.message, width, console)
+            self._head = len(self._done)
+            self._width = width
+            for index, block in enumerate(self.blocks):
+                self._done.extend(self._block_lines(block, width, index == 0))
+            self._drawn_tail = None
+        if self._drawn_tail != self.tail:
+            if self.tail.strip():
+                tail = self._block_lines(self.tail, width, not self.blocks)
+            elif self.blocks:
+                tail = []
+            else:
+                tail = [Strip([Segment("…", Style(dim=True))])]
+            self._strips = self._done + tail
+            self._drawn_tail = self.tail
+        return self._strips
+
+    def drawn_body(self) -> tuple[int, list[Strip]] | None:
+        """The width and lines drawn for the whole text (no header), if up to date."""
+        if self._width < 0 or self.pending or self._drawn_tail != self.tail:
+            return None
+        return self._width, self._strips[self._head :]
+
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        if self._size.width == size.width:
+            # only taller: the lines drawn so far are still right, and _flush marked
+            # the changed ones (Textual would repaint every visible line)
+            self._size = size
+        return _placed(self, size, virtual_size, container_size, layout)
 
     @property
     def text(self) -> str:
@@ -292,6 +328,11 @@ class ChatView(VerticalScroll, can_focus=True):
         self.loading_older = False
         self.selected: MessageView | None = None
         self.session_id: int | None = None
+
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        return _placed(self, size, virtual_size, container_size, layout)
 
     # ---- content -----------------------------------------------------------
 
@@ -364,6 +405,10 @@ class ChatView(VerticalScroll, can_focus=True):
         """Swap the live reply for a cheap finished view of the stored message."""
         await live.close()
         view = MessageView(message)
+        drawn = live.drawn_body()
+        if drawn is not None and not message.error and message.content == live.text:
+            # the same lines the reply streamed into: no second Markdown render
+            view.adopt(*drawn)
         self.views[message.id] = view
         if live.parent is self:
             await self.mount(view, before=live)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -58,6 +59,22 @@ class SessionList(OptionList):
         self.loading = False
         self.show_creator = False
         self.current_id: int | None = None
+        self._placed: tuple[Size, Size, Size] | None = None
+
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        """Skip the scrollbar refresh when the layout placed the list exactly as before.
+
+        An OptionList's own virtual height never equals the one layout passes in, so
+        Textual would repaint the sidebar's scrollbar on every layout of the screen
+        (each update of a streaming reply); the list updates it itself when it changes.
+        """
+        placed = (size, virtual_size, container_size)
+        if placed == self._placed:
+            return False
+        self._placed = placed
+        return super()._size_updated(size, virtual_size, container_size, layout)
 
     def _option(self, session: Session) -> Option:
         return Option(session_prompt(session, show_creator=self.show_creator), id=str(session.id))
