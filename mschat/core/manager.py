@@ -721,7 +721,9 @@ class SessionManager:
                     content=text,
                     external_ref=external_ref,
                 )
+                question.author_name = question.author_name or user.name
                 answer = self.store.add_message(
+                    touch_session=False,  # the question just did
                     session_id=session.id,
                     author_id=None,
                     role="assistant",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -134,7 +135,7 @@ class ReplyRelay:
             self.store.update_message(self.reply.id, **values)
             self.store.add_api_call(**call)
             self.store.touch_session(self.session.id)
-        return self.store.get_message(self.reply.id)
+        return dataclasses.replace(self.reply, **values)
 
     async def fail(self, error: MschatError) -> Failed:
         values = {
