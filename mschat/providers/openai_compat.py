@@ -166,6 +166,33 @@ def build_payload(request: ChatRequest, *, stream: bool = True) -> dict[str, Any
     return payload
 
 
+class LineSplitter:
+    """Cuts a byte stream into text lines (httpx's own line iterator costs ~0.3 ms a reply).
+
+    CR, LF and CRLF all end a line, as the SSE specification says.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The complete lines in ``chunk`` (with what was left of the previous one)."""
+        data = self._rest + chunk
+        hold = b""
+        if data.endswith(b"\r"):  # maybe the first half of a CRLF: decide with the next chunk
+            data, hold = data[:-1], b"\r"
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = data.split(b"\n")
+        self._rest = rest + hold
+        return [line.decode("utf-8", "replace") for line in lines]
+
+    def close(self) -> list[str]:
+        """The last line, if the stream did not end with a newline."""
+        rest, self._rest = self._rest.rstrip(b"\r"), b""
+        return [rest.decode("utf-8", "replace")] if rest else []
+
+
 class SSEDecoder:
     """Turns the lines of a ``text/event-stream`` into event data strings."""
 
@@ -627,6 +654,8 @@ class OpenAICompatProvider:
         self.name = name
         self.api_key_env = api_key_env  # only named in error messages
         self.base_url = base_url.rstrip("/")
+        # parsed once: httpx parses a URL string in pure Python on every request
+        self._chat_url = httpx.URL(self.base_url + "/chat/completions")
         self._api_key = api_key or None
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -729,9 +758,7 @@ class OpenAICompatProvider:
         """One POST; raises ProviderFailure."""
         path = "/chat/completions"
         try:
-            async with self._async_client().stream(
-                "POST", self.base_url + path, json=payload
-            ) as resp:
+            async with self._async_client().stream("POST", self._chat_url, json=payload) as resp:
                 if resp.status_code >= 400:
                     body = await resp.aread()
                     raise classify_http_error(
@@ -741,11 +768,17 @@ class OpenAICompatProvider:
                     for event in state.feed_completion(await resp.aread()):
                         yield event
                 else:
-                    async for line in resp.aiter_lines():
-                        for event in state.feed_line(line):
-                            yield event
+                    splitter = LineSplitter()
+                    async for chunk in resp.aiter_bytes():
+                        for line in splitter.feed(chunk):
+                            for event in state.feed_line(line):
+                                yield event
                         if state.done:
                             break
+                    else:
+                        for line in splitter.close():
+                            for event in state.feed_line(line):
+                                yield event
         except httpx.HTTPError as exc:
             self._raise_unless_finished(exc, state)
         for event in state.end():
@@ -775,7 +808,7 @@ class OpenAICompatProvider:
         """One blocking POST; raises ProviderFailure."""
         path = "/chat/completions"
         try:
-            with self._sync_client().stream("POST", self.base_url + path, json=payload) as resp:
+            with self._sync_client().stream("POST", self._chat_url, json=payload) as resp:
                 if resp.status_code >= 400:
                     body = resp.read()
                     raise classify_http_error(
@@ -784,10 +817,15 @@ class OpenAICompatProvider:
                 if _is_json(resp):
                     yield from state.feed_completion(resp.read())
                 else:
-                    for line in resp.iter_lines():
-                        yield from state.feed_line(line)
+                    splitter = LineSplitter()
+                    for chunk in resp.iter_bytes():
+                        for line in splitter.feed(chunk):
+                            yield from state.feed_line(line)
                         if state.done:
                             break
+                    else:
+                        for line in splitter.close():
+                            yield from state.feed_line(line)
         except httpx.HTTPError as exc:
             self._raise_unless_finished(exc, state)
         yield from state.end()

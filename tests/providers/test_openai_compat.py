@@ -444,3 +444,20 @@ def test_reasoning_models_get_max_completion_tokens_and_no_temperature():
     assert "max_tokens" not in payload and "temperature" not in payload
     plain = build_payload(ChatRequest("gpt-4o", (ChatMessage("user", "hi"),), max_tokens=5))
     assert plain["max_tokens"] == 5
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_line_splitter_handles_every_line_ending_across_chunks(ending: bytes) -> None:
+    from mschat.providers.openai_compat import LineSplitter
+
+    text = ending.join([b'data: {"a": "\xc3\xa9"}', b"", b": keep-alive", b"data: [DONE]", b""])
+    for size in (1, 2, 3, 7, len(text)):
+        splitter = LineSplitter()
+        lines: list[str] = []
+        for start in range(0, len(text), size):
+            lines += splitter.feed(text[start : start + size])
+        lines += splitter.close()
+        assert lines == ['data: {"a": "é"}', "", ": keep-alive", "data: [DONE]"], (ending, size)
+    unterminated = LineSplitter()
+    assert unterminated.feed(b"data: 1" + ending + b"data: 2") == ["data: 1"]
+    assert unterminated.close() == ["data: 2"]
