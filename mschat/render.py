@@ -87,37 +87,27 @@ class AskRenderer:
 
     def _begin(self) -> None:
         if self.rich:
-            from rich.console import Console
-            from rich.live import Live
-            from rich.markdown import Markdown
+            from mschat.render_live import LiveMarkdown
 
-            self._markdown = Markdown
-            self._live = Live(
-                Markdown(""),
-                console=Console(file=self.out),
-                refresh_per_second=12,
-                vertical_overflow="visible",
-            )
-            self._live.start()
+            self._live = LiveMarkdown(self.out)
 
     def _delta(self, text: str) -> None:
         if not self.stream:
             return
         if self._live is not None:
-            self._live.update(self._markdown("".join(self.parts)))
+            self._live.feed(text)
         else:
             self.out.write(text)
             self.out.flush()
 
     def _stop_live(self) -> None:
         if self._live is not None:
-            self._live.stop()
+            self._live.close()
             self._live = None
 
     def _end(self) -> None:
         text = "".join(self.parts)
         if self._live is not None:
-            self._live.update(self._markdown(text))
             self._stop_live()
         elif self.as_json:
             return
