@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from mschat.core.events import (
     Started,
 )
 from mschat.core.export import parse_export, render_markdown
+from mschat.core.lease import new_owner, session_turn
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
@@ -93,6 +95,7 @@ class SessionManager:
         self.flush_interval = flush_interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mschat-store")
         self._session_locks: dict[int, asyncio.Lock] = {}
+        self._lease_owner = new_owner()
 
     def __repr__(self) -> str:
         return f"<SessionManager {self.store.path}>"
@@ -475,6 +478,21 @@ class SessionManager:
 
     # ---- asking -------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _turn(self, session: Session) -> AsyncIterator[None]:
+        """One ask at a time per session: in this process, and across processes when public.
+
+        Only a public session has several users, who may be served by different
+        processes (the bot, the API, the TUI); the lease costs two more writes, so
+        private sessions, where only their creator asks, skip it.
+        """
+        async with self._lock(session.id):
+            if not session.public:
+                yield
+                return
+            async with session_turn(self.store, self._run, session.id, self._lease_owner):
+                yield
+
     def _lock(self, session_id: int) -> asyncio.Lock:
         lock = self._session_locks.get(session_id)
         if lock is None:
@@ -535,17 +553,17 @@ class SessionManager:
             session = await self.route(user, origin)
         if session is None and explicit_model is None:
             self.resolve_model(user.model)  # fail before storing anything
-        async with self._lock(session.id) if session else _null_lock():
-            created = session is None
-            if session is None:
-                session = await self.create_session(
-                    user,
-                    origin=origin,
-                    title=title or make_title(text),
-                    model=explicit_model.full_name if explicit_model else None,
-                    system_msg=system,
-                )
-                await self._after_new_session(user, session)
+        created = session is None
+        if session is None:
+            session = await self.create_session(
+                user,
+                origin=origin,
+                title=title or make_title(text),
+                model=explicit_model.full_name if explicit_model else None,
+                system_msg=system,
+            )
+            await self._after_new_session(user, session)
+        async with self._turn(session):
             async for event in self._answer(
                 user,
                 session,
@@ -589,7 +607,7 @@ class SessionManager:
     async def regenerate(self, user: User, session_id: int, **options: Any) -> AsyncIterator[Event]:
         """Replace the last reply of a session by a new one (creator only)."""
         session = await self._editable(user, session_id)
-        async with self._lock(session.id):
+        async with self._turn(session):
             history = await self._run(self.store.messages, session.id, limit=2)
             last_user = next((m for m in reversed(history) if m.role == "user"), None)
             if last_user is None:
@@ -786,14 +804,6 @@ class SessionManager:
             raise
         except Exception as exc:
             yield await relay.fail(ProviderError(f"unexpected error: {exc!r}", kind="bad_response"))
-
-
-class _null_lock:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 __all__ = ["SessionManager"]

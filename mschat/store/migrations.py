@@ -153,4 +153,11 @@ def m002_streaming_index(db: Database) -> None:
     )
 
 
+@migrations()
+def m003_session_lease(db: Database) -> None:
+    """A lease per session, so asks from several processes take turns."""
+    db.execute("ALTER TABLE sessions ADD COLUMN lease_owner TEXT")
+    db.execute("ALTER TABLE sessions ADD COLUMN lease_until TEXT")
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -323,6 +323,25 @@ class Store:
     def touch_session(self, session_id: int) -> None:
         """Bump a session's ``updated`` time (a dialogue happened)."""
         self._update("sessions", session_id, {"updated": utcnow()})
+
+    def take_lease(self, session_id: int, owner: str, now: str, until: str) -> bool:
+        """Take (or renew) a session's lease unless another owner holds a live one."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
+                "(lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                [owner, until, session_id, owner, now],
+            )
+            return cursor.rowcount == 1
+
+    def release_lease(self, session_id: int, owner: str) -> None:
+        """Give a session's lease back (if this owner still holds it)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE sessions SET lease_owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND lease_owner = ?",
+                [session_id, owner],
+            )
 
     def delete_session(self, session_id: int) -> None:
         """Delete a session and (by cascade) its messages."""

@@ -408,3 +408,68 @@ async def test_ignored_users_and_rate_limits_are_refused_before_storing(services
     with pytest.raises(PermissionDenied):
         await manager.update_user(limited, limited.id, rate_limit=100)
     assert services.store.table_counts()["messages"] == 4
+
+
+async def test_two_processes_take_turns_in_one_public_session(
+    services: Services, provider: ScriptedProvider
+):
+    """Another SessionManager on the same file stands for another process (bot vs API)."""
+    from mschat.config import load_config
+    from mschat.core.services import build_services
+
+    other_provider = ScriptedProvider("fake")
+    other = build_services(load_config(), providers={"fake": other_provider})
+    try:
+        alice = await services.manager.user("discord", "1", "alice")
+        session = await services.manager.create_session(
+            alice, origin=Origin.DISCORD_GUILD, title="shared"
+        )
+        bob = await other.manager.user("api", "bob")
+        gate = asyncio.Event()
+        provider.push(chunks=["A1", "A2"], gate=gate)
+        first = asyncio.create_task(
+            collect(services.manager.ask(alice, "from alice", session_id=session.id))
+        )
+        while not provider.requests:
+            await asyncio.sleep(0.001)
+        second = asyncio.create_task(
+            collect(other.manager.ask(bob, "from bob", session_id=session.id))
+        )
+        for _ in range(20):  # bob's process waits for the lease: nothing of his is stored
+            await asyncio.sleep(0.01)
+            assert services.store.table_counts()["messages"] == 2
+        gate.set()
+        await asyncio.gather(first, second)
+        contents = [(m.role, m.content) for m in services.store.messages(session.id)]
+        assert contents == [
+            ("user", "from alice"),
+            ("assistant", "A1A2"),
+            ("user", "from bob"),
+            ("assistant", "Echo: from bob"),
+        ]
+        # bob's context held alice's finished reply
+        assert [m.content for m in other_provider.requests[0].messages][-3:] == [
+            "from alice",
+            "A1A2",
+            "from bob",
+        ]
+        assert services.store.get_session(session.id).public
+        lease = services.store.conn.execute(
+            "SELECT lease_owner FROM sessions WHERE id = ?", [session.id]
+        ).fetchone()
+        assert lease == (None,)
+    finally:
+        await other.aclose()
+
+
+async def test_a_lease_left_by_a_dead_process_expires(services: Services):
+    manager = services.manager
+    me = await manager.local_user()
+    session = await manager.create_session(me, title="stuck", public=True)
+    services.store.conn.execute(
+        "UPDATE sessions SET lease_owner = 'dead-host:1:x', lease_until = ? WHERE id = ?",
+        ["2000-01-01T00:00:00+00:00", session.id],
+    )
+    services.store.conn.commit()
+    events = await collect(manager.ask(me, "still works", session_id=session.id))
+    assert isinstance(events[-1], Completed)
