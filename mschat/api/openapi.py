@@ -58,6 +58,20 @@ USER_QUERY = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "ServerSentEvent": {
+        "type": "object",
+        "description": "One server-sent event; `data` is JSON text (or `[DONE]` on /v1)",
+        "required": ["data"],
+        "properties": {
+            "event": {
+                "type": "string",
+                "description": "start, delta, done or error (/chat-stream)",
+            },
+            "data": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -346,8 +360,8 @@ SESSION_HEADER_PARAM = {
 
 def _paths() -> dict[str, Any]:
     sse_stream = {
-        "description": "Server-sent events",
-        "content": {SSE: {"schema": {"type": "string"}}},
+        "description": "Server-sent events: start, one delta per piece, then done or error",
+        "content": {SSE: {"schema": _ref("ServerSentEvent")}},
     }
     session_header = {
         "X-Mschat-Session": {"schema": {"type": "string"}, "description": "the session used"}
@@ -480,7 +494,7 @@ def _paths() -> dict[str, Any]:
                         "headers": session_header,
                         "content": {
                             JSON: {"schema": _ref("ChatCompletion")},
-                            SSE: {"schema": {"type": "string"}},
+                            SSE: {"schema": _ref("ServerSentEvent")},
                         },
                     },
                     **_errors(400, 401, 403, 404, 413, 429, 502),

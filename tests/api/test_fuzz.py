@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from mschat.api.openapi import openapi_document
 from mschat.api.server import make_api
@@ -21,6 +26,13 @@ from tests.conftest import write_config
 from tests.fakes.scripted_provider import ScriptedProvider
 
 TOKEN = "fuzz-token"
+#: every answer is a documented status, with the documented content type and shape
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 EXAMPLES = 120  # per generation mode; keeps the whole file to a few seconds
 
 
@@ -91,7 +103,7 @@ def test_no_server_errors_from_the_openapi_document(threaded_api: str, mode):
     def fuzz(case) -> None:
         response = case.call(base_url=threaded_api, headers=headers, timeout=10)
         statuses.append(response.status_code)
-        case.validate_response(response, checks=[not_a_server_error], headers=headers)
+        case.validate_response(response, checks=CHECKS, headers=headers)
 
     fuzz()
     assert statuses and max(statuses) < 500
