@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from mschat.core.errors import InvalidInput, MschatError, PermissionDenied
+from mschat.core.errors import InvalidInput, MschatError, NotFound, PermissionDenied
 from mschat.core.events import (
     Completed,
     Event,
@@ -367,7 +367,15 @@ class MschatApp(App[None]):
             self._data_version = version
             await self._refresh_sidebar()
             if self.session is not None and not self.detached:
-                await self._pull_messages(self.session.id)
+                session_id = self.session.id
+                try:
+                    await self._pull_messages(session_id)
+                except (NotFound, PermissionDenied):
+                    # deleted (or made private) by another process while open here
+                    self.sidebar.drop(session_id)
+                    if self.session is not None and self.session.id == session_id:
+                        await self._show_empty()
+                    self.notify(f"Session {session_id} was removed or made private elsewhere")
         finally:
             self._polling = False
 

@@ -245,3 +245,20 @@ async def test_sidebar_loads_further_pages(services: Services):
         await wait_for(pilot, lambda: len(app.sidebar.sessions) == PAGE_SIZE + 20, what="page 2")
         assert app.sidebar.exhausted
         assert len({s.id for s in app.sidebar.sessions}) == PAGE_SIZE + 20
+
+
+async def test_open_session_deleted_by_another_process(services: Services):
+    manager = services.manager
+    me = await manager.local_user()
+    doomed = await manager.create_session(me, title="Doomed")
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert app.session is not None and app.session.id == doomed.id
+        other = await asyncio.to_thread(Store.open, services.store.path)
+        try:
+            await asyncio.to_thread(other.delete_session, doomed.id)
+        finally:
+            await asyncio.to_thread(other.close)
+        await wait_for(pilot, lambda: app.session is None, what="view closed")
+        assert all(s.id != doomed.id for s in app.sidebar.sessions)
