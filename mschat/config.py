@@ -201,6 +201,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "token": Key(_str, None, "bearer token required by serve-api", secret=True),
         "max_body": Key(_positive_int, 1_048_576, "largest request body in bytes"),
         "default_user": Key(_str, "api", "user of /v1 requests without a user field"),
+        "cors_origins": Key(_str_list, [], 'browser origins allowed to call the API, or "*"'),
     },
 }
 

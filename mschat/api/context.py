@@ -16,6 +16,7 @@ class ApiSettings:
     token: str | None
     max_body: int
     default_user: str
+    cors_origins: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (

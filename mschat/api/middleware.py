@@ -60,6 +60,50 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return ApiError(500, "internal server error", code="internal_error").response()
 
 
+CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, X-Mschat-Session"
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    """The value of Access-Control-Allow-Origin for this request, if CORS allows it."""
+    origins = settings_of(request).cors_origins
+    origin = request.headers.get("Origin")
+    if not origins or origin is None:
+        return None
+    if "*" in origins:
+        return "*"
+    return origin if origin in origins else None
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer the preflights of the configured browser origins (they carry no token)."""
+    allowed = _allowed_origin(request)
+    if (
+        allowed is not None
+        and request.method == "OPTIONS"
+        and "Access-Control-Request-Method" in request.headers
+    ):
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": CORS_METHODS,
+                "Access-Control-Allow-Headers": CORS_HEADERS,
+                "Access-Control-Max-Age": "600",
+            },
+        )
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: CORS headers on every answer, streams included."""
+    allowed = _allowed_origin(request)
+    if allowed is not None:
+        response.headers["Access-Control-Allow-Origin"] = allowed
+        response.headers["Access-Control-Expose-Headers"] = "X-Mschat-Session"
+        response.headers.add("Vary", "Origin")
+
+
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """With a token configured, every route but /healthz needs ``Authorization: Bearer``."""

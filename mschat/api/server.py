@@ -49,6 +49,7 @@ def make_api(
     token: str | None = None,
     max_body: int | None = None,
     default_user: str | None = None,
+    cors_origins: list[str] | None = None,
 ) -> web.Application:
     """The API application over ``services``; settings default to the config's api.*.
 
@@ -61,11 +62,21 @@ def make_api(
         token=token or None,
         max_body=max_body or int(config.get("api", "max_body")),
         default_user=default_user or str(config.get("api", "default_user")),
+        cors_origins=tuple(
+            cors_origins if cors_origins is not None else config.get("api", "cors_origins")
+        ),
     )
     app = web.Application(
-        middlewares=[middleware.track, middleware.errors, middleware.auth, middleware.body_limit],
+        middlewares=[
+            middleware.track,
+            middleware.cors,
+            middleware.errors,
+            middleware.auth,
+            middleware.body_limit,
+        ],
         client_max_size=settings.max_body,
     )
+    app.on_response_prepare.append(middleware.add_cors_headers)
     app[SERVICES] = services
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()

@@ -287,3 +287,37 @@ async def test_a_busy_port_is_a_clear_config_error(services: Services):
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             await serve(services, "127.0.0.1", port, stop=asyncio.Event())
+
+
+async def test_cors_for_configured_origins_only(services: Services):
+    origin = "https://chat.example.org"
+    async for live in live_api(services, token="cors-token", cors_origins=[origin]):
+        client = live.client
+        preflight = await client.options(
+            "/chat",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 204  # no token needed for a preflight
+        assert preflight.headers["access-control-allow-origin"] == origin
+        assert "Authorization" in preflight.headers["access-control-allow-headers"]
+        auth = {"Authorization": "Bearer cors-token", "Origin": origin}
+        answer = await client.post("/chat", json={"message": "hi", "user": "w"}, headers=auth)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == origin
+        async with client.stream(
+            "POST", "/chat-stream", json={"message": "hi", "user": "w"}, headers=auth
+        ) as stream:
+            assert stream.headers["access-control-allow-origin"] == origin
+            await stream.aread()
+        stranger = {"Authorization": "Bearer cors-token", "Origin": "https://evil.example"}
+        other = await client.get("/v1/models", headers=stranger)
+        assert "access-control-allow-origin" not in other.headers
+        refused = await client.options(
+            "/chat",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert refused.status_code == 401  # not a preflight we answer: the token rules apply
