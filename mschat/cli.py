@@ -32,12 +32,20 @@ class Context:
         self.db = db
 
     def services(self, *, server: bool = False) -> Any:
-        """Load the config and open the store (errors become one-line messages)."""
+        """Load the config and open the store (errors become one-line messages).
+
+        ``server``: a long-running aiohttp front end, whose provider requests then go
+        through aiohttp too (half the CPU of httpx's own stack per streamed reply).
+        """
         from mschat.config import load_config
         from mschat.core.services import build_services
 
-        config = load_config(db=self.db)
-        return build_services(config, server=server)
+        transport = None
+        if server:
+            from mschat.aiohttp_transport import AiohttpTransport
+
+            transport = AiohttpTransport
+        return build_services(load_config(db=self.db), async_transport=transport)
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from mschat.config import Config, load_config
 from mschat.core.manager import SessionManager
 from mschat.providers.base import Provider
-from mschat.providers.registry import Registry
+from mschat.providers.registry import Registry, TransportFactory
 from mschat.store.store import Store
 
 
@@ -48,17 +48,17 @@ def build_services(
     db: str | Path | None = None,
     providers: dict[str, Provider] | None = None,
     store: Store | None = None,
-    server: bool = False,
+    async_transport: TransportFactory | None = None,
 ) -> Services:
     """Open the store and wire the manager; tests pass fakes in.
 
-    ``server``: a long-running front end (bot, API), which streams many replies at
-    once and so gets the lower-CPU HTTP transport.
+    ``async_transport``: a factory of httpx async transports, from a long-running
+    front end (bot, API) that streams many replies at once and brings a cheaper one.
     """
     config = config or load_config(db=db)
     store = store or Store.open(db or config.db)
     recover_stale_replies(store)
-    registry = Registry(config, providers=providers, server=server)
+    registry = Registry(config, providers=providers, async_transport=async_transport)
     defaults = {
         "max_tokens": config.get("defaults", "max_tokens"),
         "temperature": config.get("defaults", "temperature"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mschat.config import Config, ProviderConfig
 from mschat.core.errors import NotFound, ProviderError
@@ -48,18 +49,17 @@ class ResolvedModel:
         return f"{self.provider}/{self.model}"
 
 
-#: (provider config, config, server=...) -> Provider; ``server`` marks long-running processes
+#: (provider config, config, async_transport=...) -> Provider
 ProviderFactory = Callable[..., Provider]
+#: makes an httpx async transport; a long-running server passes one (see mschat.aiohttp_transport)
+TransportFactory = Callable[[], Any]
 
 
-def _openai_factory(provider: ProviderConfig, config: Config, *, server: bool = False) -> Provider:
+def _openai_factory(
+    provider: ProviderConfig, config: Config, *, async_transport: TransportFactory | None = None
+) -> Provider:
     from mschat.providers.openai_compat import OpenAICompatProvider
 
-    async_transport = None
-    if server:
-        from mschat.providers.aiohttp_transport import AiohttpTransport
-
-        async_transport = AiohttpTransport()
     return OpenAICompatProvider(
         provider.name,
         provider.base_url or "",
@@ -67,11 +67,11 @@ def _openai_factory(provider: ProviderConfig, config: Config, *, server: bool = 
         timeout=provider.timeout,
         max_retries=provider.max_retries,
         api_key_env=provider.api_key_env,
-        async_transport=async_transport,
+        async_transport=async_transport() if async_transport else None,
     )
 
 
-def _local_factory(provider: ProviderConfig, config: Config, *, server: bool = False) -> Provider:
+def _local_factory(provider: ProviderConfig, config: Config, **_: Any) -> Provider:
     try:
         from mschat.providers.local import LocalProvider  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -105,12 +105,12 @@ class Registry:
         providers: dict[str, Provider] | None = None,
         factories: dict[str, ProviderFactory] | None = None,
         allow_bundled: bool = True,
-        server: bool = False,
+        async_transport: TransportFactory | None = None,
     ) -> None:
         self.config = config
         self._instances: dict[str, Provider] = dict(providers or {})
         self._factories = factories or FACTORIES
-        self.server = server
+        self.async_transport = async_transport
         self.provider_configs: dict[str, ProviderConfig] = dict(config.providers)
         for name in self._instances:
             self.provider_configs.setdefault(name, ProviderConfig(name=name, source="injected"))
@@ -244,7 +244,9 @@ class Registry:
                 raise ProviderError(
                     f"provider type {config.type!r} is not available", kind="not_configured"
                 )
-            self._instances[name] = factory(config, self.config, server=self.server)
+            self._instances[name] = factory(
+                config, self.config, async_transport=self.async_transport
+            )
         return self._instances[name]
 
     async def aclose(self) -> None:

@@ -282,3 +282,16 @@ def test_admin_sets_rate_limit_of_another_user(configured: Path):
     result = run("ask", "hello")
     assert result.exit_code == 1 and "rate limit reached" in result.stderr
     assert run("users", "set", "--not-ignored").exit_code == 0
+
+
+def test_servers_hand_the_core_an_aiohttp_transport(configured: Path):
+    from mschat.aiohttp_transport import AiohttpTransport
+    from mschat.cli import Context
+
+    for server, expected in ((True, AiohttpTransport), (False, type(None))):
+        services = Context(None).services(server=server)
+        try:
+            provider = services.registry.provider("fake")
+            assert type(provider._async_transport) is expected
+        finally:
+            services.store.close()

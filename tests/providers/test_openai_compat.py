@@ -70,7 +70,7 @@ async def make(fake: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterato
 
     def factory(**options: object) -> OpenAICompatProvider:
         if request.param == "aiohttp":
-            from mschat.providers.aiohttp_transport import AiohttpTransport
+            from mschat.aiohttp_transport import AiohttpTransport
 
             options.setdefault("async_transport", AiohttpTransport())
         options = {"base_url": fake.base_url, "api_key": KEY, "backoff_base": 0.01, **options}

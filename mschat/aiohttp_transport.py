@@ -1,4 +1,8 @@
-"""An httpx transport over aiohttp, for long-running servers (bot, API).
+"""An httpx transport over aiohttp, for the long-running servers (bot, API).
+
+It lives beside the front ends, not in ``mschat.providers``: the servers, which
+run on aiohttp anyway, hand it to the core (``build_services(async_transport=…)``),
+so the core and the providers never import aiohttp.
 
 httpx stays the client API (one provider code path for every front end), but
 its default async stack (httpcore + h11 + anyio, pure Python) costs about twice
