@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,18 @@ from mschat.core.services import Services, build_services
 from tests.fakes.scripted_provider import ScriptedProvider
 
 _PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DISCORD_TOKEN", "MSCHAT_CONFIG", "MSCHAT_DB")
+
+
+async def eventually(condition: Any, timeout: float = 10.0) -> Any:
+    """Poll an async or sync condition until it is truthy (never a bare sleep)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = condition()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from mschat.core.events import (
 )
 from mschat.core.models import MessageStatus, Origin, Status
 from mschat.core.services import Services
+from tests.conftest import eventually
 from tests.fakes.scripted_provider import ScriptedProvider
 
 
@@ -259,8 +260,7 @@ async def test_cancellation_marks_the_reply_interrupted(
             seen.append(event)
 
     task = asyncio.create_task(consume())
-    while not any(isinstance(e, TextDelta) for e in seen):
-        await asyncio.sleep(0.001)
+    await eventually(lambda: any(isinstance(e, TextDelta) for e in seen))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -276,11 +276,13 @@ async def test_asks_in_one_session_are_serialised(services: Services, provider: 
     session = await manager.create_session(alice, origin=Origin.DISCORD_GUILD, title="shared")
     gate = asyncio.Event()
     provider.push(chunks=["A1", "A2"], gate=gate)
+    locked: list[int] = []
+    session_lock = manager._lock
+    manager._lock = lambda sid: (locked.append(sid), session_lock(sid))[1]  # type: ignore[method-assign]
     first = asyncio.create_task(collect(manager.ask(alice, "from alice", session_id=session.id)))
-    while not provider.requests:
-        await asyncio.sleep(0.001)
+    await eventually(lambda: provider.requests)
     second = asyncio.create_task(collect(manager.ask(bob, "from bob", session_id=session.id)))
-    await asyncio.sleep(0)
+    await eventually(lambda: len(locked) == 2)  # bob waits for alice's turn
     gate.set()
     await asyncio.gather(first, second)
     messages = services.store.messages(session.id)
@@ -430,14 +432,20 @@ async def test_two_processes_take_turns_in_one_public_session(
         first = asyncio.create_task(
             collect(services.manager.ask(alice, "from alice", session_id=session.id))
         )
-        while not provider.requests:
-            await asyncio.sleep(0.001)
+        await eventually(lambda: provider.requests)
+        attempts: list[bool] = []
+        take_lease = other.store.take_lease
+
+        def recording(*args: object) -> bool:
+            attempts.append(take_lease(*args))  # type: ignore[arg-type]
+            return attempts[-1]
+
+        other.store.take_lease = recording  # type: ignore[method-assign]
         second = asyncio.create_task(
             collect(other.manager.ask(bob, "from bob", session_id=session.id))
         )
-        for _ in range(20):  # bob's process waits for the lease: nothing of his is stored
-            await asyncio.sleep(0.01)
-            assert services.store.table_counts()["messages"] == 2
+        await eventually(lambda: False in attempts)  # bob's process found the lease taken
+        assert services.store.table_counts()["messages"] == 2  # nothing of his is stored
         gate.set()
         await asyncio.gather(first, second)
         contents = [(m.role, m.content) for m in services.store.messages(session.id)]

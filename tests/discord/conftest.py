@@ -92,18 +92,6 @@ def h(harness: Harness) -> Harness:
     return harness
 
 
-async def eventually(condition: Any, timeout: float = 10.0) -> Any:
-    """Poll an async or sync condition until it is truthy (for database state)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.01)
-
-
 async def interaction_rows(h: Harness, where: str = "1") -> list[dict[str, Any]]:
     """Rows of the interactions table."""
     store = h.manager.store

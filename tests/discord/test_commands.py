@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.discord.conftest import Harness, eventually, interaction_rows
+from tests.conftest import eventually
+from tests.discord.conftest import Harness, interaction_rows
 from tests.fakes.fake_discord import EPHEMERAL, find_component, walk_components
 
 DONE = "👌"

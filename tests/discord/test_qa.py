@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from mschat.core.errors import ProviderError
 from mschat.discord.split import open_fence, split_message
 from mschat.providers.base import ChatRequest, FinishChunk, ProviderEvent, TextChunk
-from tests.discord.conftest import Harness, eventually, interaction_rows
+from tests.conftest import eventually
+from tests.discord.conftest import Harness, interaction_rows
 from tests.fakes.fake_discord import BOT_ID, OTHER_CHANNEL_ID, QA_CHANNEL_ID
 
 WRITING, DONE, FAILED = "✍🏻", "👌", "❌"
