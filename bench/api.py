@@ -31,6 +31,9 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.fake_openai import start_process  # noqa: E402
 
 
 @dataclass
@@ -41,22 +44,6 @@ class Results:
     sent: list[str] = field(default_factory=list)  # every question asked
     ok: list[int] = field(default_factory=list)  # reply message ids of 200 answers
     errors: dict[str, int] = field(default_factory=dict)
-
-
-def start_fake() -> tuple[subprocess.Popen, str]:
-    """The fake OpenAI server in a subprocess; returns it and its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_openai", "--port", "0", "--chunk-size", "16"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    if not url.startswith("http"):
-        process.kill()
-        raise SystemExit(f"the fake OpenAI server did not start: {url!r}")
-    return process, url
 
 
 def start_api(home: Path, log: Path, profile: str | None) -> tuple[subprocess.Popen, str]:
@@ -204,7 +191,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mschat-bench-") as tmp:
         home = Path(tmp)
-        fake, fake_url = start_fake()
+        fake, fake_url = start_process(ROOT, chunk_size=16)
         api = None
         try:
             (home / "config.toml").write_text(

@@ -24,57 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-WORDS = [
-    "sqlite",
-    "wal",
-    "index",
-    "query",
-    "table",
-    "session",
-    "model",
-    "token",
-    "stream",
-    "reply",
-    "python",
-    "async",
-    "await",
-    "discord",
-    "bot",
-    "user",
-    "public",
-    "private",
-    "title",
-    "search",
-    "cache",
-    "memory",
-    "disk",
-    "page",
-    "vacuum",
-    "journal",
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "consectetur",
-    "adipiscing",
-    "elit",
-    "sed",
-    "do",
-    "eiusmod",
-    "tempor",
-    "incididunt",
-    "labore",
-    "dolore",
-    "magna",
-    "aliqua",
-    "enim",
-    "minim",
-    "veniam",
-    "quis",
-    "nostrud",
-    "exercitation",
-]
+from tests.fakes.fake_openai import start_process  # noqa: E402
+
+WORDS = (
+    "sqlite wal index query table session model token stream reply python async await "
+    "discord bot user public private title search cache memory disk page vacuum journal "
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+    "incididunt labore dolore magna aliqua enim minim veniam quis nostrud exercitation"
+).split()
 
 
 def install(target: Path) -> None:
@@ -93,19 +50,6 @@ def install(target: Path) -> None:
         ],
         check=True,
     )
-
-
-def start_fake() -> tuple[subprocess.Popen, str]:
-    """The fake OpenAI server in its own process; returns it and its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_openai", "--port", "0", "--chunk-size", "8"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    return process, url
 
 
 def populate(db: Path, sessions: int, messages: int, seed: int = 7) -> None:
@@ -184,7 +128,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mschat-ask-"))
     target = work / "site"
     install(target)
-    fake, url = start_fake()
+    fake, url = start_process(ROOT, chunk_size=8)
     try:
         home = work / "home"
         home.mkdir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,11 +31,13 @@ class Context:
     def __init__(self, db: str | None) -> None:
         self.db = db
 
-    def services(self, *, server: bool = False) -> Any:
+    def services(self, *, server: bool = False, notice: bool = False) -> Any:
         """Load the config and open the store (errors become one-line messages).
 
         ``server``: a long-running aiohttp front end, whose provider requests then go
         through aiohttp too (half the CPU of httpx's own stack per streamed reply).
+        ``notice``: the command talks to a model, so say on stderr when it is the
+        bundled offline one.
         """
         from mschat.config import load_config
         from mschat.core.services import build_services
@@ -45,7 +47,10 @@ class Context:
             from mschat.aiohttp_transport import AiohttpTransport
 
             transport = AiohttpTransport
-        return build_services(load_config(db=self.db), async_transport=transport)
+        services = build_services(load_config(db=self.db), async_transport=transport)
+        if notice and services.registry.using_bundled:
+            click.echo(services.registry.bundled_notice(), err=True)
+        return services
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> None:
@@ -61,43 +66,20 @@ def run_async(ctx: Context, body: Callable[[Any], Awaitable[T]], *, notice: bool
     """
 
     async def main() -> T:
-        services = ctx.services()
+        services = ctx.services(notice=notice)
         try:
-            if notice:
-                notice_bundled(services)
             return await body(services)
         finally:
             await services.aclose()
 
     try:
-        return asyncio.run(_as_coroutine(main()))
+        return asyncio.run(main())
     except MschatError as error:
         fail(str(error))
     except KeyboardInterrupt:
         click.echo("\nInterrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
     raise AssertionError("unreachable")
-
-
-async def _as_coroutine(awaitable: Coroutine[Any, Any, T]) -> T:
-    return await awaitable
-
-
-def notice_bundled(services: Any) -> None:
-    """Say once per run on stderr that the bundled offline model is in use."""
-    registry = services.registry
-    if getattr(registry, "using_bundled", False) and not getattr(registry, "_noticed", False):
-        registry._noticed = True
-        describe = getattr(registry, "bundled_notice", None)
-        text = (
-            describe()
-            if callable(describe)
-            else (
-                "Using the bundled offline model. Configure a real provider with "
-                "OPENAI_API_KEY or a [providers.NAME] table in the config file."
-            )
-        )
-        click.echo(text, err=True)
 
 
 class MschatGroup(click.Group):
@@ -214,7 +196,7 @@ def ask(
         if session_ref:
             session_id = (await manager.find_session(user, session_ref)).id
         elif continue_:
-            last = await manager._run(services.store.last_session_of, user.id)
+            last = await manager.last_session(user)
             if last is None:
                 raise MschatError("there is no session to continue; ask without -c first")
             session_id = last.id
@@ -561,10 +543,6 @@ def users() -> None:
     """
 
 
-def _user_dict(user: Any) -> dict[str, Any]:
-    return asdict(user)
-
-
 @users.command("list")
 @click.option("--kind", type=click.Choice(["local", "discord", "api"]), help="Only this kind.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -583,7 +561,7 @@ def users_list(ctx: Context, kind: str | None, as_json: bool) -> None:
 
     found = run_async(ctx, body)
     if as_json:
-        _print_json([_user_dict(u) for u in found])
+        _print_json([asdict(u) for u in found])
         return
     _table(
         [
@@ -625,9 +603,9 @@ def users_show(ctx: Context, user_ref: str | None, as_json: bool) -> None:
 
     user, own = run_async(ctx, body)
     if as_json:
-        _print_json({"user": _user_dict(user), "sessions": [asdict(s) for s in own]})
+        _print_json({"user": asdict(user), "sessions": [asdict(s) for s in own]})
         return
-    for key, value in _user_dict(user).items():
+    for key, value in asdict(user).items():
         click.echo(f"{key:>18}: {value}")
     click.echo(f"{'sessions':>18}: " + (", ".join(f"{s.id} {s.title}" for s in own) or "none"))
 
@@ -689,9 +667,7 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
     async def body(services: Any) -> dict[str, Any]:
         registry = services.registry
         rows = [asdict(info) for info in registry.configured_models()]
-        extra = getattr(registry, "extra_models", None)
-        if callable(extra):
-            rows += [asdict(info) for info in extra()]
+        rows += [asdict(info) for info in registry.extra_models()]
         errors = {}
         if remote:
             for name, config in registry.provider_configs.items():
@@ -831,8 +807,7 @@ def tui(ctx: Context, user_ref: str | None) -> None:
         from mschat.tui.app import run as run_tui  # type: ignore[import-not-found]
     except ImportError as exc:
         fail(f"the terminal UI is not available: {exc}")
-    services = ctx.services()
-    notice_bundled(services)
+    services = ctx.services(notice=True)
     run_tui(services, user_ref=user_ref)
 
 
@@ -850,8 +825,7 @@ def serve_api(ctx: Context, host: str | None, port: int | None) -> None:
     """
     from mschat.api.server import run as run_api  # type: ignore[import-not-found]
 
-    services = ctx.services(server=True)
-    notice_bundled(services)
+    services = ctx.services(server=True, notice=True)
     run_api(services, host=host, port=port)
 
 
@@ -871,8 +845,7 @@ def serve_discord(ctx: Context, log_level: str | None) -> None:
     """
     from mschat.discord.bot import run as run_bot  # type: ignore[import-not-found]
 
-    services = ctx.services(server=True)
-    notice_bundled(services)
+    services = ctx.services(server=True, notice=True)
     run_bot(services, log_level=log_level)
 
 

@@ -58,6 +58,14 @@ def _check_text(name: str, value: str) -> str:
     return value
 
 
+def _given(data: Mapping[str, Any], name: str, required: bool, label: str) -> Any:
+    """The field's value; None when absent, unless it is required."""
+    value = data.get(name)
+    if value is None and required:
+        raise bad_request(label, f"{label} is required", "missing_field")
+    return value
+
+
 def text(
     data: Mapping[str, Any],
     name: str,
@@ -69,10 +77,8 @@ def text(
 ) -> str | None:
     """A string field; ``blank=False`` refuses empty or whitespace-only text."""
     label = label or name
-    value = data.get(name)
+    value = _given(data, name, required, label)
     if value is None:
-        if required:
-            raise bad_request(label, f"{label} is required", "missing_field")
         return None
     if not isinstance(value, str):
         raise bad_request(label, f"{label} must be a string")
@@ -105,10 +111,8 @@ def integer(
 ) -> int | None:
     """An integer field within bounds; ``digits_ok`` also takes a digit string."""
     label = label or name
-    value = data.get(name)
+    value = _given(data, name, required, label)
     if value is None:
-        if required:
-            raise bad_request(label, f"{label} is required", "missing_field")
         return None
     if isinstance(value, str) and digits_ok and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())

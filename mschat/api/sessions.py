@@ -13,19 +13,13 @@ from mschat.api.shapes import message_json, session_json, user_json
 from mschat.core.errors import MschatError
 from mschat.core.manager import SessionManager
 from mschat.core.models import Origin, Status, User
+from mschat.core.rules import ADMIN_ONLY_SETTINGS, MAX_TOKENS_LIMIT, USER_SETTINGS
 
 MAX_PAGE = 500
 MAX_TITLE = 200
-MAX_TOKENS = 1_000_000
+#: what a user may change of themselves (the core's settings less the admin-only ones)
 USER_FIELDS = (
-    "name",
-    "system_msg",
-    "max_tokens",
-    "temperature",
-    "show_public",
-    "attach",
-    "model",
-    "status",
+    *(key for key in USER_SETTINGS if key not in ADMIN_ONLY_SETTINGS),
     "current_session",
 )
 SESSION_FIELDS = ("user", "title", "public", "model", "system_msg")
@@ -91,7 +85,7 @@ async def patch_user(request: web.Request) -> web.StreamResponse:
         changes["system_msg"] = fields.text(body, "system_msg")
     if "max_tokens" in body:
         changes["max_tokens"] = fields.integer(
-            body, "max_tokens", required=True, minimum=1, maximum=MAX_TOKENS
+            body, "max_tokens", required=True, minimum=1, maximum=MAX_TOKENS_LIMIT
         )
     if "temperature" in body:
         changes["temperature"] = fields.number(body, "temperature", minimum=0, maximum=2)

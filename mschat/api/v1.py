@@ -22,12 +22,12 @@ from mschat.api.replies import EventStream, Reply, first_event
 from mschat.core.errors import MschatError, NotFound
 from mschat.core.events import Event
 from mschat.core.models import Origin
+from mschat.core.rules import MAX_TOKENS_LIMIT
 from mschat.core.titles import make_title
 from mschat.core.tokens import estimate_tokens
 
 SESSION_HEADER = "X-Mschat-Session"
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-MAX_TOKENS = 1_000_000
 
 
 def _content(value: Any, where: str, role: str) -> str:
@@ -94,9 +94,9 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
     n = fields.integer(body, "n", minimum=1, maximum=128)
     if n not in (None, 1):
         raise bad_request("n", "n must be 1: mschat answers with one choice")
-    max_tokens = fields.integer(body, "max_completion_tokens", minimum=1, maximum=MAX_TOKENS)
+    max_tokens = fields.integer(body, "max_completion_tokens", minimum=1, maximum=MAX_TOKENS_LIMIT)
     if max_tokens is None:
-        max_tokens = fields.integer(body, "max_tokens", minimum=1, maximum=MAX_TOKENS)
+        max_tokens = fields.integer(body, "max_tokens", minimum=1, maximum=MAX_TOKENS_LIMIT)
     return {
         "temperature": fields.number(body, "temperature", minimum=0, maximum=2),
         "max_tokens": max_tokens,

@@ -310,6 +310,10 @@ class SessionManager:
         public = user.show_public if include_public is None else include_public
         return await self._run(self.store.count_sessions, user.id, include_public=public)
 
+    async def last_session(self, user: User) -> Session | None:
+        """The session the user spoke in most recently (``ask --continue``)."""
+        return await self._run(self.store.last_session_of, user.id)
+
     async def switch_session(self, user: User, session_id: int) -> User:
         """Make an own or public session current and the user active (attach)."""
         session = await self.usable_session(user, session_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -153,12 +153,3 @@ class Usage:
         if self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(slots=True)
-class Page:
-    """A slice of a longer list, for paging front ends."""
-
-    items: list = field(default_factory=list)
-    total: int = 0
-    offset: int = 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from mschat.providers.base import ChatMessage
-
 #: tokens a chat template adds around every message (role markers, separators)
 PER_MESSAGE_OVERHEAD = 4
 
@@ -15,8 +13,3 @@ def estimate_tokens(text: str) -> int:
     (3 bytes) a token, so this over-counts English and is close for CJK and code.
     """
     return len(text.encode("utf-8", "surrogatepass")) // 3 + 1
-
-
-def estimate_message_tokens(message: ChatMessage) -> int:
-    """Estimated tokens of one chat message, overhead included."""
-    return estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD

@@ -186,15 +186,6 @@ class Store:
         with self._lock:
             return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def max_ids(self) -> tuple[int, int, str]:
-        """Max message id, max session id and last session update (change detection)."""
-        with self._lock:
-            row = self.conn.execute(
-                "SELECT (SELECT max(id) FROM messages), (SELECT max(id) FROM sessions),"
-                " (SELECT max(updated) FROM sessions)"
-            ).fetchone()
-        return (row[0] or 0, row[1] or 0, row[2] or "")
-
     # ---- low-level helpers ---------------------------------------------------
 
     @contextmanager

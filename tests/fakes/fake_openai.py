@@ -32,6 +32,9 @@ import dataclasses
 import itertools
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -600,6 +603,30 @@ class FakeOpenAIThread:
 
 
 # ---- standalone --------------------------------------------------------------
+
+
+def start_process(cwd: str | os.PathLike[str], *, chunk_size: int = 4) -> tuple[Any, str]:
+    """Run the fake in its own process (benchmarks); returns the process and its base URL."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.fake_openai",
+            "--port",
+            "0",
+            "--chunk-size",
+            str(chunk_size),
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url.startswith("http"):
+        process.kill()
+        raise SystemExit(f"the fake OpenAI server did not start: {url!r}")
+    return process, url
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
