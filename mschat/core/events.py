@@ -18,6 +18,10 @@ class Started:
     model: str
     context_window: int
     created_session: bool = False
+    #: the user's current session could not be used ("removed", or made "private"
+    #: by its creator), so this message started a new one instead
+    left_session_id: int | None = None
+    left_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

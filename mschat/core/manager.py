@@ -464,10 +464,11 @@ class SessionManager:
 
     # ---- routing plain messages ---------------------------------------------
 
-    async def route(self, user: User, origin: str) -> Session | None:
-        """Where a plain message goes under the user's status; None means a new session.
+    async def route(self, user: User) -> tuple[Session | None, str | None]:
+        """Where a plain message goes under the user's status; no session means a new one.
 
-        Raises PermissionDenied for ``disabled`` users (the message is ignored).
+        The second value says why the current session was left ("removed" or
+        "private"), when it was. Raises PermissionDenied for ``disabled`` users.
         """
         if user.status == Status.DISABLED:
             raise PermissionDenied(
@@ -475,10 +476,12 @@ class SessionManager:
             )
         if user.status == Status.ACTIVE and user.current_session_id is not None:
             try:
-                return await self.usable_session(user, user.current_session_id)
-            except (NotFound, PermissionDenied):
-                return None  # deleted or made private: start afresh
-        return None
+                return await self.usable_session(user, user.current_session_id), None
+            except NotFound:
+                return None, "removed"
+            except PermissionDenied:
+                return None, "private"
+        return None, None
 
     # ---- asking -------------------------------------------------------------
 
@@ -551,10 +554,12 @@ class SessionManager:
         await self._check_allowed(user)
 
         session: Session | None = None
+        left: str | None = None
         if session_id is not None:
             session = await self.usable_session(user, session_id)
         elif not new_session:
-            session = await self.route(user, origin)
+            session, left = await self.route(user)
+        left_session = (user.current_session_id, left) if left else None
         if session is None and explicit_model is None:
             self.resolve_model(user.model)  # fail before storing anything
         created = session is None
@@ -578,6 +583,7 @@ class SessionManager:
                 temperature=temperature,
                 max_tokens=max_tokens,
                 external_ref=external_ref,
+                left_session=left_session,
             ):
                 yield event
 
@@ -730,6 +736,7 @@ class SessionManager:
         max_tokens: int | None = None,
         external_ref: str | None = None,
         existing_user_message: Message | None = None,
+        left_session: tuple[int | None, str] | None = None,
     ) -> AsyncIterator[Event]:
         resolved = model or self.resolve_model(session.model or user.model)
 
@@ -765,6 +772,8 @@ class SessionManager:
             model=resolved.full_name,
             context_window=resolved.context_window,
             created_session=created,
+            left_session_id=left_session[0] if left_session else None,
+            left_reason=left_session[1] if left_session else None,
         )
         relay = ReplyRelay(self, user, session, reply, resolved)
         try:

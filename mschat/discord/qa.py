@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from mschat.core.errors import MschatError, NotFound, PermissionDenied
+from mschat.core.errors import MschatError
 from mschat.core.events import Completed, Failed, HistoryTrimmed, Started, TextDelta
-from mschat.core.models import Origin, Status, User
+from mschat.core.models import Origin, Status
 from mschat.discord.components import feedback_view
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text
@@ -113,12 +113,13 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     stream = ReplyStream(send, interval=bot.edit_interval)
     reply_id: int | None = None
     error: BaseException | None = None
-    note = await _lost_session_note(bot, user)
+    note = ""
     origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
     try:
         async for event in manager.chat(user, text, origin=origin, external_ref=str(message.id)):
             if isinstance(event, Started):
                 reply_id = event.reply_id
+                note += _left_session_note(event)
             elif isinstance(event, TextDelta):
                 stream.feed(event.text)
             elif isinstance(event, HistoryTrimmed):
@@ -153,23 +154,19 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     )
 
 
-async def _lost_session_note(bot: MschatBot, user: User) -> str:
+def _left_session_note(started: Started) -> str:
     """Say so when the current session was removed or made private by its creator.
 
     The core then starts a new session (DESIGN §1); the user must not be surprised.
     """
-    if user.status != Status.ACTIVE or user.current_session_id is None:
-        return ""
-    try:
-        await bot.manager.get_session(user, user.current_session_id)
-    except PermissionDenied:
+    if started.left_reason == "private":
         return (
-            f"\n\n-# Session #{user.current_session_id} is private to its creator now, "
+            f"\n\n-# Session #{started.left_session_id} is private to its creator now, "
             "so this question started a new session."
         )
-    except NotFound:
+    if started.left_reason == "removed":
         return (
-            f"\n\n-# Session #{user.current_session_id} was removed, "
+            f"\n\n-# Session #{started.left_session_id} was removed, "
             "so this question started a new session."
         )
     return ""

@@ -481,3 +481,16 @@ async def test_a_lease_left_by_a_dead_process_expires(services: Services):
     services.store.conn.commit()
     events = await collect(manager.ask(me, "still works", session_id=session.id))
     assert isinstance(events[-1], Completed)
+
+
+async def test_started_says_when_the_current_session_was_left(services: Services):
+    manager = services.manager
+    api = await manager.user("api", "carol")
+    first = await collect(manager.chat(api, "hello", origin=Origin.API))
+    old = first[0].session.id
+    await manager.remove_session(api, old)
+    api = await manager.get_user(api.id)
+    events = await collect(manager.chat(api, "still there?", origin=Origin.API))
+    started = events[0]
+    assert (started.left_session_id, started.left_reason) == (old, "removed")
+    assert started.session.id != old
