@@ -485,12 +485,12 @@ async def test_a_lease_left_by_a_dead_process_expires(services: Services):
 
 async def test_started_says_when_the_current_session_was_left(services: Services):
     manager = services.manager
-    api = await manager.user("api", "carol")
-    first = await collect(manager.chat(api, "hello", origin=Origin.API))
-    old = first[0].session.id
-    await manager.remove_session(api, old)
-    api = await manager.get_user(api.id)
-    events = await collect(manager.chat(api, "still there?", origin=Origin.API))
+    alice = await manager.user("discord", "1", "alice")
+    bob = await manager.user("discord", "2", "bob")
+    shared = await manager.create_session(alice, origin=Origin.DISCORD_GUILD, title="shared")
+    bob = await manager.switch_session(bob, shared.id)
+    await manager.set_session_public(alice, shared.id, False)
+    events = await collect(manager.chat(bob, "still there?", origin=Origin.DISCORD_GUILD))
     started = events[0]
-    assert (started.left_session_id, started.left_reason) == (old, "removed")
-    assert started.session.id != old
+    assert (started.left_session_id, started.left_reason) == (shared.id, "private")
+    assert started.session.id != shared.id
