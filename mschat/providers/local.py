@@ -137,15 +137,9 @@ def unlisted_local_models(registry: Registry) -> list[ModelInfo]:
     for provider in registry.provider_configs.values():
         if provider.type != "local" or provider.models:
             continue
-        model = local_model_name(provider)
         infos.append(
-            ModelInfo(
-                name=f"{provider.name}/{model}",
-                provider=provider.name,
-                model=model,
-                context_window=registry.context_window(provider.name, model),
-                source=provider.source,
-                extra={"path": provider.path or "(bundled)"},
+            registry.model_info(
+                provider, local_model_name(provider), {"path": provider.path or "(bundled)"}
             )
         )
     return infos

@@ -203,19 +203,24 @@ class Registry:
 
     def configured_models(self) -> list[ModelInfo]:
         """Models named in the config (plus aliases), without asking any server."""
-        infos = []
-        for provider in self.provider_configs.values():
-            for model in provider.models:
-                infos.append(
-                    ModelInfo(
-                        name=f"{provider.name}/{model}",
-                        provider=provider.name,
-                        model=model,
-                        context_window=self.context_window(provider.name, model),
-                        source=provider.source,
-                    )
-                )
-        return infos
+        return [
+            self.model_info(provider, model)
+            for provider in self.provider_configs.values()
+            for model in provider.models
+        ]
+
+    def model_info(
+        self, provider: ProviderConfig, model: str, extra: dict[str, str] | None = None
+    ) -> ModelInfo:
+        """What ``mschat models`` and the front ends show of one model."""
+        return ModelInfo(
+            name=f"{provider.name}/{model}",
+            provider=provider.name,
+            model=model,
+            context_window=self.context_window(provider.name, model),
+            source=provider.source,
+            extra=extra or {},
+        )
 
     def bundled_notice(self) -> str:
         """The stderr notice shown once when the bundled offline model is the default."""
