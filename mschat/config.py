@@ -18,6 +18,7 @@ from mschat.core.errors import ConfigError
 
 CONFIG_FILE = "config.toml"
 DB_FILE = "mschat.db"
+STATE_FILE = "state.json"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -49,12 +50,22 @@ def db_path(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("MSCHAT_DB"):
         return Path(env["MSCHAT_DB"]).expanduser()
+    return data_dir(env) / DB_FILE
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where mschat keeps its data (MSCHAT_HOME or the user data dir)."""
     home = home_dir(env)
     if home is not None:
-        return home / DB_FILE
+        return home
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("mschat")) / DB_FILE
+    return Path(platformdirs.user_data_dir("mschat"))
+
+
+def state_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where remembered choices live (last session, theme, notices seen, model lists)."""
+    return data_dir(env) / STATE_FILE
 
 
 # ---- value parsers -----------------------------------------------------------
@@ -193,6 +204,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "api_base": Key(_str, None, "REST base of a Discord-compatible server"),
         "gateway_url": Key(_str, None, "gateway URL of a Discord-compatible server"),
         "edit_interval": Key(_non_negative_float, 1.0, "seconds between streaming edits"),
+        "default_status": Key(
+            _choice("disabled", "new", "active"), "disabled", "status of new Discord members"
+        ),
         "log_level": Key(_choice(*LOG_LEVELS), "info", "log level of the bot"),
     },
     "api": {
@@ -202,6 +216,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "max_body": Key(_positive_int, 1_048_576, "largest request body in bytes"),
         "default_user": Key(_str, "api", "user of /v1 requests without a user field"),
         "cors_origins": Key(_str_list, [], 'browser origins allowed to call the API, or "*"'),
+        "allowed_hosts": Key(
+            _str_list, [], "Host header names accepted besides loopback and the bound address"
+        ),
     },
 }
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 class MschatError(Exception):
     """Base of every error mschat reports to a user."""
 
-    #: exit code the CLI uses for this error
-    exit_code = 1
     #: HTTP status the API uses for this error
     http_status = 400
     #: short machine-readable code (API JSON, logs)
@@ -51,11 +49,29 @@ class PermissionDenied(MschatError):
     http_status = 403
 
 
+class UserIgnored(PermissionDenied):
+    """The user is on the ignore list: nothing they send is stored or answered."""
+
+    code = "user_ignored"
+
+
+class ChatDisabled(PermissionDenied):
+    """The user's status is disabled, so plain messages are not answered."""
+
+    code = "user_disabled"
+
+
 class Busy(MschatError):
     """The object is busy (e.g. a reply is still streaming) or rate limited."""
 
     code = "busy"
     http_status = 429
+
+
+class RateLimited(Busy):
+    """The user asked as many questions as their rate limit allows for now."""
+
+    code = "rate_limited"
 
 
 class DatabaseError(MschatError):

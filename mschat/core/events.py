@@ -9,6 +9,16 @@ from mschat.core.models import Message, Session, Usage
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingForTurn:
+    """Another process is answering in this public session; this ask waits its turn.
+
+    Comes before ``Started``, at most once per ask; nothing is stored yet.
+    """
+
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """The user's message is stored and the reply row exists."""
 
@@ -74,4 +84,13 @@ class Failed:
     message: Message | None
 
 
-Event = Started | HistoryTrimmed | Retrying | TextDelta | UsageReported | Completed | Failed
+Event = (
+    WaitingForTurn
+    | Started
+    | HistoryTrimmed
+    | Retrying
+    | TextDelta
+    | UsageReported
+    | Completed
+    | Failed
+)

@@ -12,9 +12,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from mschat.core import eligibility
 from mschat.core.context import Context, build_context
 from mschat.core.errors import (
-    Busy,
     InvalidInput,
     MschatError,
     NotFound,
@@ -45,7 +45,6 @@ from mschat.core.relay import ReplyRelay, counter_for
 from mschat.core.rules import (
     ADMIN_ONLY_SETTINGS,
     DEFAULT_STATUS,
-    RATE_WINDOW,
     USER_SETTINGS,
     validate_max_tokens,
     validate_status,
@@ -53,9 +52,7 @@ from mschat.core.rules import (
 )
 from mschat.core.titles import clean_title, make_title
 from mschat.core.tokens import estimate_tokens
-from mschat.providers.base import (
-    ChatRequest,
-)
+from mschat.providers.base import ChatRequest, ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.store import Store
 
@@ -89,6 +86,7 @@ class SessionManager:
             "max_tokens": DEFAULT_MAX_TOKENS,
             "temperature": DEFAULT_TEMPERATURE,
             "system_msg": None,
+            "discord_status": DEFAULT_STATUS[UserKind.DISCORD].value,
             **(defaults or {}),
         }
         self.local_user_name = local_user_name
@@ -123,7 +121,7 @@ class SessionManager:
                 kind=kind,
                 external_id=external_id,
                 name=name or external_id,
-                status=DEFAULT_STATUS[UserKind(kind)].value,
+                status=self._new_user_status(UserKind(kind)),
                 max_tokens=self.defaults["max_tokens"],
                 temperature=self.defaults["temperature"],
                 system_msg=self.defaults["system_msg"],
@@ -132,6 +130,12 @@ class SessionManager:
         elif name and name != user.name:
             user = await self._run(self.store.update_user, user.id, name=name)
         return user
+
+    def _new_user_status(self, kind: UserKind) -> str:
+        """New Discord members get the configured status; other kinds their default."""
+        if kind == UserKind.DISCORD:
+            return validate_status(self.defaults["discord_status"])
+        return DEFAULT_STATUS[kind].value
 
     async def local_user(self) -> User:
         """The person at the terminal (an admin of the local store)."""
@@ -211,17 +215,18 @@ class SessionManager:
         """Resolve a model name or alias (errors say how to list models)."""
         return self.registry.resolve(name)
 
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """Every usable model, once: the one list behind every model picker.
+
+        ``refresh`` asks the servers again instead of using a cached list.
+        """
+        return self.registry.configured_models() + self.registry.extra_models()
+
     # ---- sessions -----------------------------------------------------------
 
-    @staticmethod
-    def can_see(user: User, session: Session) -> bool:
-        """Own and public sessions are visible; an admin sees everything."""
-        return session.creator_id == user.id or session.public or user.admin
-
-    @staticmethod
-    def can_use(user: User, session: Session) -> bool:
-        """Asking in or attaching to a session: own or public only (admins too)."""
-        return session.creator_id == user.id or session.public
+    can_see = staticmethod(eligibility.can_see)
+    can_use = staticmethod(eligibility.can_use)
+    can_edit = staticmethod(eligibility.can_edit)
 
     async def usable_session(self, user: User, session_id: int) -> Session:
         """A session the user may ask in or attach to, else PermissionDenied."""
@@ -229,11 +234,6 @@ class SessionManager:
         if not self.can_use(user, session):
             raise PermissionDenied(f"session {session_id} is private to its creator")
         return session
-
-    @staticmethod
-    def can_edit(user: User, session: Session) -> bool:
-        """Only the creator (or an admin) changes a session."""
-        return session.creator_id == user.id or user.admin
 
     async def get_session(self, user: User, session_id: int) -> Session:
         """A session the user may see (a private one of another user is NotFound)."""
@@ -470,10 +470,7 @@ class SessionManager:
         The second value says why the current session was left ("removed" or
         "private"), when it was. Raises PermissionDenied for ``disabled`` users.
         """
-        if user.status == Status.DISABLED:
-            raise PermissionDenied(
-                "your status is disabled; set it to new or active to chat",
-            )
+        eligibility.check_may_route(user)
         if user.status == Status.ACTIVE and user.current_session_id is not None:
             try:
                 return await self.usable_session(user, user.current_session_id), None
@@ -589,19 +586,12 @@ class SessionManager:
 
     async def _check_allowed(self, user: User) -> None:
         """Ignored users and users over their rate limit are refused before storing."""
-        if user.ignored:
-            raise PermissionDenied("you are not allowed to chat here")
+        eligibility.check_not_ignored(user)
         if user.rate_limit is None:
             return
-        since = (datetime.now(UTC) - RATE_WINDOW).isoformat(timespec="microseconds")
+        since = (datetime.now(UTC) - eligibility.RATE_WINDOW).isoformat(timespec="microseconds")
         used, oldest = await self._run(self.store.questions_since, user.id, since)
-        if used >= user.rate_limit:
-            retry = datetime.fromisoformat(oldest) + RATE_WINDOW if oldest else None
-            when = f"; try again after {retry:%Y-%m-%d %H:%M} UTC" if retry else ""
-            raise Busy(
-                f"rate limit reached: {user.rate_limit} questions per "
-                f"{int(RATE_WINDOW.total_seconds() // 3600)} hours{when}"
-            )
+        eligibility.check_rate(user, used, oldest)
 
     async def _after_new_session(self, user: User, session: Session) -> None:
         """With attach on, a new session becomes current and the status active."""

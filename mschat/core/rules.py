@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from mschat.core.errors import InvalidInput
 from mschat.core.models import Status, UserKind
 
 MAX_TEMPERATURE = 2.0
-#: the window of a user's rate limit (DisConcierge counts commands per 6 hours)
-RATE_WINDOW = timedelta(hours=6)
 MAX_TOKENS_LIMIT = 1_000_000
 
 #: statuses for each kind of new user (DESIGN §1)

@@ -63,6 +63,7 @@ def build_services(
         "max_tokens": config.get("defaults", "max_tokens"),
         "temperature": config.get("defaults", "temperature"),
         "system_msg": config.get("defaults", "system_msg"),
+        "discord_status": config.get("discord", "default_status"),
     }
     manager = SessionManager(
         store,

@@ -160,4 +160,38 @@ def m003_session_lease(db: Database) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN lease_until TEXT")
 
 
+@migrations()
+def m004_reply_lease(db: Database) -> None:
+    """A streaming reply's lease: its writer renews it, so a dead writer shows at once."""
+    db.execute("ALTER TABLE messages ADD COLUMN lease_until TEXT")
+
+
+@migrations()
+def m005_idempotency_keys(db: Database) -> None:
+    """Requests retried with the same Idempotency-Key are answered once."""
+    db.executescript(
+        """
+        CREATE TABLE idempotency_keys (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,                  -- the caller's Idempotency-Key header
+            endpoint TEXT NOT NULL,             -- e.g. POST /chat
+            request_hash TEXT NOT NULL,         -- the same key with another body is refused
+            state TEXT NOT NULL,                -- running | done
+            owner TEXT,                         -- the process answering, while running
+            lease_until TEXT,                   -- a dead owner's key can be taken over
+            session_id INTEGER REFERENCES sessions(id) ON DELETE SET NULL,
+            message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+            status_code INTEGER,                -- the first answer, replayed to retries
+            response TEXT,
+            created TEXT NOT NULL,
+            UNIQUE (user_id, key)
+        );
+        CREATE INDEX idx_idempotency_keys_created ON idempotency_keys(created);
+        CREATE INDEX idx_idempotency_keys_session ON idempotency_keys(session_id);
+        CREATE INDEX idx_idempotency_keys_message ON idempotency_keys(message_id);
+        """
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

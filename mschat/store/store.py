@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 BUSY_TIMEOUT_MS = 10_000
 
