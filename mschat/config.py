@@ -580,15 +580,16 @@ def _load_map(file: Path, name: str, given: Any, env: Mapping[str, str]) -> dict
     return result
 
 
-#: variables read outside the sections (paths, shortcuts)
-PATH_VARIABLES = ("MSCHAT_HOME", "MSCHAT_CONFIG", "MSCHAT_DB", "MSCHAT_MODEL")
+#: variables read outside the sections (paths, shortcuts): code that reads a new
+#: MSCHAT_* name adds it here, or users who set it are told it is unknown
+OTHER_VARIABLES = ("MSCHAT_HOME", "MSCHAT_CONFIG", "MSCHAT_DB", "MSCHAT_MODEL")
 #: prefixes whose variables are parsed (or refused) by ``load_config`` itself
 VARIABLE_PREFIXES = tuple(f"MSCHAT_{name.upper()}_" for name in ("providers", *MAP_SECTIONS))
 
 
 def known_variables() -> list[str]:
     """Every fixed MSCHAT_* name mschat reads (prefixed families excluded)."""
-    names = list(PATH_VARIABLES)
+    names = list(OTHER_VARIABLES)
     for section, keys in SECTIONS.items():
         names += [f"MSCHAT_{section.upper()}_{key.upper()}" for key in keys]
     return names
