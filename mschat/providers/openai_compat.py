@@ -19,6 +19,7 @@ those secrets wherever a server's answer or an exception quotes them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import hashlib
@@ -761,10 +762,20 @@ class OpenAICompatProvider:
     ) -> None:
         self.name = name
         self.api_key_env = api_key_env  # only named in error messages
-        self._base_url = base_url.rstrip("/")
+        self._given_url = base_url.rstrip("/")  # with its credentials: for Target only
         #: the base URL as messages and reprs show it (credentials masked)
-        self.url = redact_url(self._base_url)
+        self.url = redact_url(self._given_url)
+        self._api_key = api_key or None
+        self._authorization = f"Bearer {self._api_key}" if self._api_key else None
         try:
+            url = httpx.URL(self._given_url)
+            if url.userinfo:
+                # user:password@ means HTTP basic auth (as in httpx); it is sent as a
+                # header, never in the URL, which transports and logs would show
+                pair = f"{url.username}:{url.password}".encode()
+                self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+                url = url.copy_with(userinfo=b"")
+            self._base_url = str(url)
             # parsed once: httpx parses a URL string in pure Python on every request
             self._chat_url = endpoint(self._base_url, "/chat/completions")
         except httpx.InvalidURL:
@@ -773,7 +784,6 @@ class OpenAICompatProvider:
                 kind="not_configured",
                 hint=f"set providers.{name}.base_url to the server's /v1 URL",
             ) from None
-        self._api_key = api_key or None
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_retries = max_retries
@@ -794,8 +804,8 @@ class OpenAICompatProvider:
 
     def _client_options(self, *, for_async: bool = False) -> dict[str, Any]:
         headers = {"User-Agent": f"mschat/{__version__}", **self._extra_headers}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        if self._authorization:
+            headers["Authorization"] = self._authorization
         options: dict[str, Any] = {
             "headers": headers,
             "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
@@ -815,7 +825,7 @@ class OpenAICompatProvider:
         return self._aclient
 
     def _target(self, model: str | None) -> Target:
-        return Target(self.name, self._base_url, model, self._api_key, self.api_key_env)
+        return Target(self.name, self._given_url, model, self._api_key, self.api_key_env)
 
     def _delay(self, failure: ProviderFailure, attempt: int, state: StreamState) -> float | None:
         return retry_delay(

@@ -110,6 +110,7 @@ class RecordedCall:
     headers: dict[str, str]
     body: Any
     time: float  # time.monotonic() on arrival
+    query: str = ""  # the query string, without "?"
 
 
 @dataclass
@@ -291,7 +292,12 @@ class FakeOpenAI:
     def _record(self, request: web.Request, body: Any) -> None:
         self.calls.append(
             RecordedCall(
-                request.method, request.path, dict(request.headers), body, time.monotonic()
+                request.method,
+                request.path,
+                dict(request.headers),
+                body,
+                time.monotonic(),
+                request.query_string,
             )
         )
 

@@ -9,14 +9,12 @@ import socket
 import subprocess
 import sys
 import types
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from mschat.core.errors import ProviderError
 from mschat.providers import openai_compat
@@ -40,8 +38,8 @@ from mschat.providers.openai_compat import (
     retry_delay,
 )
 from tests.fakes.fake_openai import FakeOpenAI
+from tests.providers.conftest import KEY, MakeProvider
 
-KEY = "sk-secret-test-key-123"
 REQUEST = ChatRequest(
     model="fake-model",
     messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "hello there")),
@@ -50,38 +48,6 @@ REQUEST = ChatRequest(
     seed=7,
     user="u1",
 )
-MakeProvider = Callable[..., OpenAICompatProvider]
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    """A started fake server."""
-    async with FakeOpenAI() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(params=["httpx", "aiohttp"])
-async def make(fake: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterator[MakeProvider]:
-    """Build providers aimed at the fake (tiny backoff) and close them afterwards.
-
-    Every async test runs over httpx's own transport and over the aiohttp one
-    the servers use: both must raise the same errors.
-    """
-    made: list[OpenAICompatProvider] = []
-
-    def factory(**options: object) -> OpenAICompatProvider:
-        if request.param == "aiohttp":
-            from mschat.aiohttp_transport import AiohttpTransport
-
-            options.setdefault("async_transport", AiohttpTransport())
-        options = {"base_url": fake.base_url, "api_key": KEY, "backoff_base": 0.01, **options}
-        provider = OpenAICompatProvider("fake", **options)  # type: ignore[arg-type]
-        made.append(provider)
-        return provider
-
-    yield factory
-    for provider in made:
-        await provider.aclose()
 
 
 async def collect(
