@@ -947,13 +947,22 @@ class OpenAICompatProvider:
         try:
             with httpx.Client(**{**self._client_options(), "timeout": timeout}) as client:
                 resp = client.get(endpoint(self._base_url, "/models"))
+            return _served_models(target, resp)
         except httpx.HTTPError as exc:
             failure = classify_transport_error(target, exc, timeout=timeout.read)
-            raise failure.to_error() from None
-        try:
-            return _served_models(target, resp)
-        except ProviderFailure as failure:
-            raise failure.to_error() from None
+        except ProviderFailure as exc:
+            failure = exc
+        if failure.status == 404:
+            reason = "no /models endpoint (404)"
+        elif failure.status is not None:
+            reason = failure.message()
+        else:  # the transport's reason ("connection refused") or what was wrong with the answer
+            reason = failure.detail or failure.head
+        raise ProviderError(
+            f"provider '{self.name}' at {self.url} cannot list its models: {reason}",
+            kind=failure.kind,
+            status=failure.status,
+        )
 
     def count_tokens(self, model: str, messages: list[ChatMessage]) -> int | None:
         """Prompt tokens via tiktoken when installed and its encoding is cached; else None."""

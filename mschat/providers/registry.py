@@ -202,7 +202,7 @@ class Registry:
             )
         except ProviderError as error:
             raise ProviderError(
-                f"{error.message}; mschat uses the models a server lists",
+                error.message,
                 kind=error.kind,
                 status=error.status,
                 hint=self._models_hint(provider),
@@ -212,8 +212,8 @@ class Registry:
     def _models_hint(provider: ProviderConfig) -> str:
         env = f"MSCHAT_PROVIDERS_{provider.name.upper()}_MODELS"
         return (
-            f"name the models to use in providers.{provider.name}.models in the config file "
-            f"(or {env}=model1,model2)"
+            f"name its models in providers.{provider.name}.models in the config file, "
+            f"or export {env}=model1,model2"
         )
 
     def _offers(self, provider: ProviderConfig, model: str) -> bool:
@@ -285,7 +285,11 @@ class Registry:
         provider_name, _, model = name.partition("/")
         provider = self.provider_configs.get(provider_name)
         if model and provider is not None:
-            if self._offers(provider, model):
+            try:
+                offered = self._offers(provider, model)
+            except ProviderError as error:
+                raise self._unchecked(asked, error) from None
+            if offered:
                 return self._resolved(provider_name, model)
             raise self._unknown(asked, name, provider)
         # a bare name (which may itself contain '/', e.g. "meta/llama"): offline lists first
@@ -302,12 +306,15 @@ class Registry:
             except ProviderError as error:
                 failures.append(error)
         if failures and len(failures) == sum(map(self.is_open, self.provider_configs.values())):
-            # nothing could be checked: say why rather than "unknown"
-            first = failures[0]
-            raise ProviderError(
-                f"cannot check model {asked!r}: {first.message}", kind=first.kind, hint=first.hint
-            )
+            raise self._unchecked(asked, failures[0])  # nothing could be checked: say why
         raise self._unknown(asked, name, None)
+
+    @staticmethod
+    def _unchecked(asked: str, error: ProviderError) -> ProviderError:
+        """The error for a name whose provider's server could not list its models."""
+        return ProviderError(
+            f"cannot check model {asked!r}: {error.message}", kind=error.kind, hint=error.hint
+        )
 
     def _unknown(self, asked: str, name: str, provider: ProviderConfig | None) -> NotFound:
         """The error for a name no list has, with the closest usable names."""

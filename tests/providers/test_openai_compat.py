@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -164,6 +165,19 @@ async def test_429_honours_retry_after_ms_then_succeeds(
     assert "rate limited by fake (429)" in retries[0].error
     assert text_of(events) == "Echo: hello there"
     assert fake.calls[1].time - fake.calls[0].time >= 0.045
+
+
+async def test_a_retry_is_one_event_and_nothing_on_stderr(
+    fake: FakeOpenAI, make: MakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.inject("503")
+    events = await collect(make())
+    assert [type(e) for e in events].count(RetryChunk) == 1
+    # with no logging configured (the CLI), records from WARNING up reach stderr
+    # through logging's last-resort handler: a retry must not make one
+    mine = [r for r in caplog.records if r.name.startswith("mschat")]
+    assert mine and all(r.levelno < logging.WARNING for r in mine)
 
 
 async def test_429_forever_is_rate_limited(fake: FakeOpenAI, make: MakeProvider) -> None:
