@@ -62,8 +62,9 @@ class ServedModels:
     ) -> Served:
         """The list of ``provider``'s server; asks it when the known one is older than ``max_age``.
 
-        Raises ``ProviderError`` only when the server cannot be asked and no list
-        was ever known.
+        ``max_age=0`` always asks (a refresh), even right after a failure. Raises
+        ``ProviderError`` only when the server cannot be asked and no list was
+        ever known.
         """
         digest = server_digest(base_url)
         now = self._clock()
@@ -71,7 +72,7 @@ class ServedModels:
         if known is not None and now - known[0] <= max_age:
             return known[1]
         failed = self._failures.get(provider)
-        if failed is None or now - failed[0] > RETRY_FAILED_AFTER:
+        if failed is None or now - failed[0] > RETRY_FAILED_AFTER or max_age <= 0:
             try:
                 served = fetch()
             except ProviderError as error:

@@ -375,3 +375,22 @@ def test_a_cold_ask_with_a_configured_model_asks_nothing_else(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
     assert [call.path for call in server.calls] == ["/v1/chat/completions"]
+
+
+async def test_a_refresh_asks_again_right_after_a_failure(
+    server: FakeOpenAIThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    server.serve_models = False
+    services = build_services(load_config())
+    try:
+        assert await services.manager.list_models() == []
+        server.serve_models = True
+        assert await services.manager.list_models() == []  # a failed server rests a minute
+        assert "openai" in services.registry.unlisted
+        listed = await services.manager.list_models(refresh=True)
+        assert [m.name for m in listed] == ["openai/llama3.2", "openai/qwen2.5"]
+        assert services.registry.unlisted == {}
+    finally:
+        await services.aclose()
+    assert len(server.model_calls) == 2
