@@ -11,7 +11,6 @@ error then says to name its models in ``providers.NAME.models``.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -328,6 +327,8 @@ class Registry:
             for p in self.provider_configs.values()
             for m in [*self.listed(p), *(self._served_now(p) or {})]
         ]
+        import difflib  # only on this error path: a few ms that `mschat ask` never pays
+
         close = difflib.get_close_matches(name, [*names, *self.config.aliases], n=3, cutoff=0.6)
         hint = "`mschat models` lists the models you can use"
         if close:
