@@ -365,15 +365,14 @@ def test_a_cold_ask_with_a_configured_model_asks_nothing_else(
         "    [e async for e in services.manager.ask(me, 'hi', new_session=True)]\n"
         "    await services.aclose()\n"
         "asyncio.run(main())\n"
-        "print(json.dumps([m for m in ('mschat.providers.discovery', 'mschat.state')"
-        " if m in sys.modules]))\n"
+        "print(json.dumps('mschat.providers.discovery' in sys.modules))\n"
     )
     env = {**os.environ, "MSCHAT_HOME": str(mschat_home)}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+    assert json.loads(done.stdout) is False  # the model list machinery is not even imported
     assert [call.path for call in server.calls] == ["/v1/chat/completions"]
 
 
