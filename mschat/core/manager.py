@@ -221,7 +221,7 @@ class SessionManager:
 
         ``refresh`` asks the servers again instead of using a cached list.
         """
-        return self.registry.configured_models() + self.registry.extra_models()
+        return await self.registry.list_models(refresh=refresh)
 
     # ---- sessions -----------------------------------------------------------
 
