@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
+from mschat.store.search import fts_query, has_word, is_literal, search_terms, snippet
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -149,82 +149,6 @@ def _session(row: tuple, names: Sequence[str]) -> Session:
 
 def _message(row: tuple, names: Sequence[str]) -> Message:
     return Message(**dict(zip(names, row, strict=True)))
-
-
-#: characters around a search term that belong to the prose, not to the term:
-#: ``"foo"``, ``(C++)`` and ``WAL?`` search for foo, C++ and WAL
-_PROSE_EDGES = "\"'“”‘’«»()[]{}<>.,;:!?"
-#: a snippet shows about this many words around the first match...
-_SNIPPET_WORDS = 12
-#: ...cut from this many characters either side of it, so a 20 MB message costs
-#: no more than a short one (FTS5's snippet() is quadratic in the message size)
-_SNIPPET_REACH = 300
-_SNIPPET_MAX_CHARS = 160
-
-
-def search_terms(text: str) -> list[str]:
-    """The terms of a search: its words, without the prose punctuation around them.
-
-    Nothing in them is syntax: quotes, ``AND``, ``NEAR``, ``*``, ``^``, ``:``
-    and ``-`` are searched for like any other character.
-    """
-    return [term for word in text.split() if (term := word.strip(_PROSE_EDGES))]
-
-
-def _has_word(term: str) -> bool:
-    return any(char.isalnum() for char in term)
-
-
-def _fts_query(terms: Sequence[str]) -> str:
-    """Every term as an FTS5 phrase (all must match); the last as a prefix if it ends a word.
-
-    The tokenizer splits ``write-ahead`` into a two-word phrase and ``C++`` into
-    "c"; the search then also asks for the literal term (see ``search``).
-    """
-    phrases = ['"' + term.replace('"', '""') + '"' for term in terms if _has_word(term)]
-    if terms[-1][-1].isalnum():
-        phrases[-1] += "*"  # search as you type
-    return " ".join(phrases)
-
-
-def _term_pattern(terms: Sequence[str]) -> re.Pattern[str]:
-    """Where the terms occur in a text (case-insensitive), as FTS5 matched them."""
-    parts = []
-    for term in sorted(terms, key=len, reverse=True):  # the longest first: C++ before C
-        if not term.isalnum():
-            parts.append(re.escape(term))
-            continue
-        ending = r"[^\W_]*" if term == terms[-1] else r"(?![^\W_])"
-        parts.append(rf"(?<![^\W_]){re.escape(term)}{ending}")
-    return re.compile("|".join(parts), re.IGNORECASE)
-
-
-def _snippet(window: str, start: int, at: int, terms: Sequence[str]) -> str:
-    """About a dozen words of ``window`` around the first match, terms in [brackets].
-
-    ``window`` is the text from character ``start`` (1-based) of the message,
-    ``at`` where the first term was found in it (0: not found); "…" marks a cut.
-    """
-    more = len(window) > 2 * _SNIPPET_REACH
-    window = window[: 2 * _SNIPPET_REACH]
-    pattern = _term_pattern(terms)
-    near = max(at - start, 0)
-    match = pattern.search(window, near) or pattern.search(window)
-    focus = match.start() if match else near
-    words = [word.span() for word in re.finditer(r"\S+", window)]
-    if not words:
-        return ""
-    hit = next((i for i, (_, end) in enumerate(words) if end > focus), len(words) - 1)
-    first = max(0, min(hit - _SNIPPET_WORDS // 3, len(words) - _SNIPPET_WORDS))
-    last = min(len(words), first + _SNIPPET_WORDS)
-    begin, end = words[first][0], words[last - 1][1]
-    if end - begin > _SNIPPET_MAX_CHARS:  # a very long "word": a blob, a URL, a base64 line
-        begin = max(begin, min(focus - _SNIPPET_MAX_CHARS // 3, end - _SNIPPET_MAX_CHARS))
-        end = begin + _SNIPPET_MAX_CHARS
-    text = pattern.sub(lambda found: f"[{found.group(0)}]", window[begin:end])
-    head = "…" if start > 1 or begin > 0 else ""
-    tail = "…" if more or end < len(window) else ""
-    return f"{head}{text}{tail}"
 
 
 class Store:
@@ -780,20 +704,18 @@ class Store:
     ) -> list[SearchHit]:
         """Messages visible to a user that contain every term of ``text``, newest first.
 
-        A term is literal: one with symbols (``C++``, ``foo.bar``) must appear as
+        Terms are literal: one with symbols (``C++``, ``foo.bar``) must appear as
         typed, ignoring ASCII case; a plain word matches a word of the message
-        (also without accents), the last one as a prefix. A search without any
-        letter or digit finds nothing.
+        (accents ignored), the last one as a prefix. A search without any letter
+        or digit finds nothing.
         """
         terms = search_terms(text)
-        if not any(_has_word(term) for term in terms):
+        if not any(has_word(term) for term in terms):
             return []
         clauses, params = self._visibility(user_id, include_public)
-        for term in terms:
-            if not term.isalnum():
-                # the FTS index found its words; the symbols are checked here
-                clauses.append("instr(lower(m.content), lower(?)) > 0")
-                params.append(term)
+        for term in filter(is_literal, terms):
+            clauses.append("instr(lower(m.content), lower(?)) > 0")
+            params.append(term)
         extra = "".join(f" AND {clause}" for clause in clauses)
         sql = (
             "SELECT m.id, m.session_id, s.title, m.role, m.created "
@@ -803,10 +725,9 @@ class Store:
             "ORDER BY messages_fts.rowid DESC LIMIT ? OFFSET ?"
         )
         try:
-            _, rows = self._query(sql, [_fts_query(terms), *params, limit, offset])
+            _, rows = self._query(sql, [fts_query(terms), *params, limit, offset])
         except sqlite3.OperationalError as exc:
             raise DatabaseError(f"search failed: {exc}") from exc
-        windows = self._snippet_windows([row[0] for row in rows], terms[0])
         return [
             SearchHit(
                 message_id=message_id,
@@ -814,24 +735,19 @@ class Store:
                 session_title=title,
                 role=role,
                 created=created,
-                snippet=_snippet(*windows[message_id], terms),
+                snippet=self._snippet(message_id, terms),
             )
             for message_id, session_id, title, role, created in rows
         ]
 
-    def _snippet_windows(self, ids: list[int], needle: str) -> dict[int, tuple[str, int, int]]:
-        """Per message: the text around where ``needle`` first occurs, its start, and where."""
-        if not ids:
-            return {}
-        marks = ", ".join("?" for _ in ids)
-        _, rows = self._query(
-            "WITH found AS MATERIALIZED (SELECT id, instr(lower(content), lower(?)) AS at "
-            f"FROM messages WHERE id IN ({marks})) "
-            "SELECT found.id, substr(m.content, max(found.at - ?, 1), ?), "
-            "max(found.at - ?, 1), found.at FROM found JOIN messages m ON m.id = found.id",
-            [needle, *ids, _SNIPPET_REACH, 2 * _SNIPPET_REACH + 1, _SNIPPET_REACH],
-        )
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+    def _snippet(self, message_id: int, terms: list[str]) -> str:
+        # read in pieces: only the part around the first match leaves the file
+        with self._lock:
+            try:
+                with self.conn.blobopen("messages", "content", message_id, readonly=True) as blob:
+                    return snippet(blob, terms)
+            except sqlite3.OperationalError:
+                return ""  # deleted since the query
 
     # ---- operations logs ----------------------------------------------------
 

@@ -122,6 +122,22 @@ def test_a_huge_word_is_cut_too(store: Store):
     assert hit.snippet.startswith("see [needlexxx") and len(hit.snippet) < 200
 
 
+def test_a_match_across_the_pieces_read_is_found(store: Store):
+    """Messages are read 64 KiB at a time: a match may straddle two pieces."""
+    head = "é " * 10_000 + "a" * 20_000  # multi-byte characters before the match
+    pad = " " * (65_536 - 3 - len(head.encode()))
+    store.add_message(session_id=1, author_id=1, role="user", content=f"{head}{pad}needle tail")
+    (hit,) = store.search("needle", user_id=1)
+    assert hit.snippet.endswith("[needle] tail")
+
+
+def test_the_snippet_shows_a_word_not_a_word_inside_another(store: Store):
+    content = "concatenate " * 20_000 + "the cat sat"
+    store.add_message(session_id=1, author_id=1, role="user", content=content)
+    hits = store.search("cat sat", user_id=1)
+    assert hits[0].snippet.endswith("concatenate the [cat] [sat]")
+
+
 @pytest.mark.timeout(60)
 def test_sessions_search_cpp_finds_only_cpp(store: Store, mschat_home: Path):
     env = {**os.environ, "MSCHAT_HOME": str(mschat_home), "MSCHAT_DB": store.path}
