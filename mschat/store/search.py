@@ -132,11 +132,13 @@ def _cut(text: str, focus: int, before: bool, after: bool, pattern: re.Pattern[s
     match = pattern.search(text, focus) or pattern.search(text)
     if match:
         focus = match.start()
-    words = [word.span() for word in re.finditer(r"\S+", text)]
+    # the words that count hold a letter or digit, as FTS5's tokens do ("=" does not)
+    words = [word.span() for word in re.finditer(r"\S*[^\W_]\S*", text)]
     if not words:
         return ""
     hit = next((i for i, (_, end) in enumerate(words) if end > focus), len(words) - 1)
-    first = max(0, min(hit - _WORDS // 3, len(words) - _WORDS))
+    # a third of the words before the match; from the start if it is that near
+    first = 0 if hit < _WORDS * 2 // 3 else max(0, min(hit - _WORDS // 3, len(words) - _WORDS))
     last = min(len(words), first + _WORDS)
     begin, end = words[first][0], words[last - 1][1]
     if end - begin > _MAX_CHARS:
