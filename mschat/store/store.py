@@ -31,6 +31,10 @@ MIGRATION_SET = "mschat"
 
 BUSY_TIMEOUT_MS = 10_000
 
+#: how long to wait for another process's migration (a rebuild of a million
+#: messages takes about ten seconds)
+MIGRATION_WAIT_MS = 300_000
+
 #: page cache while migrating (negative: KiB): a table rebuild of a million
 #: messages takes a fifth less time with 64 MB than with SQLite's 2 MB default
 MIGRATION_CACHE_SIZE = -65_536
@@ -313,11 +317,14 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys = OFF")
             cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
             self.conn.execute(f"PRAGMA cache_size = {MIGRATION_CACHE_SIZE}")
+            # another process may be migrating a big database: wait for it
+            self.conn.execute(f"PRAGMA busy_timeout = {MIGRATION_WAIT_MS}")
             try:
                 # one write transaction: two processes opening a blank or old
                 # database at once must not both migrate it
                 with self.write():
-                    self._version()  # another (newer) mschat may have migrated meanwhile
+                    if self._version() == (SCHEMA_VERSION, APPLICATION_ID):
+                        return  # the other process did
                     broken = set(self.conn.execute("PRAGMA foreign_key_check"))
                     migrations.apply(self.db)
                     # rows that already referred to missing ones are not the upgrade's doing
@@ -331,6 +338,7 @@ class Store:
                 raise DatabaseError(f"cannot upgrade database {self.path}: {exc}") from exc
             finally:
                 self.conn.execute(f"PRAGMA cache_size = {cache}")
+                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 self.conn.execute("PRAGMA foreign_keys = ON")
 
     def data_version(self) -> int:

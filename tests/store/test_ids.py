@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import subprocess
@@ -248,4 +249,28 @@ def test_rows_that_already_referred_to_missing_rows_do_not_block_the_upgrade(tmp
     assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == [
         ("messages", 10, "users", 0)
     ]
+    store.close()
+
+
+def _open_and_count(path: str) -> None:
+    store = Store.open(path)
+    assert store.table_counts()["messages"] == 5
+    store.close()
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_opening_an_old_database_upgrade_it_once(tmp_path: Path):
+    path = tmp_path / "old.db"
+    conn = _schema_5(path)
+    _fill(conn)
+    conn.close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_open_and_count, args=(str(path),)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(90)
+        assert worker.exitcode == 0
+    store = Store.open(path)
+    assert store.applied_migrations().count("m006_ids_never_reused") == 1
     store.close()
