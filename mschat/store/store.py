@@ -131,10 +131,13 @@ def _newer(path: str | Path, what: str) -> DatabaseError:
     )
 
 
-def _read_only(exc: sqlite3.Error, *codes: int) -> bool:
+def _read_only(exc: sqlite3.Error) -> bool:
     """Whether SQLite failed because the file (or its directory) cannot be written."""
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # without the extended part
-    return code in (sqlite3.SQLITE_READONLY, *codes)
+    return _result_code(exc) == sqlite3.SQLITE_READONLY
+
+
+def _result_code(exc: sqlite3.Error) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF  # without the extended part
 
 
 def _user(row: sqlite3.Row | tuple, names: Sequence[str]) -> User:
@@ -227,28 +230,30 @@ class Store:
         A WAL database in a directory mschat cannot write has no -shm to read
         through: it is then read as an immutable file, if no -wal holds changes.
         """
+        query = "SELECT * FROM pragma_user_version, pragma_application_id"
         try:
-            version, application_id = self.conn.execute(
-                "SELECT * FROM pragma_user_version, pragma_application_id"
-            ).fetchone()
+            version, application_id = self.conn.execute(query).fetchone()
         except sqlite3.OperationalError as exc:
-            if not _read_only(exc, sqlite3.SQLITE_CANTOPEN) or not self._reopen_immutable():
+            if not _read_only(exc) and _result_code(exc) != sqlite3.SQLITE_CANTOPEN:
                 raise
-            return self._version()
+            self._reopen_immutable()
+            version, application_id = self.conn.execute(query).fetchone()
         _check_version(self.path, version=version, application_id=application_id)
         return version, application_id
 
-    def _reopen_immutable(self) -> bool:
+    def _reopen_immutable(self) -> None:
         path = Path(self.path)
         wal = path.with_name(path.name + "-wal")
         if path.name == ":memory:" or (wal.exists() and wal.stat().st_size):
-            return False
+            raise DatabaseError(
+                f"cannot read database {path}: it is read-only, and its last changes are "
+                f"still in {wal.name}; open it once where it can be written"
+            )
         self.conn.close()
         self.conn = sqlite3.connect(
             f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False
         )
         self._settings()
-        return True
 
     def _check_contents(self, version: int) -> None:
         """Refuse, before any write, a file mschat did not make (or a newer mschat did).
