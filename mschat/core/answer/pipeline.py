@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
@@ -39,7 +39,7 @@ class Answerer:
         self.settings = settings or WriterSettings()
         self.turns = Turns(store, run, owner or new_owner(), lease=self.settings.lease)
 
-    async def answer(
+    def answer(
         self,
         user: User,
         session: Session,
@@ -54,12 +54,9 @@ class Answerer:
 
         ``options``: ``system``, ``temperature``, ``max_tokens``, ``external_ref``.
         """
-        turn = self.turns.turn(session)
-        try:
-            async with contextlib.aclosing(turn.take()) as waits:
-                async for waiting in waits:
-                    yield waiting
-            async for event in self._answer(
+
+        def body(turn: Turn) -> AsyncIterator[Event]:
+            return self._answer(
                 turn,
                 user,
                 session,
@@ -68,22 +65,14 @@ class Answerer:
                 model=model,
                 left_session=left_session,
                 **options,
-            ):
-                yield event
-        except BaseException:
-            turn.release_now()
-            raise
-        await turn.release()
+            )
 
-    async def answer_again(
-        self, user: User, session: Session, **options: Any
-    ) -> AsyncIterator[Event]:
+        return self._in_turn(session, body)
+
+    def answer_again(self, user: User, session: Session, **options: Any) -> AsyncIterator[Event]:
         """Replace the last reply of a session by a new answer to its last question."""
-        turn = self.turns.turn(session)
-        try:
-            async with contextlib.aclosing(turn.take()) as waits:
-                async for waiting in waits:
-                    yield waiting
+
+        async def body(turn: Turn) -> AsyncIterator[Event]:
             history = await self.run(self.store.messages, session.id, limit=2)
             question = next((m for m in reversed(history) if m.role == "user"), None)
             if question is None:
@@ -93,7 +82,22 @@ class Answerer:
                 turn, user, session, question.content, question=question, **options
             ):
                 yield event
+
+        return self._in_turn(session, body)
+
+    async def _in_turn(
+        self, session: Session, body: Callable[[Turn], AsyncIterator[Event]]
+    ) -> AsyncIterator[Event]:
+        """Run ``body`` holding the session's turn; says first if it had to wait."""
+        turn = self.turns.turn(session)
+        try:
+            async with contextlib.aclosing(turn.take()) as waits:
+                async for waiting in waits:
+                    yield waiting
+            async for event in body(turn):
+                yield event
         except BaseException:
+            # the task may be cancelled: give the turn back without awaiting
             turn.release_now()
             raise
         await turn.release()

@@ -80,9 +80,11 @@ class Turn:
             async with contextlib.aclosing(turn.take()) as waits:
                 async for waiting in waits:
                     yield waiting  # at most one WaitingForTurn
-            ...
-        finally:
-            await turn.release()
+            ...  # store the question, stream the reply
+        except BaseException:
+            turn.release_now()  # cancelled: no awaiting
+            raise
+        await turn.release()
     """
 
     def __init__(self, turns: Turns, session: Session) -> None:
