@@ -10,7 +10,6 @@ by :func:`estimate_message` otherwise. Callers never add an overhead of their ow
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mschat.providers.base import ChatMessage
@@ -36,12 +35,15 @@ def estimate_message(content: str) -> int:
     return estimate_tokens(content) + PER_MESSAGE_OVERHEAD
 
 
-@dataclass(frozen=True, slots=True)
 class PromptCounter:
     """What a prompt costs: each message with its framing, plus a fixed part once."""
 
-    message: Callable[[ChatMessage], int]
-    fixed: int = 0
+    # a plain class, not a dataclass: this module is on the cold path of `mschat ask`
+    __slots__ = ("fixed", "message")
+
+    def __init__(self, message: Callable[[ChatMessage], int], fixed: int = 0) -> None:
+        self.message = message
+        self.fixed = fixed
 
     def prompt(self, messages: Iterable[ChatMessage]) -> int:
         """The cost of a whole prompt made of ``messages``."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,12 +33,15 @@ from mschat.store.store import Store
 FLUSH_INTERVAL = 0.25
 
 
-@dataclass(frozen=True, slots=True)
 class WriterSettings:
     """How a reply is written: content flush interval and the lease of its row."""
 
-    flush_interval: float = FLUSH_INTERVAL
-    lease: timedelta = LEASE
+    # a plain class, not a dataclass: this module is on the cold path of `mschat ask`
+    __slots__ = ("flush_interval", "lease")
+
+    def __init__(self, flush_interval: float = FLUSH_INTERVAL, lease: timedelta = LEASE) -> None:
+        self.flush_interval = flush_interval
+        self.lease = lease
 
 
 class ReplyWriter:
