@@ -637,24 +637,27 @@ class Store:
         """Change a message's fields (content while streaming, final status...)."""
         self._update("messages", message_id, values)
 
-    def interrupt_stale_replies(self, before: str, reason: str) -> int:
-        """Mark replies still ``streaming`` since before ``before`` as interrupted.
+    def interrupt_stale_replies(self, now: str, legacy_before: str, reason: str) -> int:
+        """Mark replies still ``streaming`` whose writer is gone as interrupted.
 
-        A process killed mid-reply cannot mark its own reply; nothing streams for
-        that long, so the next mschat to start does it. Returns how many.
+        A writer is gone when its lease ended before ``now``; a reply from before
+        reply leases (none stored) when it was made before ``legacy_before``. A
+        process killed mid-reply cannot mark its own reply, so others do. Only the
+        partial index of streaming replies is read. Returns how many.
         """
-        _, rows = self._query(
-            "SELECT id FROM messages WHERE status = 'streaming' AND created < ?", [before]
+        stale = (
+            "status = 'streaming' AND (lease_until < ? OR (lease_until IS NULL AND created < ?))"
         )
+        _, rows = self._query(f"SELECT id FROM messages WHERE {stale}", [now, legacy_before])
         if not rows:
             return 0
         with self.write() as conn:
-            conn.executemany(
-                "UPDATE messages SET status = 'interrupted', error = ? "
-                "WHERE id = ? AND status = 'streaming'",
-                [(reason, row[0]) for row in rows],
+            cursor = conn.executemany(
+                "UPDATE messages SET status = 'interrupted', error = ?, lease_until = NULL "
+                f"WHERE id = ? AND {stale}",
+                [(reason, row[0], now, legacy_before) for row in rows],
             )
-        return len(rows)
+        return cursor.rowcount
 
     def find_message_by_ref(self, external_ref: str) -> Message | None:
         """The message carrying this external reference (e.g. a Discord message id)."""
@@ -797,3 +800,45 @@ class Store:
             "SELECT * FROM api_calls WHERE message_id = ? ORDER BY id", [message_id]
         )
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # ---- replies and their leases (the answer pipeline) ---------------------
+
+    def add_reply(self, session_id: int, model: str, lease_until: str) -> Message:
+        """Insert an empty ``streaming`` reply, leased to its writer until ``lease_until``."""
+        now = utcnow()
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO messages (session_id, role, content, model, created, status, "
+                "lease_until) VALUES (?, 'assistant', '', ?, ?, 'streaming', ?)",
+                [session_id, model, now, lease_until],
+            )
+        return Message(
+            id=int(cursor.lastrowid or 0),
+            session_id=session_id,
+            author_id=None,
+            role="assistant",
+            content="",
+            created=now,
+            status="streaming",
+            model=model,
+        )
+
+    def renew_reply_lease(self, message_id: int, lease_until: str) -> None:
+        """Push a streaming reply's lease forward (its writer is alive)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'streaming'",
+                [lease_until, message_id],
+            )
+
+    def retitle_untouched_session(self, session_id: int, default: str, title: str) -> bool:
+        """Give a session still titled ``default`` and without messages a title.
+
+        A session the user renamed, or one that already has messages, keeps its title.
+        """
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET title = ? WHERE id = ? AND title = ? AND message_count = 0",
+                [title, session_id, default],
+            )
+            return cursor.rowcount == 1
