@@ -17,6 +17,7 @@ M = TypeVar("M", bound=BaseModel)
 #: pydantic's error types, in words (``{label}`` is the field, other names its context)
 MESSAGES = {
     "string_type": "{label} must be a string",
+    "string_unicode": "{label} must be valid UTF-8 text",
     "int_type": "{label} must be an integer",
     "int_parsing": "{label} must be an integer",
     "int_from_float": "{label} must be an integer",

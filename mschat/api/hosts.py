@@ -8,6 +8,7 @@ configured host.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 #: Host names allowed by ``api.allowed_hosts = ["*"]``: all (the check is off)
@@ -59,6 +60,7 @@ def _same_address(name: str, local: str) -> bool:
     return given == own
 
 
+@functools.lru_cache(maxsize=256)  # a handful of distinct values per server, asked per request
 def allowed_host(header: str | None, allowed: frozenset[str], local: str | None) -> bool:
     """Whether to answer a request with this Host header.
 

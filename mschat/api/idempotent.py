@@ -46,6 +46,13 @@ async def once(
         return await replay(Reply.of_json(claim.response))
     try:
         reply, response = await run()
+        stored = reply.message_id is not None or reply.reset
+        outcome = Outcome(
+            status=response.status,
+            response=reply.to_json(),
+            session_id=reply.session_id,
+            message_id=reply.message_id,
+        )
     except Exception:
         await claim.release()
         raise
@@ -53,15 +60,8 @@ async def once(
         # cancelled (the server stops): the key is given back, so a retry asks again
         claim.release_now()
         raise
-    if reply.message_id is None and not reply.reset:
-        await claim.release()
+    if stored:
+        await claim.finish(outcome)
     else:
-        await claim.finish(
-            Outcome(
-                status=response.status,
-                response=reply.to_json(),
-                session_id=reply.session_id,
-                message_id=reply.message_id,
-            )
-        )
+        await claim.release()
     return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aiohttp import web
@@ -76,8 +76,9 @@ class Reply:
 
     def to_json(self) -> str:
         """The reply as JSON text, to answer a retry with it later (``of_json``)."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["parts"] = [self.text]
+        data["usage"] = None if self.usage is None else asdict(self.usage)
         error = self.error
         data["error"] = None if error is None else [error.status, error.message, error.code]
         return json.dumps(data)

@@ -122,7 +122,7 @@ UserStatus = Annotated[core.Status, Field(strict=False)]
 
 class Shape(BaseModel):
     """A JSON object the API reads: strict types, and null is the same as leaving a
-    field out, except in ``keeps_null`` fields (where null clears a setting)."""
+    field out, except in `keeps_null` fields (where null clears a setting)."""
 
     model_config = ConfigDict(strict=True)
     keeps_null: ClassVar[frozenset[str]] = frozenset()
@@ -185,7 +185,7 @@ class Usage(BaseModel):
 
 
 class ChatResponse(BaseModel):
-    """The answer of /chat (and the ``done`` event of /chat-stream)."""
+    """The answer of /chat (and the `done` event of /chat-stream)."""
 
     response: str
     session_id: int | None
@@ -198,7 +198,7 @@ class ChatResponse(BaseModel):
 
 
 class ChatStart(BaseModel):
-    """The ``start`` event of /chat-stream: the question is stored."""
+    """The `start` event of /chat-stream: the question is stored."""
 
     session_id: int | None
     message_id: int | None
@@ -207,7 +207,7 @@ class ChatStart(BaseModel):
 
 
 class ChatDelta(BaseModel):
-    """A ``delta`` event of /chat-stream: the next piece of the reply."""
+    """A `delta` event of /chat-stream: the next piece of the reply."""
 
     text: str
 
@@ -257,7 +257,7 @@ class User(BaseModel):
 
 
 class UserPatch(Closed):
-    """PATCH /users/{user}: any of these; null clears ``system_msg`` and ``model``."""
+    """PATCH /users/{user}: any of these; null clears `system_msg` and `model`."""
 
     keeps_null = frozenset({"system_msg", "model"})
 
@@ -420,13 +420,13 @@ class Params(Shape):
 
 
 class UserPath(Params):
-    """``{user}`` in /users/{user}…"""
+    """`{user}` in /users/{user}…"""
 
     user: UserName
 
 
 class IdPath(Params):
-    """``{id}`` in /sessions/{id}."""
+    """`{id}` in /sessions/{id}."""
 
     id: Id
 
@@ -450,7 +450,7 @@ class SessionQuery(Params):
 
 
 class UserQuery(Params):
-    """The acting user of PATCH and DELETE /sessions/{id} (or ``user`` in the body)."""
+    """The acting user of PATCH and DELETE /sessions/{id} (or `user` in the body)."""
 
     user: UserName | None = Field(default=None, description="the acting user")
 
@@ -619,7 +619,7 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
-    """One ``data:`` line of a streamed /v1/chat/completions (then ``data: [DONE]``)."""
+    """One `data:` line of a streamed /v1/chat/completions (then `data: [DONE]`)."""
 
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -674,7 +674,7 @@ class Health(BaseModel):
 
 
 class ServerSentEvent(BaseModel):
-    """One server-sent event; ``data`` is JSON text (or ``[DONE]`` on /v1)."""
+    """One server-sent event; `data` is JSON text (or `[DONE]` on /v1)."""
 
     event: str | None = Field(
         default=None, description="start, delta, done or error (/chat-stream)"

@@ -94,7 +94,8 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
                 name = line[6:].strip()
             elif line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
-        events.append((name, "\n".join(data)))
+        if data:  # a block of only comments (": …") is no event
+            events.append((name, "\n".join(data)))
     return events
 
 
