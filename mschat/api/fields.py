@@ -7,6 +7,8 @@ import json
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from mschat.api.errors import ApiError, bad_request
@@ -46,6 +48,12 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise too_large(exc.text) from None
+    except (RequestPayloadError, HttpProcessingError):
+        raise bad_request(
+            "body",
+            "the request body could not be read (a broken chunked or compressed encoding)",
+            "invalid_body",
+        ) from None
     if not raw.strip():
         if required:
             raise bad_request("body", "the request body must be a JSON object", "invalid_json")

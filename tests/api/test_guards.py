@@ -4,6 +4,7 @@ checks, oversized and malformed requests, odd header values. Real sockets throug
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator
 
@@ -292,3 +293,29 @@ async def test_hostile_paths_and_queries_get_json_errors(guarded: LiveApi, path:
     head = request_head("GET", path, "Host: localhost", f"Authorization: Bearer {TOKEN}")
     got, headers, payload = await raw_request(guarded.url, head)
     assert_json_error(got, headers, payload, status)
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ("Transfer-Encoding: chunked", b"zz\r\nnot a chunk\r\n0\r\n\r\n"),
+        ("Content-Encoding: gzip", b"this is not gzip"),
+        ("Content-Encoding: deflate", b"\x00\x01garbage"),
+        ("Content-Encoding: br", b"not brotli"),
+        ("Content-Encoding: zstd", b"not zstd"),
+        ("Content-Encoding: gzip", gzip.compress(b" " * 50_000_000)),  # a bomb: 413
+    ],
+)
+async def test_broken_bodies_are_4xx_json(guarded: LiveApi, framing: str, body: bytes):
+    head = request_head(
+        "POST",
+        "/chat",
+        "Host: localhost",
+        f"Authorization: Bearer {TOKEN}",
+        "Content-Type: application/json",
+        framing,
+        *([] if "chunked" in framing else [f"Content-Length: {len(body)}"]),
+    )
+    status, headers, payload = await raw_request(guarded.url, head, body)
+    assert 400 <= status < 500, payload
+    assert_json_error(status, headers, payload, status)
