@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mschat.core.answer.turns import Runner, new_owner
 from mschat.core.errors import Busy, InvalidInput
-from mschat.core.lease import Runner, new_owner
 from mschat.store.store import Store
 
 #: how long a key is remembered
