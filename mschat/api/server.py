@@ -96,6 +96,7 @@ def make_api(
         client_max_size=settings.max_body,
     )
     app.on_response_prepare.append(middleware.add_cors_headers)
+    app.on_startup.append(_watch_replies)
     app[SERVICES] = services
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
@@ -202,6 +203,11 @@ def access_logger(stream: TextIO | None = None) -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
+
+
+async def _watch_replies(app: web.Application) -> None:
+    """Replies of dead processes are marked interrupted while the server runs."""
+    app[SERVICES].manager.watch_replies()
 
 
 async def serve(

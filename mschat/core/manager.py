@@ -517,6 +517,11 @@ class SessionManager:
         if self._watch is None or self._watch.done():
             self._watch = asyncio.get_running_loop().create_task(self._watch_replies())
 
+    @property
+    def watching_replies(self) -> bool:
+        """Whether :meth:`watch_replies` runs (the long-running front ends start it)."""
+        return self._watch is not None and not self._watch.done()
+
     async def _watch_replies(self) -> None:
         period = self._answerer.settings.lease.total_seconds() / 2
         while True:

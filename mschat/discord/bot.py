@@ -64,8 +64,9 @@ class MschatBot(discord.Client):
         return f"<MschatBot guilds={self.guild_ids} qa_channels={self.qa_channels!r}>"
 
     async def setup_hook(self) -> None:
-        """Register the persistent component template and sync the commands."""
+        """Register the persistent components, watch for dead replies, sync the commands."""
         self.add_dynamic_items(MschatItem)
+        self.manager.watch_replies()
         if self.guild_ids:
             for guild_id in self.guild_ids:
                 guild = discord.Object(id=guild_id)

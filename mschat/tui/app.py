@@ -233,6 +233,7 @@ class MschatApp(App[None]):
     def on_ready(self) -> None:
         """Load the user and the first sidebar page; start polling for changes."""
         self.prompt.focus()
+        self.manager.watch_replies()
         self.spawn(self._startup(), group="startup")
         self.set_interval(self.poll_interval, self._tick)
 

@@ -125,3 +125,7 @@ async def test_text_that_is_not_valid_unicode_still_answers_json(api: LiveApi):
         headers={"Content-Type": "application/json"},
     )
     assert message.status_code == 400 and message.json()["error"]["param"] == "message"
+
+
+async def test_the_server_watches_for_replies_of_dead_processes(api: LiveApi):
+    assert api.services.manager.watching_replies

@@ -132,3 +132,11 @@ def test_log_lines_show_control_characters_instead_of_obeying_them() -> None:
     assert not any(c in line for c in "\x1b\x07\x9b")
     assert "␛]52;c;aGk=␇" in line and "<U+009B>31m" in line
     assert "Traceback" in line and line.count("␛[2J") == 2  # the message and the exception
+
+
+async def test_the_bot_watches_for_replies_of_dead_processes(
+    fake: FakeDiscord, services: Services
+) -> None:
+    _bot, task, stop = await start_bot(fake, services)
+    await eventually(lambda: services.manager.watching_replies)
+    await stop_bot(task, stop)

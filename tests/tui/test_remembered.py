@@ -75,3 +75,10 @@ async def test_an_unknown_remembered_theme_is_ignored(services: Services):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         assert app.theme == "textual-dark"
+
+
+async def test_the_tui_watches_for_replies_of_dead_processes(services: Services):
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert services.manager.watching_replies
