@@ -68,12 +68,12 @@ async def _writer(request: web.Request, name: str) -> tuple[SessionManager, core
     return manager, await manager.user(core.UserKind.API, name)
 
 
-def _model(manager: SessionManager, name: str | None) -> str | None:
+async def _model(manager: SessionManager, name: str | None) -> str | None:
     """A model name resolved to ``provider/model`` (400 naming it when unknown)."""
     if name is None:
         return None
     try:
-        return manager.resolve_model(name).full_name
+        return (await manager.resolve_model(name)).full_name
     except MschatError as error:
         raise bad_request("model", str(error), "model_not_found") from None
 
@@ -116,7 +116,7 @@ async def patch_user(request: web.Request) -> web.StreamResponse:
         if getattr(patch, key) is not None or key in UserPatch.keeps_null
     }
     if "model" in given:
-        changes["model"] = _model(manager, patch.model)
+        changes["model"] = await _model(manager, patch.model)
     if patch.current_session is not None:
         try:
             user = await manager.switch_session(user, patch.current_session)
@@ -158,7 +158,7 @@ async def create_session(request: web.Request) -> web.StreamResponse:
         user,
         origin=core.Origin.API,
         title=new.title,
-        model=_model(manager, new.model),
+        model=await _model(manager, new.model),
         system_msg=new.system_msg,
         public=new.public,
     )
@@ -192,7 +192,7 @@ async def patch_session(request: web.Request) -> web.StreamResponse:
     session_id = fields.path(request, IdPath).id
     patch = fields.validate(SessionPatch, await fields.read_json(request))
     manager, user = await _reader(request, _acting(request, patch.user))
-    model = _model(manager, patch.model)
+    model = await _model(manager, patch.model)
     session = await manager.get_session(user, session_id)
     if patch.title is not None:
         session = await manager.rename_session(user, session_id, patch.title)

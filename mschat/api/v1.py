@@ -156,7 +156,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     }
     if model is not None:
         try:
-            model = manager.resolve_model(model).full_name
+            model = (await manager.resolve_model(model)).full_name
         except NotFound as error:
             raise ApiError(404, str(error), code="model_not_found", param="model") from None
     user = await manager.user("api", asked.user or settings_of(request).default_user)
@@ -238,7 +238,7 @@ async def models(request: web.Request) -> web.StreamResponse:
     manager = services_of(request).manager
     names = list(dict.fromkeys(info.name for info in await manager.list_models()))
     try:
-        default = manager.resolve_model(None).full_name
+        default = (await manager.resolve_model(None)).full_name
     except MschatError:
         default = None
     if default is not None:

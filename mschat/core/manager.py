@@ -35,6 +35,7 @@ from mschat.core.answer import (
 from mschat.core.errors import (
     DatabaseError,
     InvalidInput,
+    MschatError,
     NotFound,
     PermissionDenied,
 )
@@ -62,7 +63,7 @@ from mschat.core.rules import (
 )
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
-from mschat.providers.registry import Registry, ResolvedModel
+from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
 from mschat.store.store import Store
 
 T = TypeVar("T")
@@ -212,7 +213,7 @@ class SessionManager:
         if key == "model":
             if value in (None, ""):
                 return None
-            return self.resolve_model(str(value)).full_name
+            return (await self.resolve_model(str(value))).full_name
         if key == "system_msg":
             return str(value) if value not in (None, "") else None
         if key == "name":
@@ -226,9 +227,22 @@ class SessionManager:
 
     # ---- models -------------------------------------------------------------
 
-    def resolve_model(self, name: str | None) -> ResolvedModel:
-        """Resolve a model name or alias (errors say how to list models)."""
-        return self.registry.resolve(name)
+    async def resolve_model(self, name: str | None) -> ResolvedModel:
+        """Resolve a model name or alias (errors say how to list models).
+
+        A server's model list, when it must be fetched, is fetched off the event loop.
+        """
+        return await self.registry.resolve_async(name)
+
+    def known_model(self, name: str | None) -> ResolvedModel | None:
+        """What ``name`` resolves to from the lists already known; None if unknown or unsure.
+
+        Never asks a server: for display, never for deciding what may be used.
+        """
+        try:
+            return self.registry.resolve(name, ask=False)
+        except (MschatError, ServerNeeded):
+            return None
 
     async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Every usable model, once: the one list behind every model picker.
@@ -292,7 +306,7 @@ class SessionManager:
     ) -> Session:
         """A new session; public when created in a guild channel, else private."""
         origin_value = Origin(origin)
-        resolved = self.resolve_model(model or user.model)
+        resolved = await self.resolve_model(model or user.model)
         return await self._run(
             self.store.create_session,
             creator_id=user.id,
@@ -363,7 +377,7 @@ class SessionManager:
 
     async def set_session_model(self, user: User, session_id: int, model: str) -> Session:
         """Change the model of a session's next turns (creator only)."""
-        resolved = self.resolve_model(model)
+        resolved = await self.resolve_model(model)
         await self._editable(user, session_id)
         return await self._run(
             self.store.update_session, session_id, model=resolved.full_name, modified=utcnow()
@@ -576,7 +590,7 @@ class SessionManager:
             temperature = validate_temperature(temperature)
         if max_tokens is not None:
             max_tokens = validate_max_tokens(max_tokens)
-        explicit_model = self.resolve_model(model) if model else None
+        explicit_model = await self.resolve_model(model) if model else None
         await self._check_allowed(user)
 
         session: Session | None = None
@@ -587,7 +601,7 @@ class SessionManager:
             session, left = await self.route(user)
         left_session = (user.current_session_id, left) if left else None
         if session is None and explicit_model is None:
-            self.resolve_model(user.model)  # fail before storing anything
+            await self.resolve_model(user.model)  # fail before storing anything
         created = session is None
         if session is None:
             session = await self.create_session(

@@ -139,11 +139,11 @@ async def model_names(ctx: Ctx) -> list[str]:
     return list(dict.fromkeys(m.name for m in await ctx.manager.list_models()))
 
 
-def chosen_model(ctx: Ctx, values: list[str]) -> str:
+async def chosen_model(ctx: Ctx, values: list[str]) -> str:
     """The model picked in a select, resolved by the core (a forged or stale name is refused)."""
     name = values[0]
     try:
-        return ctx.manager.resolve_model(name).full_name
+        return (await ctx.manager.resolve_model(name)).full_name
     except NotFound:
         raise InvalidInput(f"Unknown model `{clip(name, 100)}`: pick one from the list.") from None
 
@@ -170,10 +170,8 @@ async def user_panel(ctx: Ctx, page: int = 0) -> tuple[str, discord.ui.View]:
 
 
 def _model_of(ctx: Ctx, name: str | None) -> str | None:
-    try:
-        return ctx.manager.resolve_model(name).full_name
-    except MschatError:
-        return name
+    known = ctx.manager.known_model(name)
+    return known.full_name if known else name
 
 
 async def session_panel(
@@ -219,7 +217,7 @@ def register(bot: MschatBot) -> None:
                 changes["temperature"] = validate_temperature(temperature)
             if max_tokens is not None:
                 try:
-                    limit = ctx.manager.resolve_model(ctx.user.model).context_window
+                    limit = (await ctx.manager.resolve_model(ctx.user.model)).context_window
                 except MschatError:
                     limit = MAX_TOKENS_LIMIT
                 changes["max_tokens"] = validate_max_tokens(max_tokens, limit)
@@ -371,7 +369,7 @@ async def _user_component(ctx: Ctx, cid: CustomId, values: list[str]) -> None:
     elif action == "attach":
         ctx.user = await manager.update_user(user, user.id, attach=not user.attach)
     elif action == "model" and values:
-        ctx.user = await manager.update_user(user, user.id, model=chosen_model(ctx, values))
+        ctx.user = await manager.update_user(user, user.id, model=await chosen_model(ctx, values))
     elif action == "status" and values:
         ctx.user = await manager.update_user(user, user.id, status=values[0])
     elif action == "page":
@@ -414,7 +412,7 @@ async def _session_component(ctx: Ctx, cid: CustomId, values: list[str]) -> None
             session, manager.set_session_public(user, session.id, not session.public)
         )
     elif action == "model" and values:
-        model = chosen_model(ctx, values)
+        model = await chosen_model(ctx, values)
         session = await as_creator(session, manager.set_session_model(user, session.id, model))
     elif action == "remove":
         if cid.arg is None:

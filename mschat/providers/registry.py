@@ -113,6 +113,14 @@ def default_local_provider() -> ProviderConfig | None:
     return bundled_provider_config()  # type: ignore[no-any-return]
 
 
+class ServerNeeded(Exception):
+    """Resolving this name needs a server's model list that is not known yet (``ask=False``)."""
+
+
+def _server_needed() -> Served:
+    raise ServerNeeded
+
+
 class Registry:
     """Resolves model names, lists the usable models and hands out provider instances."""
 
@@ -174,12 +182,18 @@ class Registry:
         return None
 
     def served(
-        self, provider: ProviderConfig, *, refresh: bool = False, max_age: float | None = None
+        self,
+        provider: ProviderConfig,
+        *,
+        refresh: bool = False,
+        max_age: float | None = None,
+        ask: bool = True,
     ) -> Served:
         """The models an open provider's server lists (cached; blocking when it asks).
 
         Raises ``ProviderError`` naming ``providers.NAME.models`` when the list
-        cannot be had.
+        cannot be had, and ``ServerNeeded`` when the server would be asked but
+        ``ask`` is false.
         """
         from mschat.providers import discovery
 
@@ -196,9 +210,8 @@ class Registry:
             )
         age = 0.0 if refresh else discovery.MODEL_LIST_TTL if max_age is None else max_age
         try:
-            return self._served.get(
-                provider.name, provider.base_url or "", instance.served_models, max_age=age
-            )
+            fetch = instance.served_models if ask else _server_needed
+            return self._served.get(provider.name, provider.base_url or "", fetch, max_age=age)
         except ProviderError as error:
             raise ProviderError(
                 error.message,
@@ -215,23 +228,23 @@ class Registry:
             f"or export {env}=model1,model2"
         )
 
-    def _offers(self, provider: ProviderConfig, model: str) -> bool:
+    def _offers(self, provider: ProviderConfig, model: str, ask: bool) -> bool:
         """Whether ``provider`` serves ``model`` (asks an open provider's server if needed)."""
         if model in self.listed(provider) or model == self.builtin_default(provider):
             return True
         if not self.is_open(provider):
             return False
-        if model in self.served(provider):
+        if model in self.served(provider, ask=ask):
             return True
         # not in a list that may predate the model (pulled a minute ago): ask once more
         from mschat.providers.discovery import MISS_REFRESH_AFTER
 
-        return model in self.served(provider, max_age=MISS_REFRESH_AFTER)
+        return model in self.served(provider, max_age=MISS_REFRESH_AFTER, ask=ask)
 
     # ---- names ---------------------------------------------------------------------
 
-    def default_model_name(self) -> str:
-        """The model used when nothing else is chosen."""
+    def default_model_name(self, *, ask: bool = True) -> str:
+        """The model used when nothing else is chosen (``ask``: see :meth:`resolve`)."""
         if self.config.default_model:
             return self.config.default_model
         if not self.provider_configs:
@@ -243,7 +256,7 @@ class Registry:
         if known:
             return f"{provider.name}/{known[0]}"
         try:
-            served = self.served(provider)
+            served = self.served(provider, ask=ask)
         except ProviderError as error:
             raise ProviderError(
                 f"no model to use: {error.message}", kind="not_configured", hint=error.hint
@@ -269,9 +282,13 @@ class Registry:
 
         return f"provider '{provider.name}' at {redact_url(provider.base_url or '')}"
 
-    def resolve(self, name: str | None) -> ResolvedModel:
-        """Resolve an alias, ``provider/model`` or bare model name; unknown names raise."""
-        asked = (name or "").strip() or self.default_model_name()
+    def resolve(self, name: str | None, *, ask: bool = True) -> ResolvedModel:
+        """Resolve an alias, ``provider/model`` or bare model name; unknown names raise.
+
+        It may ask an open provider's server for its model list, which blocks;
+        with ``ask`` false it raises ``ServerNeeded`` instead.
+        """
+        asked = (name or "").strip() or self.default_model_name(ask=ask)
         name = asked
         seen = set()
         while name in self.config.aliases and name not in seen:
@@ -285,7 +302,7 @@ class Registry:
         provider = self.provider_configs.get(provider_name)
         if model and provider is not None:
             try:
-                offered = self._offers(provider, model)
+                offered = self._offers(provider, model, ask)
             except ProviderError as error:
                 raise self._unchecked(asked, error) from None
             if offered:
@@ -300,13 +317,20 @@ class Registry:
             if not self.is_open(candidate):
                 continue
             try:
-                if self._offers(candidate, name):
+                if self._offers(candidate, name, ask):
                     return self._resolved(candidate.name, name)
             except ProviderError as error:
                 failures.append(error)
         if failures and len(failures) == sum(map(self.is_open, self.provider_configs.values())):
             raise self._unchecked(asked, failures[0])  # nothing could be checked: say why
         raise self._unknown(asked, name, None)
+
+    async def resolve_async(self, name: str | None) -> ResolvedModel:
+        """:meth:`resolve` for event loops: a server is asked on a worker thread."""
+        try:
+            return self.resolve(name, ask=False)
+        except ServerNeeded:
+            return await asyncio.to_thread(self.resolve, name)
 
     @staticmethod
     def _unchecked(asked: str, error: ProviderError) -> ProviderError:

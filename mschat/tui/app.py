@@ -307,10 +307,8 @@ class MschatApp(App[None]):
         self.status.context_window = None
 
     def _default_model(self) -> str:
-        try:
-            return self.manager.resolve_model(self.viewer.model if self.viewer else None).full_name
-        except MschatError:
-            return ""
+        known = self.manager.known_model(self.viewer.model if self.viewer else None)
+        return known.full_name if known else ""
 
     # ---- sidebar -------------------------------------------------------------------------
 
@@ -360,10 +358,8 @@ class MschatApp(App[None]):
             Text(f"{session_mark(session)} {title_of(session)}  ({model}{creator}{hidden})")
         )
         self.status.model = session.model or self._default_model()
-        try:
-            self.status.context_window = self.manager.resolve_model(session.model).context_window
-        except MschatError:
-            self.status.context_window = None
+        known = self.manager.known_model(session.model)
+        self.status.context_window = known.context_window if known else None
 
     async def open_session(self, session_id: int, *, jump_to: int | None = None) -> None:
         """Show a session on its last page (or around a search hit)."""

@@ -194,6 +194,8 @@ class FakeOpenAI:
         self.models = list(models)
         self.serve_models = serve_models  # False: GET /models answers 404, like some servers
         self.model_contexts = dict(model_contexts or {})
+        #: when set, ``GET /models`` answers only once another thread sets this event
+        self.models_gate: threading.Event | None = None
         self.reply = reply
         self.reply_fn = reply_fn
         self.reply_length = reply_length
@@ -317,6 +319,8 @@ class FakeOpenAI:
             return web.Response(status=404, text="404 page not found")
         if not self._authorized(request):
             return _auth_error()
+        if self.models_gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.models_gate.wait, 30)
         data = [_model_object(m, self.model_contexts.get(m)) for m in self.models]
         return web.json_response({"object": "list", "data": data})
 

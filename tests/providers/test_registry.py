@@ -5,11 +5,13 @@ The fake server runs on its own thread: resolving a name may ask it, blocking.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from mschat.core.events import Completed
 from mschat.core.services import Services, build_services
 from mschat.providers.registry import Registry
 from mschat.state import State
-from tests.conftest import write_config
+from tests.conftest import eventually, write_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.providers.test_openai_compat import closed_port
 
@@ -64,7 +66,7 @@ async def test_base_url_alone_uses_the_first_served_model_and_says_so_once(
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     services = build_services(load_config())
     try:
-        resolved = services.manager.resolve_model(None)
+        resolved = await services.manager.resolve_model(None)
         assert resolved.full_name == "openai/llama3.2"
         [notice] = services.registry.take_notices()
         assert "openai/llama3.2" in notice and server.base_url in notice and "\n" not in notice
@@ -83,6 +85,24 @@ async def test_base_url_alone_uses_the_first_served_model_and_says_so_once(
     again = registry()
     assert again.resolve(None).full_name == "openai/llama3.2"
     assert again.take_notices() == [] and len(server.model_calls) == 1
+
+
+async def test_asking_a_server_for_its_models_leaves_the_event_loop_free(
+    server: FakeOpenAIThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    services = build_services(load_config())
+    server.models_gate = threading.Event()
+    try:
+        resolving = asyncio.create_task(services.manager.resolve_model("openai/qwen2.5"))
+        # the server holds its answer until this loop, which must stay free, releases it
+        await eventually(lambda: server.model_calls)
+        assert not resolving.done()
+        server.models_gate.set()
+        assert (await resolving).full_name == "openai/qwen2.5"
+    finally:
+        server.models_gate.set()
+        await services.aclose()
 
 
 async def test_the_notice_comes_back_when_the_choice_changes(
@@ -194,9 +214,9 @@ async def test_unknown_names_are_refused_before_anything_is_stored(services: Ser
     me = await manager.local_user()
     for name in ("fake/nope", "nope", "fake/fake-modle", "other/fake-model"):
         with pytest.raises(NotFound):
-            manager.resolve_model(name)
+            await manager.resolve_model(name)
     with pytest.raises(NotFound) as info:
-        manager.resolve_model("fake/fake-modle")
+        await manager.resolve_model("fake/fake-modle")
     assert "did you mean fake/fake-model?" in one_line(info.value)
     with pytest.raises(NotFound):
         await manager.update_user(me, me.id, model="fake/nope")
@@ -207,7 +227,7 @@ async def test_unknown_names_are_refused_before_anything_is_stored(services: Ser
         await manager.set_session_model(me, session.id, "fake/nope")
     assert (await manager.get_session(me, session.id)).model == "fake/fake-model"
     assert await manager.count_sessions(me) == 1
-    assert manager.resolve_model("other").full_name == "fake/other"
+    assert (await manager.resolve_model("other")).full_name == "fake/other"
 
 
 def test_a_local_provider_serves_its_file_not_any_name(mschat_home: Path) -> None:

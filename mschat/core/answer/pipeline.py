@@ -119,7 +119,7 @@ class Answerer:
         left_session: tuple[int | None, str] | None = None,
     ) -> AsyncIterator[Event]:
         store = self.store
-        resolved = model or self.registry.resolve(session.model or user.model)
+        resolved = model or await self.registry.resolve_async(session.model or user.model)
         # an empty session made by a front end (TUI, API) is named by its first question
         title = (
             make_title(text)
