@@ -92,7 +92,8 @@ def test_ctrl_c_keeps_what_arrived_as_interrupted(
 
 
 def test_ask_imports_no_front_end_library(env: dict[str, str]):
-    """`mschat ask` starts fast: no Textual, discord.py, aiohttp, openai or sqlite-utils.
+    """`mschat ask` starts fast: no Textual, discord.py, aiohttp, openai or sqlite-utils,
+    and none of the other command groups' modules.
 
     (sqlite-utils is needed only to create or migrate the database: the first run.)
     """
@@ -106,7 +107,8 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         "except SystemExit:\n"
         "    pass\n"
         "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp',"
-        " 'numpy']\n"
+        " 'numpy', 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
+        " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(

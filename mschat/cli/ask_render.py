@@ -87,7 +87,7 @@ class AskRenderer:
 
     def _begin(self) -> None:
         if self.rich:
-            from mschat.render_live import LiveMarkdown
+            from mschat.cli.live_markdown import LiveMarkdown
 
             self._live = LiveMarkdown(self.out)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from mschat.render_live import LiveMarkdown, freeze_point
+from mschat.cli.live_markdown import LiveMarkdown, freeze_point
 
 
 def test_freeze_point_is_after_the_last_blank_line_outside_code():
