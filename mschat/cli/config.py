@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any, cast
 
 import click
 
-from mschat.cli.base import Context, MschatGroup
+from mschat.cli.base import Context
 from mschat.cli.output import print_json
 
 
-@click.group(cls=MschatGroup)
+@click.group()
 def config() -> None:
     """Show where the config lives and what it says.
 
     \b
     Examples:
       mschat config path
-      mschat config show
+      mschat config show > config.toml
     """
 
 
@@ -45,30 +45,18 @@ def config_path_cmd(ctx: Context, database: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def config_show(ctx: Context, as_json: bool) -> None:
-    """Print the merged settings (file + environment) with secrets masked."""
-    from mschat.config import load_config
+    """Print the settings in effect (file + environment) as a config file, secrets masked.
 
-    loaded = load_config(db=ctx.db)
-    data = {"file": str(loaded.file), "database": str(loaded.db), **loaded.masked()}
+    The output is valid TOML: it can be saved as a config.toml (the masked
+    secrets then need their real values).
+
+    \b
+    Examples:
+      mschat config show
+      mschat config show --json | jq .providers
+    """
+    loaded = ctx.config()
     if as_json:
-        print_json(data)
+        print_json({"file": str(loaded.file), "database": str(loaded.db), **loaded.masked()})
         return
-    click.echo(f"# file: {data.pop('file')}\n# database: {data.pop('database')}")
-    for section, values in data.items():
-        if not values:
-            continue
-        if section == "providers":
-            for name, entry in values.items():
-                click.echo(f"\n[providers.{name}]")
-                for key, value in entry.items():
-                    click.echo(f"{key} = {json.dumps(value)}")
-            continue
-        click.echo(f"\n[{section}]")
-        for key, value in values.items():
-            if value is None:
-                continue
-            origin = loaded.origins.get(f"{section}.{key}")
-            suffix = (
-                f"  # from {origin}" if origin and origin.startswith(("MSCHAT", "DISC")) else ""
-            )
-            click.echo(f"{key} = {json.dumps(value)}{suffix}")
+    click.echo(cast(Any, loaded).masked_toml(), nl=False)

@@ -8,17 +8,19 @@ from typing import Any
 
 import click
 
-from mschat.cli.base import EXIT_USER_ERROR, Context, run_async
-from mschat.cli.output import print_json, table
+from mschat.cli.base import EXIT_USER_ERROR, Context, note, run_async
+from mschat.cli.output import cell, print_json, table
 from mschat.core.errors import MschatError
 
 
 @click.command()
-@click.option("--remote", is_flag=True, help="Also ask each server for its models.")
+@click.option("--remote", is_flag=True, help="Ask the servers again for the models they serve.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def models(ctx: Context, remote: bool, as_json: bool) -> None:
-    """List the models you can use: configured, aliases and (with --remote) served.
+    """List the models you can use: configured, served, local and aliases.
+
+    The default model is marked with *.
 
     \b
     Examples:
@@ -27,31 +29,12 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
     """
 
     async def body(services: Any) -> dict[str, Any]:
-        registry = services.registry
-        rows = [asdict(info) for info in registry.configured_models()]
-        rows += [asdict(info) for info in registry.extra_models()]
-        errors = {}
-        if remote:
-            for name, config in registry.provider_configs.items():
-                provider = registry.provider(name)
-                lister = getattr(provider, "list_models", None)
-                if config.type != "openai" or lister is None:
-                    continue
-                try:
-                    for model in await lister():
-                        rows.append(
-                            {
-                                "name": f"{name}/{model}",
-                                "provider": name,
-                                "model": model,
-                                "context_window": registry.context_window(name, model),
-                                "source": "server",
-                            }
-                        )
-                except MschatError as error:
-                    errors[name] = str(error)
+        manager = services.manager
+        rows = [asdict(info) for info in await manager.list_models(refresh=remote)]
+        # servers that could not be asked for their models, and why
+        errors = dict(getattr(services.registry, "unlisted", {}))
         try:
-            default = registry.resolve(None).full_name
+            default = manager.resolve_model(None).full_name
         except MschatError as error:
             default = None
             errors["default"] = str(error)
@@ -66,6 +49,7 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    listed = {m["name"] for m in data["models"]}
     if data["models"]:
         table(
             [
@@ -79,10 +63,11 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
             ["MODEL", "CONTEXT", "SOURCE"],
         )
     elif data["default"]:
-        click.echo(f"default model: {data['default']} (list served models with --remote)")
+        click.echo(f"default model: {cell(data['default'])}")
     for alias, target in data["aliases"].items():
-        click.echo(f"alias {alias} -> {target}")
+        if alias not in listed:
+            click.echo(f"alias {cell(alias)} -> {cell(target)}")
     for name, error in data["errors"].items():
-        click.echo(f"{name}: {error}", err=True)
+        note(f"{name}: {error}")
     if not data["models"] and not data["default"]:
         sys.exit(EXIT_USER_ERROR)

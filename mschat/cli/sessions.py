@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -10,14 +9,14 @@ from typing import Any
 
 import click
 
-from mschat.cli.base import Context, MschatGroup, fail, run_async
-from mschat.cli.output import print_json, short_time, table
+from mschat.cli.base import TEXT, Context, run_async
+from mschat.cli.output import cell, print_document, print_json, short_time, table
 from mschat.core.errors import MschatError
 
 
-@click.group(cls=MschatGroup)
+@click.group()
 def sessions() -> None:
-    """List, show, rename, remove, search and export sessions.
+    """List, show, rename, remove, search, export and import sessions.
 
     \b
     Examples:
@@ -26,6 +25,7 @@ def sessions() -> None:
       mschat sessions rename 12 "SQLite notes"
       mschat sessions search "write-ahead log"
       mschat sessions export 12 --format json -o notes.json
+      mschat sessions import conversations.json
     """
 
 
@@ -78,7 +78,7 @@ def sessions_list(
 
 
 @sessions.command("show")
-@click.argument("session_ref")
+@click.argument("session_ref", type=TEXT)
 @click.option("-n", "--last", type=int, help="Only the last N messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -103,12 +103,12 @@ def sessions_show(ctx: Context, session_ref: str, last: int | None, as_json: boo
         return
     from mschat.core.export import render_markdown
 
-    click.echo(render_markdown(session, messages), nl=False)
+    print_document(render_markdown(session, messages))
 
 
 @sessions.command("rename")
-@click.argument("session_ref")
-@click.argument("title")
+@click.argument("session_ref", type=TEXT)
+@click.argument("title", type=TEXT)
 @click.pass_obj
 def sessions_rename(ctx: Context, session_ref: str, title: str) -> None:
     """Rename a session you created.
@@ -125,14 +125,14 @@ def sessions_rename(ctx: Context, session_ref: str, title: str) -> None:
         return await manager.rename_session(user, session.id, title)
 
     session = run_async(ctx, body)
-    click.echo(f"Session {session.id} renamed to {session.title!r}")
+    click.echo(f"Session {session.id} renamed to {cell(repr(session.title))}")
 
 
 @sessions.command("set")
-@click.argument("session_ref")
-@click.option("--title", help="New title.")
-@click.option("-m", "--model", help="Model for the next turns.")
-@click.option("--system", help="System message ('' clears it).")
+@click.argument("session_ref", type=TEXT)
+@click.option("--title", type=TEXT, help="New title.")
+@click.option("-m", "--model", type=TEXT, help="Model for the next turns.")
+@click.option("--system", type=TEXT, help="System message ('' clears it).")
 @click.option("--public/--private", default=None, help="Visibility.")
 @click.pass_obj
 def sessions_set(
@@ -167,39 +167,51 @@ def sessions_set(
 
     session = run_async(ctx, body)
     visibility = "public" if session.public else "private"
-    click.echo(f"Session {session.id}: {session.title!r}, {session.model}, {visibility}")
+    click.echo(
+        f"Session {session.id}: {cell(repr(session.title))}, {cell(session.model)}, {visibility}"
+    )
+
+
+def _described(session: Any) -> str:
+    return f"{session.id} ({cell(session.title)}, {session.message_count} messages)"
 
 
 @sessions.command("rm")
-@click.argument("session_refs", nargs=-1, required=True)
+@click.argument("session_refs", nargs=-1, required=True, type=TEXT)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def sessions_rm(ctx: Context, session_refs: tuple[str, ...], yes: bool) -> None:
     """Remove sessions you created, with their messages.
 
+    On a terminal it first names the sessions and asks; -y does not ask.
+
     \b
     Example:
       mschat sessions rm 12 13 -y
     """
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Remove {len(session_refs)} session(s) and their messages?", abort=True)
+    ask_first = not yes and sys.stdin.isatty()
 
     async def body(services: Any) -> list[Any]:
         manager = services.manager
         user = await manager.local_user()
-        removed = []
+        found: dict[int, Any] = {}
         for ref in session_refs:
             session = await manager.find_session(user, ref)
+            found[session.id] = session
+        if ask_first:
+            # before anything is removed: every reference resolved, the user said yes
+            named = "; ".join(_described(s) for s in found.values())
+            click.confirm(f"Remove session(s) {named}?", abort=True, err=True)
+        for session in found.values():
             await manager.remove_session(user, session.id)
-            removed.append(session)
-        return removed
+        return list(found.values())
 
     for session in run_async(ctx, body):
-        click.echo(f"Removed session {session.id} ({session.title})")
+        click.echo(f"Removed session {_described(session)}")
 
 
 @sessions.command("search")
-@click.argument("text")
+@click.argument("text", type=TEXT)
 @click.option("-n", "--limit", default=20, show_default=True, help="How many hits.")
 @click.option("--all", "everyone", is_flag=True, help="Search every user's sessions (admin).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -228,13 +240,13 @@ def sessions_search(ctx: Context, text: str, limit: int, everyone: bool, as_json
     for hit in hits:
         snippet = " ".join(hit.snippet.split())
         click.echo(
-            f"{hit.session_id:>6}  {short_time(hit.created)}  {hit.session_title[:30]:<30}  "
-            f"{hit.role:<9}  {snippet}"
+            f"{hit.session_id:>6}  {short_time(hit.created)}  {cell(hit.session_title[:30]):<30}  "
+            f"{hit.role:<9}  {cell(snippet)}"
         )
 
 
 @sessions.command("export")
-@click.argument("session_ref")
+@click.argument("session_ref", type=TEXT)
 @click.option(
     "-f",
     "--format",
@@ -244,10 +256,15 @@ def sessions_search(ctx: Context, text: str, limit: int, everyone: bool, as_json
     show_default=True,
     help="Output format.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (mode 0600)."
+)
 @click.pass_obj
 def sessions_export(ctx: Context, session_ref: str, fmt: str, output: str | None) -> None:
     """Export a session as Markdown or JSON.
+
+    Written to a file or a pipe, the export is exact; on a terminal, control
+    characters are shown instead of obeyed.
 
     \b
     Examples:
@@ -263,40 +280,48 @@ def sessions_export(ctx: Context, session_ref: str, fmt: str, output: str | None
 
     text = run_async(ctx, body)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"Wrote {output}", err=True)
+        from mschat.files import write_private
+
+        try:
+            write_private(output, text)
+        except OSError as error:
+            raise MschatError(f"cannot write {output}: {error.strerror or error}") from None
+        click.echo(f"Wrote {cell(output)}", err=True)
     else:
-        click.echo(text, nl=False)
+        print_document(text, json=fmt == "json")
 
 
 @sessions.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.pass_obj
 def sessions_import(ctx: Context, files: tuple[str, ...]) -> None:
-    """Import sessions exported with `sessions export -f json` (as new private sessions).
+    """Import sessions as new private sessions of yours.
+
+    Reads mschat JSON exports (`sessions export -f json`), a ChatGPT data
+    export's conversations.json and a simonw/llm logs.db.
 
     \b
-    Example:
+    Examples:
       mschat sessions export 12 -f json -o notes.json
       mschat --db other.db sessions import notes.json
+      mschat sessions import ~/chatgpt-export/conversations.json
+      mschat sessions import "$(llm logs path)"
     """
-    documents = []
-    for name in files:
-        try:
-            documents.append((name, json.loads(Path(name).read_text(encoding="utf-8"))))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            fail(f"cannot read {name}: {exc}")
 
-    async def body(services: Any) -> list[tuple[str, Any]]:
+    async def body(services: Any) -> list[tuple[str, list[Any]]]:
         manager = services.manager
         user = await manager.local_user()
         imported = []
-        for name, data in documents:
+        for name in files:
             try:
-                imported.append((name, await manager.import_session(user, data)))
+                imported.append((name, list(await manager.import_file(user, Path(name)))))
             except MschatError as error:
                 raise MschatError(f"{name}: {error}") from error
         return imported
 
-    for name, session in run_async(ctx, body):
-        click.echo(f"Imported {name} as session {session.id} ({session.message_count} messages)")
+    for name, found in run_async(ctx, body):
+        for session in found:
+            click.echo(
+                f"Imported {cell(name)}: session {session.id} ({cell(session.title)}, "
+                f"{session.message_count} messages)"
+            )

@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from mschat.cli.base import Context, MschatGroup, run_async
-from mschat.cli.output import print_json, short_time, table
+from mschat.cli.base import TEXT, Context, run_async
+from mschat.cli.output import cell, print_json, short_time, table
 
 
-@click.group(cls=MschatGroup)
+@click.group()
 def users() -> None:
     """List, show and change users (local, Discord and API).
 
@@ -62,7 +62,7 @@ def users_list(ctx: Context, kind: str | None, as_json: bool) -> None:
 
 
 @users.command("show")
-@click.argument("user_ref", required=False)
+@click.argument("user_ref", required=False, type=TEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def users_show(ctx: Context, user_ref: str | None, as_json: bool) -> None:
@@ -86,18 +86,22 @@ def users_show(ctx: Context, user_ref: str | None, as_json: bool) -> None:
         print_json({"user": asdict(user), "sessions": [asdict(s) for s in own]})
         return
     for key, value in asdict(user).items():
-        click.echo(f"{key:>18}: {value}")
-    click.echo(f"{'sessions':>18}: " + (", ".join(f"{s.id} {s.title}" for s in own) or "none"))
+        click.echo(f"{key:>18}: {cell(value)}")
+    click.echo(
+        f"{'sessions':>18}: " + (", ".join(f"{s.id} {cell(s.title)}" for s in own) or "none")
+    )
 
 
 @users.command("set")
-@click.argument("user_ref", required=False)
-@click.option("--name", help="Display name.")
+@click.argument("user_ref", required=False, type=TEXT)
+@click.option("--name", type=TEXT, help="Display name.")
 @click.option("--status", type=click.Choice(["new", "active", "disabled"]), help="Status.")
-@click.option("--system", "system_msg", help="Default system message ('' clears it).")
+@click.option("--system", "system_msg", type=TEXT, help="Default system message ('' clears it).")
 @click.option("--max-tokens", type=int, help="Max tokens of a reply.")
 @click.option("--temperature", type=float, help="Temperature (0-2).")
-@click.option("--model", help="Default model of new sessions ('' for the global default).")
+@click.option(
+    "--model", type=TEXT, help="Default model of new sessions ('' for the global default)."
+)
 @click.option("--show-public/--no-show-public", default=None, help="List others' public sessions.")
 @click.option("--attach/--no-attach", default=None, help="New sessions become current.")
 @click.option("--admin/--no-admin", default=None, help="Admin rights (admin only).")
@@ -125,4 +129,4 @@ def users_set(ctx: Context, user_ref: str | None, **changes: Any) -> None:
         return await manager.update_user(me, user.id, **values)
 
     user = run_async(ctx, body)
-    click.echo(f"Updated user {user.id} ({user.label}): " + ", ".join(sorted(values)))
+    click.echo(f"Updated user {user.id} ({cell(user.label)}): " + ", ".join(sorted(values)))

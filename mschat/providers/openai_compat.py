@@ -719,7 +719,9 @@ class OpenAICompatProvider:
         )
 
     def _retry_event(self, failure: ProviderFailure, attempt: int, delay: float) -> RetryChunk:
-        log.warning(
+        # info, not warning: the RetryChunk is the user's notice; a warning would reach
+        # stderr a second time through logging's last-resort handler in the CLI
+        log.info(
             "%s: attempt %d failed (%s); retrying in %.2f s",
             self.name,
             attempt,
