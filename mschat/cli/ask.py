@@ -24,8 +24,10 @@ def read_stdin() -> str:
 
 def edit_prompt(prompt: str | None) -> str:
     """The prompt written in $VISUAL or $EDITOR, prefilled with ``prompt``."""
-    edited = click.edit((prompt or "").encode("utf-8"), extension=".md")
-    text = edited.decode("utf-8", "replace") if edited else ""
+    draft = f"{prompt}\n" if prompt else ""
+    # bytes in and out: the editor may save bytes that are not UTF-8
+    edited = click.edit(draft.encode("utf-8"), extension=".md")
+    text = edited.decode("utf-8", "replace").rstrip() if edited else ""
     if not text.strip():
         fail("the editor left the prompt empty; nothing was asked")
     return text
