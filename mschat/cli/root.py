@@ -63,6 +63,8 @@ def one_line_errors() -> Iterator[None]:
         raise OneLineError(str(error)) from None
     except (click.exceptions.Exit, click.Abort):
         raise
+    except BrokenPipeError:  # the reader went away (`| head`): click exits quietly
+        raise
     except Exception as error:  # a bug: still one line, the traceback only in the debug log
         log.debug("unexpected error", exc_info=True)
         raise OneLineError(f"unexpected {type(error).__name__}: {error}") from None
