@@ -309,3 +309,31 @@ def test_the_bundled_model_notice_is_shown_once_per_home(mschat_home: Path, tmp_
         timeout=60,
     )
     assert "bundled offline model" in third.stderr
+
+
+def test_an_ask_waiting_for_another_process_says_so_once(
+    env: dict[str, str], mschat_home: Path, fake: FakeOpenAIThread
+):
+    pytest.importorskip(
+        "mschat.core.answer", reason="this tree's core does not yield WaitingForTurn yet"
+    )
+    assert subprocess.run(mschat("ask", "Start a session"), env=env, timeout=30).returncode == 0
+    # public: other processes (the bot, the API) may answer in it too
+    assert subprocess.run(mschat("sessions", "set", "1", "--public"), env=env).returncode == 0
+    fake.push(reply="word " * 200, delay=0.02)
+    first = subprocess.Popen(
+        mschat("ask", "-s", "1", "Talk for a while"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert first.stdout is not None
+    assert first.stdout.read(5) == b"word "  # its turn has begun
+    second = subprocess.run(
+        mschat("ask", "-s", "1", "My turn?"), env=env, capture_output=True, text=True, timeout=60
+    )
+    first.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert second.stdout == "Echo: My turn?\n"
+    waiting = [line for line in second.stderr.splitlines() if "waiting" in line]
+    assert len(waiting) == 1 and "session 1" in waiting[0], second.stderr
