@@ -51,17 +51,7 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
         return
     listed = {m["name"] for m in data["models"]}
     if data["models"]:
-        table(
-            [
-                [
-                    m["name"] + (" *" if m["name"] == data["default"] else ""),
-                    str(m.get("context_window") or ""),
-                    m.get("source", ""),
-                ]
-                for m in data["models"]
-            ],
-            ["MODEL", "CONTEXT", "SOURCE"],
-        )
+        table([_row(m, data["default"]) for m in data["models"]], ["MODEL", "CONTEXT", "SOURCE"])
     elif data["default"]:
         click.echo(f"default model: {cell(data['default'])}")
     for alias, target in data["aliases"].items():
@@ -71,3 +61,13 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
         note(f"{name}: {error}")
     if not data["models"] and not data["default"]:
         sys.exit(EXIT_USER_ERROR)
+
+
+def _row(model: dict[str, Any], default: str | None) -> list[str]:
+    """One model's table row: an alias shows its target, the default a star."""
+    name = model["name"]
+    if model.get("target"):
+        name = f"{name} -> {model['target']}"
+    if model.get("default") or model["name"] == default:
+        name += " *"
+    return [name, str(model.get("context_window") or ""), model.get("source", "")]

@@ -213,7 +213,7 @@ def test_users_commands(configured: Path):
 
 def test_models_config_and_version(configured: Path):
     models = run("models")
-    assert "fake/fake-model *" in models.stdout and "alias big -> fake/fake-large" in models.stdout
+    assert "fake/fake-model *" in models.stdout and "big -> fake/fake-large" in models.stdout
     remote = json.loads(run("models", "--remote", "--json").stdout)
     assert {"fake/fake-model", "fake/fake-large"} <= {m["name"] for m in remote["models"]}
     assert run("config", "path").stdout.strip() == str(configured / "config.toml")
