@@ -59,9 +59,14 @@ def setup_logging(level: str) -> None:
     The servers and the TUI set up their own; this handler is added once per process.
     """
     logger = logging.getLogger("mschat")
-    logger.setLevel(level.upper())
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        logger.addHandler(_StderrHandler())
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        logger.addHandler(handler)
+    handler.setLevel(level.upper())
+    # only ever more verbose: a quieter logger would hide records from other handlers
+    if logger.getEffectiveLevel() > handler.level:
+        logger.setLevel(handler.level)
 
 
 class Utf8Text(click.ParamType):
