@@ -183,6 +183,18 @@ def test_arguments_that_are_not_utf8_are_kept_with_replacement_characters(
     ]
 
 
+def test_piped_stdin_that_is_not_utf8_is_kept_with_replacement_characters(
+    env: dict[str, str], mschat_home: Path
+):
+    done = subprocess.run(
+        mschat("ask", "Summarise"), input=b"ab\xffcd\n", env=env, capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert db_rows(mschat_home, "SELECT content FROM messages WHERE role = 'user'") == [
+        ("Summarise\n\nab\ufffdcd\n",)
+    ]
+
+
 def test_a_bad_session_title_in_bytes_leaves_no_session_behind(
     env: dict[str, str], mschat_home: Path
 ):
