@@ -2,19 +2,22 @@
 
 Every key of a section can be set by ``MSCHAT_<SECTION>_<KEY>``; provider keys by
 ``MSCHAT_PROVIDERS_<NAME>_<KEY>``. ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` define
-an ``openai`` provider when the file defines none.
+an ``openai`` provider when the file defines none. Any other ``MSCHAT_*`` variable
+is a likely typo: it is reported in ``Config.warnings`` with the closest known name.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from mschat.core.errors import ConfigError
+from mschat.redact import redact_url
 
 CONFIG_FILE = "config.toml"
 DB_FILE = "mschat.db"
@@ -100,17 +103,47 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    try:
+        number = _int(value)
+    except ValueError:
+        raise ValueError("an integer ≥ 0") from None
+    if number < 0:
+        raise ValueError("an integer ≥ 0")
+    return number
+
+
+def _port(value: Any) -> int:
+    try:
+        number = _int(value)
+    except ValueError:
+        raise ValueError("a port number from 1 to 65535") from None
+    if not 1 <= number <= 65535:
+        raise ValueError("a port number from 1 to 65535")
+    return number
+
+
 def _float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a number")
     if isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             raise ValueError("a number") from None
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError("a number")
     return float(value)
+
+
+def _positive_float(value: Any) -> float:
+    try:
+        number = _float(value)
+    except ValueError:
+        raise ValueError("a number > 0") from None
+    if number <= 0:
+        raise ValueError("a number > 0")
+    return number
 
 
 def _non_negative_float(value: Any) -> float:
@@ -181,6 +214,8 @@ class Key:
     default: Any
     help: str
     secret: bool = False
+    #: a URL that may carry credentials (user info, ``?api_key=``): shown redacted
+    url: bool = False
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -201,8 +236,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "token": Key(_str, None, "bot token (or DISCORD_TOKEN)", secret=True),
         "guild_ids": Key(_id_list, [], "guilds to sync commands to at once"),
         "qa_channels": Key(_ids_or_star, [], 'channels answered in Q&A mode, or "*"'),
-        "api_base": Key(_str, None, "REST base of a Discord-compatible server"),
-        "gateway_url": Key(_str, None, "gateway URL of a Discord-compatible server"),
+        "api_base": Key(_str, None, "REST base of a Discord-compatible server", url=True),
+        "gateway_url": Key(_str, None, "gateway URL of a Discord-compatible server", url=True),
         "edit_interval": Key(_non_negative_float, 1.0, "seconds between streaming edits"),
         "default_status": Key(
             _choice("disabled", "new", "active"), "disabled", "status of new Discord members"
@@ -211,7 +246,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "api": {
         "host": Key(_str, "127.0.0.1", "address serve-api binds to"),
-        "port": Key(_positive_int, 5000, "port serve-api listens on"),
+        "port": Key(_port, 5000, "port serve-api listens on"),
         "token": Key(_str, None, "bearer token required by serve-api", secret=True),
         "max_body": Key(_positive_int, 1_048_576, "largest request body in bytes"),
         "default_user": Key(_str, "api", "user of /v1 requests without a user field"),
@@ -224,12 +259,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
 
 PROVIDER_KEYS: dict[str, Key] = {
     "type": Key(_choice("openai", "local"), "openai", "openai (any compatible server) or local"),
-    "base_url": Key(_str, None, "the server's /v1 URL"),
+    "base_url": Key(_str, None, "the server's /v1 URL", url=True),
     "api_key": Key(_str, None, "API key (prefer api_key_env)", secret=True),
     "api_key_env": Key(_str, None, "name of the environment variable holding the key"),
     "models": Key(_str_list, [], "models this provider offers (first is its default)"),
-    "timeout": Key(_non_negative_float, 60.0, "seconds to wait for the server"),
-    "max_retries": Key(_int, 3, "retries on 429, 5xx, timeouts, connection errors"),
+    "timeout": Key(_positive_float, 60.0, "seconds to wait for the server"),
+    "max_retries": Key(_non_negative_int, 3, "retries on 429, 5xx, timeouts, connection errors"),
     "context_window": Key(_positive_int, None, "context window of this provider's models"),
     "path": Key(_str, None, "GGUF model file (type = local)"),
     "n_ctx": Key(_positive_int, None, "context size to load a local model with"),
@@ -260,6 +295,19 @@ class ProviderConfig:
     n_threads: int | None = None
     source: str = "config"
 
+    def __repr__(self) -> str:
+        # a repr ends up in logs and tracebacks: no secret keys, URLs redacted
+        shown = []
+        for item in fields(self):
+            spec = PROVIDER_KEYS.get(item.name)
+            if not item.repr or (spec is not None and spec.secret):
+                continue
+            value = getattr(self, item.name)
+            if spec is not None and spec.url and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
+        return f"ProviderConfig({', '.join(shown)})"
+
     def resolve_key(self, env: Mapping[str, str]) -> str | None:
         """The API key: the literal one, else the named environment variable."""
         if self.api_key:
@@ -281,6 +329,8 @@ class Config:
     context_windows: dict[str, int]
     env: Mapping[str, str] = field(repr=False, default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    #: one line per questionable setting (e.g. a misspelt MSCHAT_* variable)
+    warnings: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         # sections hold tokens: never let a repr (logs, tracebacks) show them
@@ -297,19 +347,17 @@ class Config:
         return self.sections["general"]["default_model"]
 
     def masked(self) -> dict[str, Any]:
-        """Everything, with secrets replaced by a mask (for ``config show``)."""
+        """Everything, with secrets and credentials inside URLs masked (``config show``)."""
         data: dict[str, Any] = {}
         for section, keys in self.sections.items():
-            data[section] = {
-                k: _mask(v) if SECTIONS[section][k].secret else v for k, v in keys.items()
-            }
+            data[section] = {k: _shown(SECTIONS[section][k], v) for k, v in keys.items()}
         data["providers"] = {}
         for name, provider in self.providers.items():
             entry = {
-                k: getattr(provider, k) for k in PROVIDER_KEYS if getattr(provider, k) is not None
+                k: _shown(spec, getattr(provider, k))
+                for k, spec in PROVIDER_KEYS.items()
+                if getattr(provider, k) is not None
             }
-            if provider.api_key:
-                entry["api_key"] = _mask(provider.api_key)
             key = provider.resolve_key(self.env)
             entry["key_set"] = bool(key)
             entry["source"] = provider.source
@@ -318,12 +366,27 @@ class Config:
         data["context_windows"] = dict(self.context_windows)
         return data
 
+    def masked_toml(self) -> str:
+        """The effective configuration as a config.toml, secrets masked (``config show``)."""
+        from mschat.config_toml import render_config
+
+        return render_config(self)
+
 
 def _mask(value: Any) -> Any:
     if not value:
         return value
     text = str(value)
     return "****" + text[-4:] if len(text) > 12 else "****"
+
+
+def _shown(spec: Key, value: Any) -> Any:
+    """A value as ``config show`` may print it."""
+    if spec.secret:
+        return _mask(value)
+    if spec.url and isinstance(value, str):
+        return redact_url(value)
+    return value
 
 
 def _parse(file: Path | str, where: str, key: Key, value: Any) -> Any:
@@ -334,13 +397,25 @@ def _parse(file: Path | str, where: str, key: Key, value: Any) -> Any:
         raise ConfigError(f"{file}: {where} must be {exc}, got {shown}") from None
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, *, required: bool = False) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                f"MSCHAT_CONFIG names {path}, which does not exist "
+                "(create it, or unset MSCHAT_CONFIG to use the default place)"
+            ) from None
         return {}
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -355,8 +430,9 @@ def load_config(
 ) -> Config:
     """Read config.toml and the environment; raise ConfigError naming the bad key."""
     env = dict(os.environ if env is None else env)
+    required = file is None and bool(env.get("MSCHAT_CONFIG"))
     file = file or config_path(env)
-    data = _read_file(file)
+    data = _read_file(file, required=required)
     origins: dict[str, str] = {}
 
     known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers"}
@@ -381,6 +457,7 @@ def load_config(
         context_windows=maps["context_windows"],
         env=env,
         origins=origins,
+        warnings=unknown_variables(env),
     )
 
 
@@ -501,6 +578,45 @@ def _load_map(file: Path, name: str, given: Any, env: Mapping[str, str]) -> dict
             except ValueError as exc:
                 raise ConfigError(f"environment variable {env_name} must be {exc}") from None
     return result
+
+
+#: variables read outside the sections (paths, shortcuts): code that reads a new
+#: MSCHAT_* name adds it here, or users who set it are told it is unknown
+OTHER_VARIABLES = ("MSCHAT_HOME", "MSCHAT_CONFIG", "MSCHAT_DB", "MSCHAT_MODEL")
+#: prefixes whose variables are parsed (or refused) by ``load_config`` itself
+VARIABLE_PREFIXES = tuple(f"MSCHAT_{name.upper()}_" for name in ("providers", *MAP_SECTIONS))
+
+
+def known_variables() -> list[str]:
+    """Every fixed MSCHAT_* name mschat reads (prefixed families excluded)."""
+    names = list(OTHER_VARIABLES)
+    for section, keys in SECTIONS.items():
+        names += [f"MSCHAT_{section.upper()}_{key.upper()}" for key in keys]
+    return names
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One warning per MSCHAT_* variable mschat does not read, with the closest name."""
+    known = known_variables()
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith("MSCHAT_")
+        and name not in known
+        and not name.startswith(VARIABLE_PREFIXES)
+    )
+    if not unknown:
+        return []
+    import difflib
+
+    # compared without the common "MSCHAT_", which would make every name look close
+    suffixes = {name.removeprefix("MSCHAT_"): name for name in known}
+    warnings = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.removeprefix("MSCHAT_"), list(suffixes), n=1)
+        hint = f"did you mean {suffixes[close[0]]}?" if close else "mschat does not read it"
+        warnings.append(f"unknown environment variable {name}: {hint}")
+    return warnings
 
 
 def describe_keys() -> list[tuple[str, str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mschat.core.errors import InvalidInput
+from mschat.core.importers.base import count, iso_time, optional_text, text
 from mschat.core.models import Message, MessageStatus, Session
 
 
@@ -28,15 +29,15 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: message fields an import keeps as they were exported
-_KEPT = ("model", "created", "tokens_in", "tokens_out", "latency_ms", "finish_reason", "error")
-
-
-def parse_export(data: Any, *, author_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def parse_export(
+    data: Any, *, author_id: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate a JSON export; return its session fields and message rows to insert.
 
     User turns are credited to ``author_id`` (the original authors may not exist
     in this database); a reply exported while streaming becomes interrupted.
+    Values of the wrong type are dropped rather than stored: the file is outside
+    input, and a number where text belongs must not reach the database.
     """
     session = data.get("session") if isinstance(data, dict) else None
     messages = data.get("messages") if isinstance(data, dict) else None
@@ -58,11 +59,24 @@ def parse_export(data: Any, *, author_id: int) -> tuple[dict[str, Any], list[dic
             status = MessageStatus.COMPLETE.value
         rows.append(
             {
-                **{key: message.get(key) for key in _KEPT},
                 "role": message["role"],
-                "content": message["content"],
+                "content": text(message["content"]),
                 "status": status,
                 "author_id": author_id if message["role"] == "user" else None,
+                "created": iso_time(message.get("created")),
+                "model": optional_text(message.get("model")),
+                "tokens_in": count(message.get("tokens_in")),
+                "tokens_out": count(message.get("tokens_out")),
+                "latency_ms": count(message.get("latency_ms")),
+                "finish_reason": optional_text(message.get("finish_reason")),
+                "error": optional_text(message.get("error")),
             }
         )
-    return session, rows
+    fields = {
+        "title": text(session.get("title")),
+        "model": optional_text(session.get("model")),
+        "system_msg": optional_text(session.get("system_msg")),
+        "created": iso_time(session.get("created")),
+        "updated": iso_time(session.get("updated")),
+    }
+    return fields, rows

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mschat.core import eligibility
@@ -220,7 +221,7 @@ class SessionManager:
 
         ``refresh`` asks the servers again instead of using a cached list.
         """
-        return self.registry.configured_models() + self.registry.extra_models()
+        return await self.registry.list_models(refresh=refresh)
 
     # ---- sessions -----------------------------------------------------------
 
@@ -665,6 +666,29 @@ class SessionManager:
         )
         await self._run(self.store.insert_messages, session.id, rows)
         return await self._run(self.store.get_session, session.id)
+
+    async def import_file(self, user: User, path: str | Path) -> list[Session]:
+        """Import a file's conversations as private sessions of ``user``; the new sessions.
+
+        Reads mschat's JSON export, a ChatGPT ``conversations.json`` (or the
+        export's zip) and an llm ``logs.db``; any other file is an InvalidInput
+        naming it. Each conversation is stored in its own transaction;
+        conversations this user imported before, unchanged, are skipped.
+        """
+        from mschat.core.importers.files import open_file
+        from mschat.core.importers.save import save_imported
+
+        origin = Origin.TERMINAL.value if user.kind == UserKind.LOCAL else Origin.API.value
+        items = await self._run(open_file, Path(path), str(path))
+        imported = []
+        try:
+            while (item := await self._run(next, items, None)) is not None:
+                session = await self._run(save_imported, self.store, user, item, origin)
+                if session is not None:
+                    imported.append(session)
+        finally:
+            await self._run(items.close)
+        return imported
 
     async def import_messages(
         self, user: User, session_id: int, turns: list[tuple[str, str]]

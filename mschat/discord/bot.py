@@ -17,6 +17,8 @@ from mschat.core.errors import ConfigError
 from mschat.core.services import Services
 from mschat.discord import commands, qa
 from mschat.discord.components import CustomId, MschatItem
+from mschat.discord.invite import invite_url
+from mschat.visible import visible
 
 log = logging.getLogger("mschat.discord")
 
@@ -52,6 +54,7 @@ class MschatBot(discord.Client):
         self.edit_interval = edit_interval
         self.hints: dict[int, float] = {}  # user id -> when the disabled hint was sent
         self.accepting = True
+        self.invited = False  # the invite URL was logged (READY comes again on reconnects)
         self.inflight: set[asyncio.Task[Any]] = set()
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
@@ -74,13 +77,16 @@ class MschatBot(discord.Client):
             log.info("commands synced globally (may take a while to appear)")
 
     async def on_ready(self) -> None:
-        """Log who we are."""
+        """Log who we are; the first time, how to invite the bot."""
         log.info(
             "connected as %s (%s) to %d guild(s)",
             self.user,
             getattr(self.user, "id", "?"),
             len(self.guilds),
         )
+        if not self.invited and self.application_id is not None:
+            self.invited = True
+            log.info("invite the bot to a server: %s", invite_url(self.application_id))
 
     async def on_message(self, message: discord.Message) -> None:
         """Q&A mode (tracked so shutdown can finish or interrupt it)."""
@@ -149,10 +155,18 @@ def configure_endpoints(api_base: str | None, gateway_url: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+class VisibleFormatter(logging.Formatter):
+    """Log lines carry Discord's texts and errors: a terminal shows their controls, never obeys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record (traceback included) with control characters made visible."""
+        return visible(super().format(record))
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr at ``level`` (discord.py's own logger included)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

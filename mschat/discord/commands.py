@@ -10,12 +10,12 @@ import io
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
 
-from mschat.core.errors import MschatError, NotFound, PermissionDenied
+from mschat.core.errors import InvalidInput, MschatError, NotFound, PermissionDenied
 from mschat.core.models import Session, User
 from mschat.core.rules import MAX_TOKENS_LIMIT, validate_max_tokens, validate_temperature
 from mschat.discord import components as ui
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mschat.discord.bot import MschatBot
 
 log = logging.getLogger("mschat.discord")
+
+T = TypeVar("T")
 
 #: turns loaded for a session panel (the text keeps as many as fit)
 PANEL_TURNS = 20
@@ -111,6 +113,9 @@ async def handle(
     except Refused as refusal:
         status, error = "refused", str(refusal)
         await ctx.private(f"🚫 {refusal}")
+    except PermissionDenied as exc:
+        status, error = "refused", str(exc)
+        await ctx.private(error_text(exc))
     except MschatError as exc:
         status, error = "error", str(exc)
         await ctx.private(error_text(exc))
@@ -129,11 +134,18 @@ async def handle(
 # ---- panels ---------------------------------------------------------------------
 
 
-def model_names(bot: MschatBot) -> list[str]:
-    """Models offered in the selects (configured models, then aliases)."""
-    names = [m.name for m in bot.services.registry.configured_models()]
-    names += list(bot.services.config.aliases)
-    return list(dict.fromkeys(names))
+async def model_names(ctx: Ctx) -> list[str]:
+    """Models offered in the selects: the core's one list of usable models."""
+    return list(dict.fromkeys(m.name for m in await ctx.manager.list_models()))
+
+
+def chosen_model(ctx: Ctx, values: list[str]) -> str:
+    """The model picked in a select, resolved by the core (a forged or stale name is refused)."""
+    name = values[0]
+    try:
+        return ctx.manager.resolve_model(name).full_name
+    except NotFound:
+        raise InvalidInput(f"Unknown model `{clip(name, 100)}`: pick one from the list.") from None
 
 
 async def user_panel(ctx: Ctx, page: int = 0) -> tuple[str, discord.ui.View]:
@@ -152,7 +164,7 @@ async def user_panel(ctx: Ctx, page: int = 0) -> tuple[str, discord.ui.View]:
     model = _model_of(ctx, user.model)
     text = user_text(user, current, sessions, total=total, page=page, pages=pages, model=model)
     view = ui.user_view(
-        user, sessions, page=page, pages=pages, models=model_names(ctx.bot), model=model
+        user, sessions, page=page, pages=pages, models=await model_names(ctx), model=model
     )
     return text, view
 
@@ -177,7 +189,7 @@ async def session_panel(
         file = discord.File(
             io.BytesIO(transcript.encode("utf-8")), filename=f"session-{session.id}.md"
         )
-    return text, ui.session_view(session, models=model_names(ctx.bot)), file
+    return text, ui.session_view(session, models=await model_names(ctx)), file
 
 
 # ---- slash commands ----------------------------------------------------------------
@@ -233,12 +245,12 @@ def register(bot: MschatBot) -> None:
                     "to new and send a message."
                 )
             session = await manager.get_session(user, user.current_session_id)
-            if (name is not None or system_msg is not None) and not manager.can_edit(user, session):
-                raise Refused(_creator_only(session))
             if name is not None:
-                session = await manager.rename_session(user, session.id, name)
+                session = await as_creator(session, manager.rename_session(user, session.id, name))
             if system_msg is not None:
-                session = await manager.set_session_system(user, session.id, system_msg)
+                session = await as_creator(
+                    session, manager.set_session_system(user, session.id, system_msg)
+                )
             text, view, file = await session_panel(ctx, session)
             await ctx.show(text, view=view, file=file)
 
@@ -276,6 +288,14 @@ def _creator_only(session: Session) -> str:
         f"Only the creator of session #{session.id} "
         f"({clip(session.creator_name or '?', 60)}) may change it."
     )
+
+
+async def as_creator(session: Session, change: Awaitable[T]) -> T:
+    """Await a change the core allows only the session's creator; its refusal says so."""
+    try:
+        return await change
+    except PermissionDenied:
+        raise Refused(_creator_only(session)) from None
 
 
 # ---- components ------------------------------------------------------------------------
@@ -351,7 +371,7 @@ async def _user_component(ctx: Ctx, cid: CustomId, values: list[str]) -> None:
     elif action == "attach":
         ctx.user = await manager.update_user(user, user.id, attach=not user.attach)
     elif action == "model" and values:
-        ctx.user = await manager.update_user(user, user.id, model=values[0])
+        ctx.user = await manager.update_user(user, user.id, model=chosen_model(ctx, values))
     elif action == "status" and values:
         ctx.user = await manager.update_user(user, user.id, status=values[0])
     elif action == "page":
@@ -388,22 +408,26 @@ async def _session_component(ctx: Ctx, cid: CustomId, values: list[str]) -> None
         session = await manager.get_session(user, cid.target)
     except PermissionDenied:
         raise Refused(f"Session #{cid.target} is private to its creator.") from None
-    if not manager.can_edit(user, session):
-        raise Refused(_creator_only(session))
     action = cid.action
     if action == "public":
-        session = await manager.set_session_public(user, session.id, not session.public)
+        session = await as_creator(
+            session, manager.set_session_public(user, session.id, not session.public)
+        )
     elif action == "model" and values:
-        session = await manager.set_session_model(user, session.id, values[0])
+        model = chosen_model(ctx, values)
+        session = await as_creator(session, manager.set_session_model(user, session.id, model))
     elif action == "remove":
         if cid.arg is None:
+            # no core call yet, only a question: ask the core's rule before offering it
+            if not manager.can_edit(user, session):
+                raise Refused(_creator_only(session))
             await ctx.private(
                 f"Remove session #{session.id} ({clip(session.title, 80)}) and its "
                 f"{session.message_count} messages? This cannot be undone.",
                 view=ui.confirm_view("session", session.id, "remove", "Remove it"),
             )
         elif cid.arg == "yes":
-            await manager.remove_session(user, session.id)
+            await as_creator(session, manager.remove_session(user, session.id))
             await ctx.show(f"Session #{session.id} was removed.", view=None)
         else:
             await ctx.show("The session was kept.", view=None)

@@ -1,4 +1,8 @@
-"""Q&A mode: answer plain messages under the user's status (DESIGN §1)."""
+"""Q&A mode: answer plain messages under the user's status.
+
+Whether a user may chat is the core's to say (``mschat.core.eligibility``);
+the bot only turns its typed refusals into silence, a hint or a ❌.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,17 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from mschat.core.errors import MschatError
-from mschat.core.events import Completed, Failed, HistoryTrimmed, Started, TextDelta
-from mschat.core.models import Origin, Status
+from mschat.core import eligibility
+from mschat.core.errors import ChatDisabled, MschatError, UserIgnored
+from mschat.core.events import (
+    Completed,
+    Failed,
+    HistoryTrimmed,
+    Started,
+    TextDelta,
+    WaitingForTurn,
+)
+from mschat.core.models import Origin, User
 from mschat.discord.components import feedback_view
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text
@@ -26,6 +38,8 @@ log = logging.getLogger("mschat.discord")
 WRITING = "✍🏻"
 DONE = "👌"
 FAILED = "❌"
+#: the question waits while another process answers in the same public session
+WAITING = "⏳"
 #: seconds between two "you are disabled" hints to the same user
 HINT_INTERVAL = 3600.0
 INTERRUPTED_NOTE = "\n\n*(interrupted: the bot is shutting down)*"
@@ -66,8 +80,50 @@ async def _quietly(action: Awaitable[object]) -> None:
         log.debug("reaction failed: %s", exc)
 
 
+def check_may_chat(user: User) -> None:
+    """Raise the core's refusal when ``user`` may not chat, before a reaction shows work.
+
+    The core checks this again when asked, and the rate limit, which needs the store
+    (a rate-limited question gets ✍🏻, then ❌ with the core's message).
+    """
+    eligibility.check_not_ignored(user)
+    eligibility.check_may_route(user)
+
+
+class Reactions:
+    """The bot's reactions on a question: ✍🏻 while it works (⏳ while it waits), then 👌 or ❌."""
+
+    def __init__(self, bot: MschatBot, message: discord.Message) -> None:
+        assert bot.user is not None
+        self.me = bot.user
+        self.message = message
+        self.waiting = False
+
+    async def writing(self) -> None:
+        """The answer is on its way."""
+        await _quietly(self.message.add_reaction(WRITING))
+
+    async def wait(self) -> None:
+        """Another process answers in the same public session first."""
+        if not self.waiting:
+            self.waiting = True
+            await _quietly(self.message.add_reaction(WAITING))
+
+    async def stop_waiting(self) -> None:
+        """This question's turn came (or it ended)."""
+        if self.waiting:
+            self.waiting = False
+            await _quietly(self.message.remove_reaction(WAITING, self.me))
+
+    async def finish(self, ok: bool) -> None:
+        """✍🏻 becomes 👌 or ❌."""
+        await self.stop_waiting()
+        await _quietly(self.message.remove_reaction(WRITING, self.me))
+        await _quietly(self.message.add_reaction(DONE if ok else FAILED))
+
+
 async def handle_message(bot: MschatBot, message: discord.Message) -> None:
-    """Answer one plain message if it is eligible and the user's status allows it."""
+    """Answer one plain message if it is eligible and the core lets the user chat."""
     if message.author.bot or bot.user is None or message.author.id == bot.user.id:
         return
     if message.type not in (discord.MessageType.default, discord.MessageType.reply):
@@ -76,19 +132,22 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         return
     manager = bot.manager
     dm = message.guild is None
-    mentioned = mentions_bot(message, bot.user.id)
+    addressed = dm or mentions_bot(message, bot.user.id)
     text = strip_mention(message.content, bot.user.id)
     user = await manager.user("discord", str(message.author.id), name=message.author.name)
-    if user.ignored:
-        return
-    if user.status == Status.DISABLED:
-        if mentioned or dm:
+    try:
+        check_may_chat(user)
+    except UserIgnored:
+        return  # nothing is stored or answered, and nothing says so
+    except ChatDisabled:
+        if addressed:
             await _hint(bot, message, user.id)
         return
     if not text:
         return
 
-    await _quietly(message.add_reaction(WRITING))
+    reactions = Reactions(bot, message)
+    await reactions.writing()
     log_id = await manager.log_interaction(
         user_id=user.id,
         source="discord",
@@ -117,9 +176,12 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
     try:
         async for event in manager.chat(user, text, origin=origin, external_ref=str(message.id)):
-            if isinstance(event, Started):
+            if isinstance(event, WaitingForTurn):
+                await reactions.wait()
+            elif isinstance(event, Started):
                 reply_id = event.reply_id
                 note += _left_session_note(event)
+                await reactions.stop_waiting()
             elif isinstance(event, TextDelta):
                 stream.feed(event.text)
             elif isinstance(event, HistoryTrimmed):
@@ -132,7 +194,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
             elif isinstance(event, Completed):
                 error = None
     except asyncio.CancelledError:
-        await _finish(bot, message, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
+        await _finish(bot, reactions, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
         await manager.finish_interaction(log_id, "interrupted")
         raise
     except MschatError as exc:
@@ -142,7 +204,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         error = exc
     await _finish(
         bot,
-        message,
+        reactions,
         stream,
         reply_id,
         ok=error is None,
@@ -157,7 +219,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
 def _left_session_note(started: Started) -> str:
     """Say so when the current session was removed or made private by its creator.
 
-    The core then starts a new session (DESIGN §1); the user must not be surprised.
+    The core then starts a new session; the user must not be surprised.
     """
     if started.left_reason == "private":
         return (
@@ -174,7 +236,7 @@ def _left_session_note(started: Started) -> str:
 
 async def _finish(
     bot: MschatBot,
-    message: discord.Message,
+    reactions: Reactions,
     stream: ReplyStream,
     reply_id: int | None,
     *,
@@ -183,6 +245,7 @@ async def _finish(
     error_note: str | None = None,
 ) -> None:
     """Final text, the reply's Discord id stored with it, an error note, ✍🏻 → 👌 or ❌."""
+    message = reactions.message
     try:
         if ok and not stream.text.strip():
             stream.feed("*(the model returned an empty reply)*")
@@ -195,9 +258,7 @@ async def _finish(
         await bot.manager.set_external_ref(reply_id, str(sent[0].id))
     if error_note:
         await _quietly(message.reply(error_note, mention_author=False))
-    assert bot.user is not None
-    await _quietly(message.remove_reaction(WRITING, bot.user))
-    await _quietly(message.add_reaction(DONE if ok else FAILED))
+    await reactions.finish(ok)
 
 
 async def _hint(bot: MschatBot, message: discord.Message, user_id: int) -> None:

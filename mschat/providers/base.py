@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -67,14 +67,24 @@ ProviderEvent = TextChunk | UsageChunk | FinishChunk | RetryChunk
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """A model a provider offers."""
+    """A usable model, as every model picker shows it.
 
-    name: str  # full name, "provider/model"
+    ``source`` says where mschat knows it from: ``config`` (a provider's
+    ``models`` list), ``server`` (the server's ``/models`` list), ``local`` (a
+    GGUF file), ``bundled`` (the bundled offline model), ``default`` (mschat's
+    built-in default of the official OpenAI API) or ``alias`` (then ``name`` is
+    the alias, ``target`` the ``provider/model`` it stands for, and
+    ``provider``/``model`` those of the target).
+    """
+
+    name: str  # "provider/model", or the alias
     provider: str
     model: str
     context_window: int | None = None
-    source: str = ""  # e.g. "config", "server", "bundled"
+    source: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    target: str | None = None  # aliases: the full name they resolve to
+    default: bool = False  # the model used when none is chosen
 
 
 @runtime_checkable
@@ -96,9 +106,13 @@ class Provider(Protocol):
         ...
 
 
-class SyncProvider(Protocol):
-    """Optional blocking flavour of a provider (scripts, threads)."""
+@runtime_checkable
+class ModelLister(Protocol):
+    """A provider that can ask its server which models it serves."""
 
-    def stream_chat_sync(self, request: ChatRequest) -> Iterator[ProviderEvent]:
-        """Blocking version of ``stream_chat``."""
+    def served_models(self) -> dict[str, int | None]:
+        """Model ids (with their context window when the server says) in the server's order.
+
+        Blocking; raises ``ProviderError`` when the server cannot list them.
+        """
         ...

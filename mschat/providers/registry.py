@@ -1,14 +1,29 @@
-"""Model resolution: names and aliases to (provider, model), and provider creation."""
+"""Model names: the usable models, names and aliases to (provider, model), providers.
+
+A name is usable when mschat can see it in a list: a provider's ``models`` in
+the config, the name of a ``local`` provider's GGUF file, an alias of one of
+these, or, for a provider without a ``models`` list ("open"), the list its
+server gives at ``GET /models`` (see :mod:`mschat.providers.discovery`). Every
+other name is refused, also when an open provider's server cannot be asked: the
+error then says to name its models in ``providers.NAME.models``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from mschat.config import Config, ProviderConfig
-from mschat.core.errors import NotFound, ProviderError
-from mschat.providers.base import ModelInfo, Provider
+from mschat.config import OPENAI_DEFAULT_BASE_URL, Config, ProviderConfig
+from mschat.core.errors import MschatError, NotFound, ProviderError
+from mschat.providers.base import ModelInfo, ModelLister, Provider
+
+if TYPE_CHECKING:
+    from mschat.providers.discovery import Served, ServedModels
+
+log = logging.getLogger(__name__)
 
 # Context windows of well-known model families, used when the config says nothing.
 KNOWN_CONTEXT_WINDOWS: list[tuple[str, int]] = [
@@ -27,6 +42,9 @@ KNOWN_CONTEXT_WINDOWS: list[tuple[str, int]] = [
     ("qwen", 32_768),
     ("mistral", 32_768),
 ]
+
+#: the default model of the official OpenAI API, known without asking it
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 
 NO_PROVIDER_HINT = (
     "set OPENAI_API_KEY (and OPENAI_BASE_URL for another server), add a "
@@ -96,7 +114,7 @@ def default_local_provider() -> ProviderConfig | None:
 
 
 class Registry:
-    """Resolves model names and hands out (cached) provider instances."""
+    """Resolves model names, lists the usable models and hands out provider instances."""
 
     def __init__(
         self,
@@ -120,8 +138,97 @@ class Registry:
             if bundled is not None:
                 self.provider_configs[bundled.name] = bundled
                 self.using_bundled = True
+        #: why an open provider's models could not be listed, by provider (last list_models)
+        self.unlisted: dict[str, str] = {}
+        self._served: ServedModels | None = None
+        # (state key, value, line) of notices not yet taken by a front end
+        self._notices: list[tuple[str, str, str]] = []
+        self._noted: set[str] = set()
 
-    # ---- names --------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Registry providers={list(self.provider_configs)}>"
+
+    # ---- which names a provider offers ---------------------------------------------
+
+    @staticmethod
+    def is_open(provider: ProviderConfig) -> bool:
+        """Whether the provider's models come from its server (no ``models`` list)."""
+        return provider.type == "openai" and not provider.models
+
+    def listed(self, provider: ProviderConfig) -> list[str]:
+        """The models a provider offers that mschat knows without asking a server."""
+        if provider.models:
+            return list(provider.models)
+        if provider.type == "local":
+            from mschat.providers.local import local_model_name
+
+            return [local_model_name(provider)]
+        return []
+
+    @staticmethod
+    def builtin_default(provider: ProviderConfig) -> str | None:
+        """mschat's own default model of an open provider (the official OpenAI API only)."""
+        url = provider.base_url or ""
+        if Registry.is_open(provider) and url.rstrip("/") == OPENAI_DEFAULT_BASE_URL:
+            return OPENAI_DEFAULT_MODEL
+        return None
+
+    def served(
+        self, provider: ProviderConfig, *, refresh: bool = False, max_age: float | None = None
+    ) -> Served:
+        """The models an open provider's server lists (cached; blocking when it asks).
+
+        Raises ``ProviderError`` naming ``providers.NAME.models`` when the list
+        cannot be had.
+        """
+        from mschat.providers import discovery
+
+        if self._served is None:
+            from mschat.state import State
+
+            self._served = discovery.ServedModels(lambda: State.of_home(self.config.env))
+        instance = self.provider(provider.name)
+        if not isinstance(instance, ModelLister):
+            raise ProviderError(
+                f"provider '{provider.name}' cannot list its models",
+                kind="not_configured",
+                hint=self._models_hint(provider),
+            )
+        age = 0.0 if refresh else discovery.MODEL_LIST_TTL if max_age is None else max_age
+        try:
+            return self._served.get(
+                provider.name, provider.base_url or "", instance.served_models, max_age=age
+            )
+        except ProviderError as error:
+            raise ProviderError(
+                error.message,
+                kind=error.kind,
+                status=error.status,
+                hint=self._models_hint(provider),
+            ) from None
+
+    @staticmethod
+    def _models_hint(provider: ProviderConfig) -> str:
+        env = f"MSCHAT_PROVIDERS_{provider.name.upper()}_MODELS"
+        return (
+            f"name its models in providers.{provider.name}.models in the config file, "
+            f"or export {env}=model1,model2"
+        )
+
+    def _offers(self, provider: ProviderConfig, model: str) -> bool:
+        """Whether ``provider`` serves ``model`` (asks an open provider's server if needed)."""
+        if model in self.listed(provider) or model == self.builtin_default(provider):
+            return True
+        if not self.is_open(provider):
+            return False
+        if model in self.served(provider):
+            return True
+        # not in a list that may predate the model (pulled a minute ago): ask once more
+        from mschat.providers.discovery import MISS_REFRESH_AFTER
+
+        return model in self.served(provider, max_age=MISS_REFRESH_AFTER)
+
+    # ---- names ---------------------------------------------------------------------
 
     def default_model_name(self) -> str:
         """The model used when nothing else is chosen."""
@@ -132,54 +239,111 @@ class Registry:
                 "no model provider is configured", kind="not_configured", hint=NO_PROVIDER_HINT
             )
         provider = next(iter(self.provider_configs.values()))
-        if provider.models:
-            return f"{provider.name}/{provider.models[0]}"
-        if provider.type == "openai" and (provider.base_url or "").startswith(
-            "https://api.openai.com"
-        ):
-            return f"{provider.name}/gpt-4o-mini"
-        if provider.type == "local":
-            from mschat.providers.local import local_model_name
-
-            return f"{provider.name}/{local_model_name(provider)}"
-        raise ProviderError(
-            f"no default model for provider {provider.name!r}",
-            kind="not_configured",
-            hint=f"set general.default_model or providers.{provider.name}.models "
-            "in the config file, or pass --model",
+        known = self.listed(provider) or [m for m in [self.builtin_default(provider)] if m]
+        if known:
+            return f"{provider.name}/{known[0]}"
+        try:
+            served = self.served(provider)
+        except ProviderError as error:
+            raise ProviderError(
+                f"no model to use: {error.message}", kind="not_configured", hint=error.hint
+            ) from None
+        if not served:
+            where = self._where(provider)
+            raise ProviderError(
+                f"no model to use: {where} lists no models",
+                kind="not_configured",
+                hint=self._models_hint(provider),
+            )
+        chosen = f"{provider.name}/{next(iter(served))}"
+        self._note(
+            f"model_notice/{provider.name}",
+            chosen,
+            f"mschat: no model configured; using {chosen}, the first model {self._where(provider)} "
+            "lists (choose another with -m or general.default_model; `mschat models` lists them)",
         )
+        return chosen
+
+    def _where(self, provider: ProviderConfig) -> str:
+        from mschat.redact import redact_url
+
+        return f"provider '{provider.name}' at {redact_url(provider.base_url or '')}"
 
     def resolve(self, name: str | None) -> ResolvedModel:
-        """Resolve an alias, ``provider/model`` or bare model name."""
-        name = (name or "").strip() or self.default_model_name()
+        """Resolve an alias, ``provider/model`` or bare model name; unknown names raise."""
+        asked = (name or "").strip() or self.default_model_name()
+        name = asked
         seen = set()
         while name in self.config.aliases and name not in seen:
             seen.add(name)
             name = self.config.aliases[name]
-        provider_name, _, model = name.partition("/")
-        if model and provider_name in self.provider_configs:
-            return self._resolved(provider_name, model)
-        # a bare name (which may itself contain '/', e.g. "meta/llama")
-        for provider in self.provider_configs.values():
-            if name in provider.models:
-                return self._resolved(provider.name, name)
         if not self.provider_configs:
             raise ProviderError(
                 "no model provider is configured", kind="not_configured", hint=NO_PROVIDER_HINT
             )
-        open_providers = [p for p in self.provider_configs.values() if not p.models]
-        if len(open_providers) >= 1 and not model:
-            return self._resolved(open_providers[0].name, name)
-        raise NotFound(
-            f"unknown model {name!r}",
-            hint="list models with `mschat models`; use provider/model or an alias",
+        provider_name, _, model = name.partition("/")
+        provider = self.provider_configs.get(provider_name)
+        if model and provider is not None:
+            try:
+                offered = self._offers(provider, model)
+            except ProviderError as error:
+                raise self._unchecked(asked, error) from None
+            if offered:
+                return self._resolved(provider_name, model)
+            raise self._unknown(asked, name, provider)
+        # a bare name (which may itself contain '/', e.g. "meta/llama"): offline lists first
+        for candidate in self.provider_configs.values():
+            if name in self.listed(candidate) or name == self.builtin_default(candidate):
+                return self._resolved(candidate.name, name)
+        failures: list[ProviderError] = []
+        for candidate in self.provider_configs.values():
+            if not self.is_open(candidate):
+                continue
+            try:
+                if self._offers(candidate, name):
+                    return self._resolved(candidate.name, name)
+            except ProviderError as error:
+                failures.append(error)
+        if failures and len(failures) == sum(map(self.is_open, self.provider_configs.values())):
+            raise self._unchecked(asked, failures[0])  # nothing could be checked: say why
+        raise self._unknown(asked, name, None)
+
+    @staticmethod
+    def _unchecked(asked: str, error: ProviderError) -> ProviderError:
+        """The error for a name whose provider's server could not list its models."""
+        return ProviderError(
+            f"cannot check model {asked!r}: {error.message}", kind=error.kind, hint=error.hint
         )
+
+    def _unknown(self, asked: str, name: str, provider: ProviderConfig | None) -> NotFound:
+        """The error for a name no list has, with the closest usable names."""
+        what = f"unknown model {asked!r}"
+        if asked != name:
+            what += f" (an alias of {name!r})"
+        if provider is not None:
+            what += f": provider '{provider.name}' does not offer {name.partition('/')[2]!r}"
+        names = [
+            f"{p.name}/{m}"
+            for p in self.provider_configs.values()
+            for m in [*self.listed(p), *(self._served_now(p) or {})]
+        ]
+        import difflib  # only on this error path: a few ms that `mschat ask` never pays
+
+        close = difflib.get_close_matches(name, [*names, *self.config.aliases], n=3, cutoff=0.6)
+        hint = "`mschat models` lists the models you can use"
+        if close:
+            hint = "did you mean " + " or ".join(close) + "? " + hint
+        return NotFound(what, hint=hint)
+
+    def _served_now(self, provider: ProviderConfig) -> Served | None:
+        """The server's list already in memory (never asks)."""
+        return self._served.peek(provider.name) if self._served else None
 
     def _resolved(self, provider: str, model: str) -> ResolvedModel:
         return ResolvedModel(provider, model, self.context_window(provider, model))
 
     def context_window(self, provider: str, model: str) -> int:
-        """The model's context window: config, provider, known families, default."""
+        """The model's context window: config, server, provider, known families, default."""
         windows = self.config.context_windows
         for key in (f"{provider}/{model}", model):
             if key in windows:
@@ -191,6 +355,9 @@ class Registry:
             from mschat.providers.local import local_context_window
 
             return local_context_window(provider_config)
+        reported = (self._served_now(provider_config) or {}).get(model) if provider_config else None
+        if reported:
+            return reported
         instance = self._instances.get(provider)
         known = getattr(instance, "context_window", None)
         if isinstance(known, int) and known > 0:
@@ -201,26 +368,110 @@ class Registry:
                 return size
         return int(self.config.get("defaults", "context_window"))
 
+    # ---- the usable models -----------------------------------------------------------
+
+    async def list_models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """Every usable model once: configured, served, local, then aliases.
+
+        Open providers' servers are asked off the event loop (``refresh``: even
+        when a recent list is known); one that cannot be asked is left out and
+        the reason kept in ``unlisted``.
+        """
+        served: dict[str, Served] = {}
+        self.unlisted = {}
+        for provider in self.provider_configs.values():
+            if not self.is_open(provider):
+                continue
+            try:
+                served[provider.name] = await asyncio.to_thread(
+                    self.served, provider, refresh=refresh
+                )
+            except ProviderError as error:
+                self.unlisted[provider.name] = str(error)
+        infos: list[ModelInfo] = []
+        for provider in self.provider_configs.values():
+            for model in self.listed(provider):
+                infos.append(self.model_info(provider, model))
+            for model in served.get(provider.name, {}):
+                infos.append(self.model_info(provider, model, source="server"))
+            builtin = self.builtin_default(provider)
+            if builtin and builtin not in served.get(provider.name, {}):
+                infos.append(self.model_info(provider, builtin, source="default"))
+        infos += self._alias_infos()
+        try:
+            default = self.resolve(None).full_name
+        except MschatError:
+            return infos
+        chosen = self.config.default_model
+        return [
+            replace(info, default=True)
+            if info.name == default or (info.source == "alias" and info.name == chosen)
+            else info
+            for info in infos
+        ]
+
+    def _alias_infos(self) -> list[ModelInfo]:
+        infos = []
+        for alias in self.config.aliases:
+            try:
+                resolved = self.resolve(alias)
+            except MschatError as error:
+                log.info("alias %r is not usable: %s", alias, error)
+                continue
+            infos.append(
+                ModelInfo(
+                    name=alias,
+                    provider=resolved.provider,
+                    model=resolved.model,
+                    context_window=resolved.context_window,
+                    source="alias",
+                    target=resolved.full_name,
+                )
+            )
+        return infos
+
+    def model_info(
+        self,
+        provider: ProviderConfig,
+        model: str,
+        extra: dict[str, str] | None = None,
+        *,
+        source: str | None = None,
+    ) -> ModelInfo:
+        """What the model pickers show of one model of ``provider``."""
+        if source is None:
+            source = "config"
+            if provider.type == "local":
+                source = "bundled" if provider.source == "bundled" else "local"
+        if provider.type == "local" and extra is None:
+            extra = {"path": provider.path or "(bundled)"}
+        return ModelInfo(
+            name=f"{provider.name}/{model}",
+            provider=provider.name,
+            model=model,
+            context_window=self.context_window(provider.name, model),
+            source=source,
+            extra=extra or {},
+        )
+
     def configured_models(self) -> list[ModelInfo]:
-        """Models named in the config (plus aliases), without asking any server."""
+        """Models named in the config, without asking any server (see ``list_models``)."""
         return [
             self.model_info(provider, model)
             for provider in self.provider_configs.values()
             for model in provider.models
         ]
 
-    def model_info(
-        self, provider: ProviderConfig, model: str, extra: dict[str, str] | None = None
-    ) -> ModelInfo:
-        """What ``mschat models`` and the front ends show of one model."""
-        return ModelInfo(
-            name=f"{provider.name}/{model}",
-            provider=provider.name,
-            model=model,
-            context_window=self.context_window(provider.name, model),
-            source=provider.source,
-            extra=extra or {},
-        )
+    def extra_models(self) -> list[ModelInfo]:
+        """Local providers without a ``models`` list, named after their GGUF file."""
+        return [
+            self.model_info(provider, model)
+            for provider in self.provider_configs.values()
+            if provider.type == "local" and not provider.models
+            for model in self.listed(provider)
+        ]
+
+    # ---- notices for the front ends -----------------------------------------------------
 
     def bundled_notice(self) -> str:
         """The stderr notice shown once when the bundled offline model is the default."""
@@ -228,11 +479,25 @@ class Registry:
 
         return bundled_notice(self.default_model_name(), self.config.file)
 
-    def extra_models(self) -> list[ModelInfo]:
-        """Models not listed in the config: local providers named after their GGUF file."""
-        from mschat.providers.local import unlisted_local_models
+    def _note(self, key: str, value: str, line: str) -> None:
+        """Queue ``line`` unless this MSCHAT_HOME was told ``value`` under ``key`` already."""
+        if key in self._noted:
+            return
+        self._noted.add(key)
+        from mschat.state import State
 
-        return unlisted_local_models(self)
+        if State.of_home(self.config.env).get(key) != value:
+            self._notices.append((key, value, line))
+
+    def take_notices(self) -> list[str]:
+        """Lines for stderr (each shown once per MSCHAT_HOME), remembered as shown."""
+        from mschat.state import State
+
+        taken, self._notices = self._notices, []
+        state = State.of_home(self.config.env)
+        for key, value, _ in taken:
+            state.set(key, value)
+        return [line for _, _, line in taken]
 
     # ---- instances ----------------------------------------------------------
 

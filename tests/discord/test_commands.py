@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mschat.providers.base import ModelInfo
 from tests.conftest import eventually
 from tests.discord.conftest import Harness, interaction_rows
 from tests.fakes.fake_discord import EPHEMERAL, find_component, walk_components
@@ -218,6 +219,10 @@ async def test_a_private_session_of_another_user_is_refused(h: Harness) -> None:
     refusal = await response(h, interaction)
     assert refusal["flags"] & EPHEMERAL and "private" in refusal["content"]
     assert (await h.discord_user(2)).current_session_id is None
+    [row] = await eventually(
+        lambda: interaction_rows(h, "name = 'user:session' AND status = 'refused'")
+    )
+    assert "private" in row["error"]
     # "Session info" on the private reply is refused too
     interaction = await h.fake.message_command(2, "Session info", reply)
     answer = await response(h, interaction)
@@ -469,3 +474,72 @@ async def test_feedback_buttons_under_an_answer(h: Harness) -> None:
         lambda: list(h.manager.store.db.query("SELECT kind, text FROM feedback ORDER BY id"))
     )
     assert rows == [{"kind": "good", "text": None}, {"kind": "other", "text": "too short"}]
+
+
+# ---- models: the core's one list, strict names --------------------------------------------
+
+
+async def test_model_selects_offer_the_cores_list_of_usable_models(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = [
+        ModelInfo(name="fake/fake-model", provider="fake", model="fake-model"),
+        ModelInfo(name="fake/discovered", provider="fake", model="discovered"),
+    ]
+
+    async def list_models(*, refresh: bool = False) -> list[ModelInfo]:
+        return listed
+
+    monkeypatch.setattr(h.manager, "list_models", list_models)
+    await h.discord_user(1, status="new", attach=True)
+    await chat(h, 1, "a session")
+    user = await h.discord_user(1)
+    panel = await user_panel(h, 1)
+    offered = [o["value"] for o in options(panel, f"mschat:user:{user.id}:model")]
+    assert offered == ["fake/discovered", "fake/fake-model"]
+    session_panel = await response(h, await h.fake.slash(1, "session"))
+    sid = user.current_session_id
+    offered = [o["value"] for o in options(session_panel, f"mschat:session:{sid}:model")]
+    assert offered == ["fake/discovered", "fake/fake-model"]
+
+
+async def test_an_unknown_model_name_is_a_clear_private_error(h: Harness) -> None:
+    await h.discord_user(1, status="new", attach=True)
+    await chat(h, 1, "a session")
+    user = await h.discord_user(1)
+    sid = user.current_session_id
+    panel = await user_panel(h, 1)
+    # a forged (or since removed) model name in either select
+    interaction = await h.fake.click(1, panel, f"mschat:user:{user.id}:model", ["nowhere/none"])
+    error = await response(h, interaction)
+    assert error["flags"] & EPHEMERAL
+    assert "Unknown model `nowhere/none`: pick one from the list." in error["content"]
+    session_panel = await response(h, await h.fake.slash(1, "session"))
+    interaction = await h.fake.click(
+        1, session_panel, f"mschat:session:{sid}:model", ["nowhere/none"]
+    )
+    error = await response(h, interaction)
+    assert error["flags"] & EPHEMERAL and "Unknown model `nowhere/none`" in error["content"]
+    assert (await h.discord_user(1)).model is None
+    assert (await h.manager.get_session(user, sid)).model == "fake/fake-model"
+
+
+# ---- refusals and pings -------------------------------------------------------------------
+
+
+async def test_panels_with_hostile_titles_ping_no_one(h: Harness) -> None:
+    await h.discord_user(1, status="new", attach=True)
+    await chat(h, 1, "a session")
+    pings = "@everyone @here <@12345> <@&999>"
+    interaction = await h.fake.slash(1, "session", {"name": pings, "system_msg": pings})
+    panel = await response(h, interaction)
+    assert "@everyone" in panel["content"]
+    sends = [
+        c
+        for c in h.fake.calls
+        if c.method in ("POST", "PATCH") and isinstance(c.body, dict) and "content" in c.body
+    ]
+    assert any(c.path.startswith("/webhooks/") for c in sends)
+    for call in sends:
+        mentions = call.body["allowed_mentions"]
+        assert mentions["parse"] == [] and not mentions.get("users") and not mentions.get("roles")

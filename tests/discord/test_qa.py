@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
 
 from mschat.core.errors import ProviderError
+from mschat.core.events import WaitingForTurn
 from mschat.discord.split import open_fence, split_message
 from mschat.providers.base import ChatRequest, FinishChunk, ProviderEvent, TextChunk
 from tests.conftest import eventually
 from tests.discord.conftest import Harness, interaction_rows
 from tests.fakes.fake_discord import BOT_ID, OTHER_CHANNEL_ID, QA_CHANNEL_ID
 
-WRITING, DONE, FAILED = "✍🏻", "👌", "❌"
+WRITING, DONE, FAILED, WAITING = "✍🏻", "👌", "❌", "⏳"
 
 
 async def answered(h: Harness, message: dict, emoji: str = DONE) -> list[dict]:
@@ -310,3 +314,98 @@ async def test_history_trimming_is_mentioned(h: Harness) -> None:
     h.provider.push(chunks=["short"])
     [reply] = await answered(h, await h.fake.send_message(1, "last one"))
     assert "left out to fit the model's context window" in reply["content"]
+
+
+# ---- who may chat: the core decides, the bot translates its refusals -------------------
+
+
+async def probe(h: Harness, discord_id: int = 99) -> None:
+    """Send an answered message: every event dispatched before it has been handled."""
+    await h.discord_user(discord_id, status="new")
+    await answered(h, await h.fake.send_message(discord_id, "probe"))
+
+
+async def test_an_ignored_user_gets_no_reaction_no_reply_and_nothing_stored(h: Harness) -> None:
+    admin = await h.manager.local_user()
+    user = await h.discord_user(1, status="new")
+    await h.manager.update_user(admin, user.id, ignored=True)
+    sent = [
+        await h.fake.send_message(1, "in the Q&A channel"),
+        await h.fake.send_message(1, "mentioning", channel_id=OTHER_CHANNEL_ID, mention_bot=True),
+        await h.fake.send_message(1, "in a DM", dm=True),
+    ]
+    await probe(h)
+    for msg in sent:
+        assert not h.fake.replies_to(msg["id"]) and not h.fake.reactions.get(int(msg["id"]))
+    assert await sessions_of(h, 1) == []
+    assert await interaction_rows(h, f"user_id = {user.id}") == []
+    assert len(h.provider.requests) == 1  # the probe's
+
+
+async def test_an_ignored_and_disabled_user_gets_no_hint(h: Harness) -> None:
+    admin = await h.manager.local_user()
+    user = await h.discord_user(1)
+    await h.manager.update_user(admin, user.id, ignored=True)
+    msg = await h.fake.send_message(1, "hello?", mention_bot=True)
+    await probe(h)
+    assert not h.fake.replies_to(msg["id"])
+
+
+async def test_a_disabled_user_is_hinted_in_a_dm_and_on_a_bare_mention(h: Harness) -> None:
+    dm = await h.fake.send_message(1, "hi", dm=True)
+    bare = await h.fake.send_message(2, "", mention_bot=True)
+    for msg in (dm, bare):
+        await h.fake.wait_until(lambda m=msg: h.fake.replies_to(m["id"]))
+        [hint] = h.fake.replies_to(msg["id"])
+        assert "disabled" in hint["content"] and "/user" in hint["content"]
+        assert not h.fake.reactions.get(int(msg["id"]))
+    assert not h.provider.requests
+
+
+async def test_a_bare_mention_of_a_user_who_may_chat_is_left_alone(h: Harness) -> None:
+    await h.discord_user(1, status="new")
+    bare = await h.fake.send_message(1, "", mention_bot=True)
+    await probe(h)
+    assert not h.fake.replies_to(bare["id"]) and not h.fake.reactions.get(int(bare["id"]))
+    assert await sessions_of(h, 1) == []
+
+
+async def test_a_rate_limited_question_gets_a_cross_and_the_cores_message(h: Harness) -> None:
+    admin = await h.manager.local_user()
+    user = await h.discord_user(1, status="new")
+    await h.manager.update_user(admin, user.id, rate_limit=1)
+    await answered(h, await h.fake.send_message(1, "first question"))
+    second = await h.fake.send_message(1, "one too many")
+    [reply] = await answered(h, second, FAILED)
+    assert "rate limit reached: 1 questions per 6 hours" in reply["content"]
+    assert h.fake.reactions[int(second["id"])] == [FAILED]
+    [session] = await sessions_of(h, 1)  # nothing of the refused question was stored
+    assert session.message_count == 2
+
+    [row] = await eventually(lambda: interaction_rows(h, "kind = 'message' AND status = 'error'"))
+    assert "rate limit" in row["error"]
+
+
+async def test_waiting_for_another_process_shows_an_hourglass_not_an_error(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core yields WaitingForTurn while another process answers in the session."""
+    await h.discord_user(1, status="new")
+    chat = h.manager.chat
+    turn = asyncio.Event()
+
+    async def waiting_chat(user: Any, text: str, **options: Any) -> AsyncIterator[Any]:
+        yield WaitingForTurn(session_id=1)
+        await turn.wait()
+        async for event in chat(user, text, **options):
+            yield event
+
+    monkeypatch.setattr(h.manager, "chat", waiting_chat)
+    msg = await h.fake.send_message(1, "my turn?")
+    mid = int(msg["id"])
+    await h.fake.wait_until(lambda: WAITING in h.fake.reactions.get(mid, []))
+    assert h.fake.reactions[mid] == [WRITING, WAITING] and not h.fake.replies_to(mid)
+    turn.set()
+    [reply] = await answered(h, msg)
+    assert reply["content"] == "Echo: my turn?"
+    assert h.fake.reactions[mid] == [DONE]

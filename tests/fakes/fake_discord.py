@@ -10,7 +10,7 @@ Run standalone (then point ``mschat serve-discord`` at the printed URLs)::
 
     python -m tests.fakes.fake_discord --port 8090
 
-Gotchas learnt the hard way (DESIGN §6): JSON responses carry ``Content-Type``
+Gotchas learnt the hard way: JSON responses carry ``Content-Type``
 exactly ``application/json``; interaction callbacks answer JSON
 ``{"interaction": …, "resource": …}``; guild members need ``flags``.
 """
@@ -113,6 +113,7 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self._changed: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
+        self._refusals: list[tuple[str, str, int, str]] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -145,6 +146,15 @@ class FakeDiscord:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def drop_connections(self, code: int = 4000) -> None:
+        """Close every gateway socket as Discord does on an error (the bot reconnects)."""
+        for ws in list(self._sockets):
+            await ws.close(code=code)
+
+    def refuse(self, method: str, fragment: str, status: int = 400, message: str = "") -> None:
+        """Answer every later ``method`` call whose path contains ``fragment`` with an error."""
+        self._refusals.append((method, fragment, status, message or "Invalid Form Body"))
 
     def new_id(self) -> int:
         """A fresh snowflake."""
@@ -517,6 +527,9 @@ class FakeDiscord:
             token_auth = path.startswith(("/interactions/", "/webhooks/"))
             if not token_auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
+            for method, fragment, status, message in self._refusals:
+                if call.method == method and fragment in path:
+                    return _json({"message": message, "code": 50035}, status)
             return self._route(call)
         finally:
             self._touch()

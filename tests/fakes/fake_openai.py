@@ -19,6 +19,20 @@ stops), ``"stall"`` (send ``after_chunks`` chunks, then hang),
 unless ``done=False``) and ``"stream_error"`` (an ``error`` object inside the
 SSE stream after ``after_chunks`` chunks).
 
+Misbehaviours of servers that are not quite OpenAI-compatible, all with status
+200: ``"surrogate"`` (a chunk whose content is the escape ``"\ud83d"``, half
+an emoji, after ``after_chunks`` chunks), ``"bad_utf8"`` (a chunk with invalid
+UTF-8 bytes in its content), ``"bad_content"`` (a ``delta.content`` that is
+``Script.content``: a number, object or list), ``"not_a_chunk"`` (an event
+whose JSON is ``Script.content``, by default an object without ``choices``),
+``"html"`` (a ``text/html`` page) and ``"raw"`` (``Script.raw`` as the body,
+with ``Script.content_type``).
+
+An error fault with ``echo=True`` quotes the request in its message (method,
+URL with its query, headers), as careless servers and proxies do. A server made
+with ``serve_models=False`` has no ``/models`` endpoint (404), and
+``model_contexts`` adds ``max_model_len`` (as vLLM does) to ``/models`` entries.
+
 Run standalone: ``python -m tests.fakes.fake_openai --port 8089``.
 """
 
@@ -46,7 +60,22 @@ from aiohttp import web
 DEFAULT_MODELS = ("fake-model", "fake-large")
 PANGRAM = "The quick brown fox jumps over the lazy dog. "
 #: faults that happen inside a started SSE stream (the others replace the response)
-STREAM_FAULTS = ("stall", "disconnect", "no_finish", "stream_error")
+STREAM_FAULTS = (
+    "stall",
+    "disconnect",
+    "no_finish",
+    "stream_error",
+    "surrogate",
+    "bad_utf8",
+    "bad_content",
+    "not_a_chunk",
+)
+#: faults whose 200 answer is not an event stream at all
+BODY_FAULTS = ("html", "raw")
+#: the lone high surrogate "surrogate" sends, as JSON escapes it
+HALF_EMOJI = "\ud83d"
+#: what "bad_utf8" puts inside a chunk's content: a truncated sequence and a stray byte
+BAD_UTF8 = b"caf\xc3 \xff!"
 
 
 @dataclass
@@ -66,6 +95,10 @@ class Script:
     retry_after: str | None = None
     after_chunks: int = 2
     done: bool = True
+    echo: bool = False  # error faults: quote the request in the message
+    content: Any = 42  # "bad_content": the delta.content; "not_a_chunk": the event's JSON
+    raw: bytes = b""  # "raw": the whole response body
+    content_type: str = "text/plain"  # "raw": its content type
 
 
 @dataclass
@@ -77,6 +110,7 @@ class RecordedCall:
     headers: dict[str, str]
     body: Any
     time: float  # time.monotonic() on arrival
+    query: str = ""  # the query string, without "?"
 
 
 @dataclass
@@ -152,10 +186,14 @@ class FakeOpenAI:
         api_key: str | None = None,
         context_window: int | None = None,
         accept_any_model: bool = False,
+        serve_models: bool = True,
+        model_contexts: dict[str, int] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.models = list(models)
+        self.serve_models = serve_models  # False: GET /models answers 404, like some servers
+        self.model_contexts = dict(model_contexts or {})
         self.reply = reply
         self.reply_fn = reply_fn
         self.reply_length = reply_length
@@ -254,7 +292,12 @@ class FakeOpenAI:
     def _record(self, request: web.Request, body: Any) -> None:
         self.calls.append(
             RecordedCall(
-                request.method, request.path, dict(request.headers), body, time.monotonic()
+                request.method,
+                request.path,
+                dict(request.headers),
+                body,
+                time.monotonic(),
+                request.query_string,
             )
         )
 
@@ -263,11 +306,18 @@ class FakeOpenAI:
             self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
         )
 
+    @property
+    def model_calls(self) -> list[RecordedCall]:
+        """Every ``GET /models`` request received."""
+        return [call for call in self.calls if call.path.endswith("/models")]
+
     async def _models(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None)
+        if not self.serve_models:
+            return web.Response(status=404, text="404 page not found")
         if not self._authorized(request):
             return _auth_error()
-        data = [_model_object(m) for m in self.models]
+        data = [_model_object(m, self.model_contexts.get(m)) for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _model(self, request: web.Request) -> web.StreamResponse:
@@ -291,8 +341,10 @@ class FakeOpenAI:
         self.requests.append(body)
         self._signal_arrival()
         script = self._script_for(body)
+        if script.fault in BODY_FAULTS:
+            return _body_fault(script)
         if script.fault is not None and script.fault not in STREAM_FAULTS:
-            return await self._fault_response(script, body)
+            return await self._fault_response(request, script, body)
         refusal = self._refuse(request, body)
         if refusal is not None:
             return refusal
@@ -340,7 +392,9 @@ class FakeOpenAI:
             return _context_length_error(self.context_window, prompt_tokens(messages))
         return None
 
-    async def _fault_response(self, script: Script, body: dict[str, Any]) -> web.StreamResponse:
+    async def _fault_response(
+        self, request: web.Request, script: Script, body: dict[str, Any]
+    ) -> web.StreamResponse:
         """Answer with an HTTP error, or hang until the server stops."""
         if script.fault == "hang":
             assert self._closing is not None
@@ -349,6 +403,9 @@ class FakeOpenAI:
         if script.fault == "context_length":
             return _context_length_error(8192, 9000)
         status = script.status or int(str(script.fault))
+        if script.echo:
+            echoed = {"method": request.method, "url": str(request.url), **request.headers}
+            script = dataclasses.replace(script, message=f"bad request: {json.dumps(echoed)}")
         return _status_error(status, script, str(body.get("model")))
 
     def _resolve_reply(self, body: dict[str, Any], script: Script) -> _Reply:
@@ -408,23 +465,55 @@ class FakeOpenAI:
         )
         await resp.prepare(request)
         await _send(resp, chunk.make({"role": "assistant", "content": "", "refusal": None}))
-        for index, piece in enumerate(chunk_text(reply.text, reply.chunk_size)):
+        pieces = chunk_text(reply.text, reply.chunk_size)
+        for index, piece in enumerate(pieces):
             if script.fault is not None and index == script.after_chunks:
-                return await self._stream_fault(request, resp, script)
+                return await self._stream_fault(request, resp, script, chunk, reply)
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             await _send(resp, chunk.make({"content": piece}))
         if script.fault is not None:
-            return await self._stream_fault(request, resp, script)
+            return await self._stream_fault(request, resp, script, chunk, reply)
+        return await self._finish_stream(resp, chunk, reply, skip=len(pieces))
+
+    async def _finish_stream(
+        self, resp: web.StreamResponse, chunk: _ChunkMaker, reply: _Reply, skip: int = 0
+    ) -> web.StreamResponse:
+        """The rest of the reply after ``skip`` chunks, the finish reason, usage and [DONE]."""
+        for piece in chunk_text(reply.text, reply.chunk_size)[skip:]:
+            await _send(resp, chunk.make({"content": piece}))
         await _send(resp, chunk.make({}, reply.finish_reason))
-        if include_usage:
+        if chunk.include_usage:
             await _send(resp, chunk.usage(_usage(reply)))
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
 
+    @staticmethod
+    async def _send_misbehaviour(
+        resp: web.StreamResponse, chunk: _ChunkMaker, script: Script
+    ) -> None:
+        """One event of a not-quite-compatible server, in the middle of a reply."""
+        if script.fault == "surrogate":
+            # json.dumps escapes a lone surrogate as \ud83d, exactly what such servers send
+            await _send(resp, chunk.make({"content": HALF_EMOJI}))
+        elif script.fault == "bad_utf8":
+            data = json.dumps(chunk.make({"content": "@@"}), separators=(",", ":")).encode()
+            await resp.write(b"data: " + data.replace(b"@@", BAD_UTF8) + b"\n\n")
+        elif script.fault == "bad_content":
+            await _send(resp, chunk.make({"content": script.content}))
+        elif script.content == 42:  # not_a_chunk, by default an object without choices
+            await _send(resp, {"message": "hello", "model": chunk.model})
+        else:
+            await _send(resp, script.content)
+
     async def _stream_fault(
-        self, request: web.Request, resp: web.StreamResponse, script: Script
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        script: Script,
+        chunk: _ChunkMaker,
+        reply: _Reply,
     ) -> web.StreamResponse:
         if script.fault == "stall":
             assert self._closing is not None
@@ -437,6 +526,9 @@ class FakeOpenAI:
         elif script.fault == "stream_error":
             message = script.message or "The server had an error while processing your request."
             await _send(resp, error_body(message, "server_error", None))
+        elif script.fault in ("surrogate", "bad_utf8", "bad_content", "not_a_chunk"):
+            await self._send_misbehaviour(resp, chunk, script)
+            return await self._finish_stream(resp, chunk, reply, script.after_chunks)
         elif script.done:  # no_finish
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
@@ -476,7 +568,7 @@ class _ChunkMaker:
         return obj
 
 
-async def _send(resp: web.StreamResponse, obj: dict[str, Any]) -> None:
+async def _send(resp: web.StreamResponse, obj: Any) -> None:
     await resp.write(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
 
 
@@ -488,8 +580,21 @@ def _usage(reply: _Reply) -> dict[str, Any]:
     }
 
 
-def _model_object(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 1700000000, "owned_by": "fake"}
+def _model_object(name: str, context: int | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"id": name, "object": "model", "created": 1700000000, "owned_by": "fake"}
+    if context is not None:
+        obj["max_model_len"] = context
+    return obj
+
+
+def _body_fault(script: Script) -> web.Response:
+    """A 200 answer that is not an event stream: an HTML page or raw bytes."""
+    if script.fault == "html":
+        page = (
+            b"<!doctype html><html><head><title>Welcome</title></head><body>It works!</body></html>"
+        )
+        return web.Response(body=page, content_type="text/html")
+    return web.Response(body=script.raw, headers={"Content-Type": script.content_type})
 
 
 def _auth_error() -> web.Response:

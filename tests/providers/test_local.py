@@ -205,7 +205,7 @@ async def test_a_configured_gguf_is_named_after_its_file(mschat_home: Path):
         await services.aclose()
 
 
-def test_asking_does_not_import_llama_cpp_until_a_local_model_is_used():
+def test_asking_does_not_import_llama_cpp_until_a_local_model_is_used(tmp_path: Path):
     code = (
         "import sys\n"
         "from mschat.core.services import build_services\n"
@@ -220,7 +220,7 @@ def test_asking_does_not_import_llama_cpp_until_a_local_model_is_used():
         text=True,
         timeout=30,
         check=False,
-        env=_child_env(),
+        env=_child_env(tmp_path),  # never the user's own data directory
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
@@ -366,15 +366,15 @@ def test_count_tokens_uses_the_models_tokenizer(shared: LocalProvider):
 # ---- end to end: the CLI in a real process ------------------------------------------------
 
 
-def _child_env(home: Path | None = None) -> dict[str, str]:
+def _child_env(home: Path) -> dict[str, str]:
+    """A fresh machine's environment: no provider settings, state in ``home``."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("MSCHAT_") and k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
     }
     env["PYTHONPATH"] = str(REPO)
-    if home is not None:
-        env["MSCHAT_HOME"] = str(home)
+    env["MSCHAT_HOME"] = str(home)
     return env
 
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import socket
 import subprocess
 import sys
 import types
-from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from mschat.core.errors import ProviderError
 from mschat.providers import openai_compat
@@ -38,9 +38,9 @@ from mschat.providers.openai_compat import (
     parse_retry_after,
     retry_delay,
 )
-from tests.fakes.fake_openai import FakeOpenAI, FakeOpenAIThread
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.providers.conftest import KEY, MakeProvider
 
-KEY = "sk-secret-test-key-123"
 REQUEST = ChatRequest(
     model="fake-model",
     messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "hello there")),
@@ -49,38 +49,6 @@ REQUEST = ChatRequest(
     seed=7,
     user="u1",
 )
-MakeProvider = Callable[..., OpenAICompatProvider]
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    """A started fake server."""
-    async with FakeOpenAI() as server:
-        yield server
-
-
-@pytest_asyncio.fixture(params=["httpx", "aiohttp"])
-async def make(fake: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterator[MakeProvider]:
-    """Build providers aimed at the fake (tiny backoff) and close them afterwards.
-
-    Every async test runs over httpx's own transport and over the aiohttp one
-    the servers use: both must raise the same errors.
-    """
-    made: list[OpenAICompatProvider] = []
-
-    def factory(**options: object) -> OpenAICompatProvider:
-        if request.param == "aiohttp":
-            from mschat.aiohttp_transport import AiohttpTransport
-
-            options.setdefault("async_transport", AiohttpTransport())
-        options = {"base_url": fake.base_url, "api_key": KEY, "backoff_base": 0.01, **options}
-        provider = OpenAICompatProvider("fake", **options)  # type: ignore[arg-type]
-        made.append(provider)
-        return provider
-
-    yield factory
-    for provider in made:
-        await provider.aclose()
 
 
 async def collect(
@@ -150,17 +118,19 @@ async def test_optional_fields_are_omitted_and_length_finish(
     assert not {"max_tokens", "temperature", "seed", "user"} & fake.requests[1].keys()
 
 
-async def test_complete_and_list_models(make: MakeProvider) -> None:
+async def test_complete_and_served_models(fake: FakeOpenAI, make: MakeProvider) -> None:
     provider = make()
     text, usage, reason = await provider.complete(REQUEST)
     assert (text, reason) == ("Echo: hello there", "stop")
     assert usage is not None and usage.completion_tokens == 5
-    assert await provider.list_models() == ["fake-large", "fake-model"]
+    fake.model_contexts["fake-large"] = 32768
+    served = await asyncio.to_thread(provider.served_models)  # blocking: off the fake's loop
+    assert list(served.items()) == [("fake-model", None), ("fake-large", 32768)]  # its order
 
 
 async def test_client_is_lazy_and_reopens_after_close(make: MakeProvider) -> None:
     provider = make()
-    assert provider._aclient is None and provider._client is None
+    assert provider._aclient is None
     await collect(provider)
     await provider.aclose()
     assert text_of(await collect(provider)) == "Echo: hello there"
@@ -195,6 +165,19 @@ async def test_429_honours_retry_after_ms_then_succeeds(
     assert "rate limited by fake (429)" in retries[0].error
     assert text_of(events) == "Echo: hello there"
     assert fake.calls[1].time - fake.calls[0].time >= 0.045
+
+
+async def test_a_retry_is_one_event_and_nothing_on_stderr(
+    fake: FakeOpenAI, make: MakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.inject("503")
+    events = await collect(make())
+    assert [type(e) for e in events].count(RetryChunk) == 1
+    # with no logging configured (the CLI), records from WARNING up reach stderr
+    # through logging's last-resort handler: a retry must not make one
+    mine = [r for r in caplog.records if r.name.startswith("mschat")]
+    assert mine and all(r.levelno < logging.WARNING for r in mine)
 
 
 async def test_429_forever_is_rate_limited(fake: FakeOpenAI, make: MakeProvider) -> None:
@@ -249,7 +232,7 @@ async def test_other_4xx_is_bad_request_with_server_message(
     assert error.kind == "bad_request"
     assert (
         str(error)
-        == "provider 'fake' rejected the request (400): temperature is invalid for key ***"
+        == "provider 'fake' rejected the request (400): temperature is invalid for key ****"
     )
 
 
@@ -305,47 +288,16 @@ async def test_error_object_inside_the_stream(fake: FakeOpenAI, make: MakeProvid
     assert "mid-stream" in str(error) and str(error).endswith("overloaded")
 
 
-async def test_list_models_auth_error(fake: FakeOpenAI, make: MakeProvider) -> None:
+async def test_served_models_auth_error(fake: FakeOpenAI, make: MakeProvider) -> None:
     fake.api_key = "sk-other"
     with pytest.raises(ProviderError) as info:
-        await make().list_models()
+        await asyncio.to_thread(make().served_models)
     assert info.value.kind == "auth"
 
 
 def test_repr_hides_the_key() -> None:
     provider = OpenAICompatProvider("openai", "https://api.example/v1", KEY)
     assert KEY not in repr(provider) and "api_key=<set>" in repr(provider)
-
-
-# ---- the blocking flavour --------------------------------------------------------
-
-
-@pytest.fixture
-def thread_fake() -> Iterator[FakeOpenAIThread]:
-    """A fake on its own thread, so blocking calls do not block its loop."""
-    with FakeOpenAIThread() as server:
-        yield server
-
-
-def test_sync_streaming_and_retry(thread_fake: FakeOpenAIThread) -> None:
-    thread_fake.inject("429", retry_after_ms=20)
-    provider = OpenAICompatProvider("fake", thread_fake.base_url, KEY, backoff_base=0.01)
-    try:
-        events = list(provider.stream_chat_sync(REQUEST))
-    finally:
-        provider.close()
-    assert isinstance(events[0], RetryChunk) and events[0].delay == pytest.approx(0.02)
-    assert text_of(events) == "Echo: hello there" and events[-1] == FinishChunk("stop")
-
-
-def test_sync_auth_error(thread_fake: FakeOpenAIThread) -> None:
-    thread_fake.inject("401")
-    provider = OpenAICompatProvider("fake", thread_fake.base_url, KEY)
-    with pytest.raises(ProviderError) as info:
-        list(provider.stream_chat_sync(REQUEST))
-    provider.close()
-    assert info.value.kind == "auth" and KEY not in str(info.value)
-    assert str(info.value).endswith("(401); set providers.fake.api_key")
 
 
 # ---- pure parts ------------------------------------------------------------------

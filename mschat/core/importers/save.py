@@ -1,0 +1,51 @@
+"""An imported conversation stored as a private session, in one transaction."""
+
+from __future__ import annotations
+
+from mschat.core.importers.base import ImportedSession, in_order
+from mschat.core.models import Session, User
+from mschat.store.store import Store
+
+_ALREADY = (
+    "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
+    "WHERE m.external_ref = ? AND s.creator_id = ? LIMIT 1"
+)
+
+
+def save_imported(store: Store, user: User, item: ImportedSession, origin: str) -> Session | None:
+    """Store ``item`` as a private session of ``user``; None if the user already has it.
+
+    The conversation's reference goes on its first message, so importing the
+    same file again skips it, and removing the session lets it be imported anew.
+    """
+    rows = in_order(
+        [
+            {"status": "complete", **row, "author_id": user.id if row["role"] == "user" else None}
+            for row in item.messages
+        ],
+        item.created,
+    )
+    with store.write() as conn:
+        if item.ref and conn.execute(_ALREADY, [item.ref, user.id]).fetchone():
+            return None
+        created = item.created or (rows[0]["created"] if rows else None)
+        updated = item.updated or (rows[-1]["created"] if rows else None) or created
+        # a session without known times is created now, like any other
+        times = {key: value for key, value in (("created", created), ("updated", updated)) if value}
+        session = store.create_session(
+            creator_id=user.id,
+            title=item.title,
+            model=item.model,
+            system_msg=item.system_msg,
+            public=0,
+            origin=origin,
+            **times,
+        )
+        store.insert_messages(session.id, rows)
+        if item.ref and rows:
+            conn.execute(
+                "UPDATE messages SET external_ref = ? "
+                "WHERE id = (SELECT min(id) FROM messages WHERE session_id = ?)",
+                [item.ref, session.id],
+            )
+    return store.get_session(session.id)
