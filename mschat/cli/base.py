@@ -101,7 +101,7 @@ class Context:
             from mschat.config import load_config
 
             self._config = load_config(db=self.db)
-            for warning in getattr(self._config, "warnings", ()):
+            for warning in self._config.warnings:
                 note(f"mschat: {warning}")
         return self._config
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
 import click
 
@@ -59,4 +58,4 @@ def config_show(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json({"file": str(loaded.file), "database": str(loaded.db), **loaded.masked()})
         return
-    click.echo(cast(Any, loaded).masked_toml(), nl=False)
+    click.echo(loaded.masked_toml(), nl=False)

@@ -32,7 +32,7 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
         manager = services.manager
         rows = [asdict(info) for info in await manager.list_models(refresh=remote)]
         # servers that could not be asked for their models, and why
-        errors = dict(getattr(services.registry, "unlisted", {}))
+        errors = dict(services.registry.unlisted)
         try:
             default = manager.resolve_model(None).full_name
         except MschatError as error:

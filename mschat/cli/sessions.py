@@ -320,6 +320,8 @@ def sessions_import(ctx: Context, files: tuple[str, ...]) -> None:
         return imported
 
     for name, found in run_async(ctx, body):
+        if not found:
+            click.echo(f"Nothing new in {cell(name)}: its conversations were imported before")
         for session in found:
             click.echo(
                 f"Imported {cell(name)}: session {session.id} ({cell(session.title)}, "
