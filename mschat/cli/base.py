@@ -161,7 +161,6 @@ def run_async(
     terminated = False
 
     async def main() -> T:
-        nonlocal terminated
         task = asyncio.current_task()
         assert task is not None
 
