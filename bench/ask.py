@@ -2,7 +2,11 @@
 
 Prints figures; it asserts nothing. Run from the repository root:
 
-    python bench/ask.py [--runs 15] [--search-messages 1000000]
+    python bench/ask.py [--runs 15] [--search-messages 1000000] [--huge-mb 20]
+
+The search is also timed on the same database plus one huge message (a pasted
+log of --huge-mb megabytes full of the searched words: FTS5's snippet() was
+quadratic in its matches). Budget: 0.3 s for the whole command.
 
 mschat is installed non-editable into a temporary directory first, so the
 figures are those of an installed copy, not of the source tree.
@@ -92,6 +96,24 @@ def populate(db: Path, sessions: int, messages: int, seed: int = 7) -> None:
     store.close()
 
 
+def add_huge_message(source: Path, db: Path, megabytes: float, seed: int = 11) -> None:
+    """Copy ``source`` to ``db`` and add one message of ``megabytes`` MB, the newest."""
+    from mschat.store import Store
+
+    shutil.copy(source, db)
+    rng = random.Random(seed)
+    words: list[str] = []
+    size = 0
+    while size < megabytes * 1_000_000:
+        line = " ".join(rng.choices(WORDS, k=12))
+        words.append(line)
+        size += len(line) + 1
+    store = Store.open(db)
+    session_id = store.conn.execute("SELECT max(id) FROM sessions").fetchone()[0]
+    store.add_message(session_id=session_id, role="user", content="\n".join(words))
+    store.close()
+
+
 def timed(command: list[str], env: dict[str, str], runs: int) -> list[float]:
     """Wall times of ``runs`` runs of a command (each must succeed)."""
     times = []
@@ -120,6 +142,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--big-messages", type=int, default=100_000)
     parser.add_argument("--search-messages", type=int, default=1_000_000)
+    parser.add_argument("--huge-mb", type=float, default=20.0)
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mschat-bench"))
     args = parser.parse_args()
 
@@ -171,6 +194,15 @@ def main() -> None:
         report(f"mschat sessions search ({args.search_messages:,})", timed(search, env, args.runs))
         rare = [sys.executable, "-m", "mschat", "sessions", "search", "--all", "exercitation"]
         report("  (single common word)", timed(rare, env, max(3, args.runs // 3)))
+
+        with_huge = cache / f"search-{args.search_messages}-huge-{args.huge_mb:g}mb.db"
+        if not with_huge.exists():
+            print(f"adding a {args.huge_mb:g} MB message (cached in {cache})...")
+            add_huge_message(huge, with_huge, args.huge_mb)
+        env["MSCHAT_DB"] = str(with_huge)
+        label = f"  + one {args.huge_mb:g} MB message"
+        report(label, timed(search, env, args.runs))
+        report(f"{label} (single common word)", timed(rare, env, max(3, args.runs // 3)))
     finally:
         fake.terminate()
         shutil.rmtree(work, ignore_errors=True)

@@ -224,9 +224,9 @@ async def measure(db: Path, pause: float) -> dict[str, float | int | str]:
         updates = [0]
         flush = LiveReply._flush
 
-        def counted(live: LiveReply) -> object:
+        def counted(live: LiveReply, **options: bool) -> object:
             updates[0] += bool(live.pending)
-            return flush(live)
+            return flush(live, **options)
 
         LiveReply._flush = counted  # type: ignore[method-assign]
         for label, chunk_pause in (("burst", 0.0), (f"paced {pause * 1000:g} ms", pause)):

@@ -10,9 +10,10 @@ from mschat.core.models import Message, Session, Usage
 
 @dataclass(frozen=True, slots=True)
 class WaitingForTurn:
-    """Another process is answering in this public session; this ask waits its turn.
+    """This ask waits its turn: another one is being answered in the session.
 
-    Comes before ``Started``, at most once per ask; nothing is stored yet.
+    That other ask runs in this process or, for a public session, in another
+    one. Comes before ``Started``, at most once per ask; nothing is stored yet.
     """
 
     session_id: int

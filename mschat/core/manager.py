@@ -1,4 +1,14 @@
-"""SessionManager: the only place the rules of users, statuses and sessions live."""
+"""SessionManager: the only place the rules of users, statuses and sessions live.
+
+Asking (``ask``, ``chat``, ``regenerate``) checks who may ask where, then hands
+the question to the answer pipeline (``mschat.core.answer``).
+
+Replies left ``streaming`` by a process that died are marked interrupted by
+every process at start (``build_services``). A long-running front end (API
+server, Discord bot, TUI) also calls :meth:`SessionManager.watch_replies` once
+its event loop runs, so such replies are noticed within about one lease time;
+:meth:`SessionManager.aclose` stops that watch.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +16,34 @@ import asyncio
 import contextlib
 import getpass
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mschat.core import eligibility
-from mschat.core.context import Context, build_context
+from mschat.core.answer import (
+    FLUSH_INTERVAL,
+    LEASE,
+    Answerer,
+    WriterSettings,
+    recover_replies,
+)
 from mschat.core.errors import (
+    DatabaseError,
     InvalidInput,
-    MschatError,
     NotFound,
     PermissionDenied,
-    ProviderError,
 )
-from mschat.core.events import (
-    Event,
-    HistoryTrimmed,
-    Started,
-)
+from mschat.core.events import Event
 from mschat.core.export import parse_export, render_markdown
-from mschat.core.lease import new_owner, session_turn
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
     Message,
-    MessageStatus,
     Origin,
     SearchHit,
     Session,
@@ -42,7 +52,6 @@ from mschat.core.models import (
     UserKind,
     utcnow,
 )
-from mschat.core.relay import ReplyRelay, counter_for
 from mschat.core.rules import (
     ADMIN_ONLY_SETTINGS,
     DEFAULT_STATUS,
@@ -51,18 +60,12 @@ from mschat.core.rules import (
     validate_status,
     validate_temperature,
 )
-from mschat.core.titles import clean_title, make_title
-from mschat.core.tokens import estimate_tokens
-from mschat.providers.base import ChatRequest, ModelInfo
+from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
+from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.store import Store
 
 T = TypeVar("T")
-
-#: how often a streaming reply is written to the database (other processes watch it)
-FLUSH_INTERVAL = 0.25
-#: messages loaded per page while collecting history for the context
-HISTORY_PAGE = 200
 
 
 class SessionManager:
@@ -80,6 +83,7 @@ class SessionManager:
         defaults: dict[str, Any] | None = None,
         local_user_name: str | None = None,
         flush_interval: float = FLUSH_INTERVAL,
+        lease: timedelta = LEASE,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -91,10 +95,11 @@ class SessionManager:
             **(defaults or {}),
         }
         self.local_user_name = local_user_name
-        self.flush_interval = flush_interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mschat-store")
-        self._session_locks: dict[int, asyncio.Lock] = {}
-        self._lease_owner = new_owner()
+        self._answerer = Answerer(
+            store, self._run, registry, WriterSettings(flush_interval=flush_interval, lease=lease)
+        )
+        self._watch: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<SessionManager {self.store.path}>"
@@ -104,7 +109,12 @@ class SessionManager:
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     async def aclose(self) -> None:
-        """Close providers, the store thread and the database."""
+        """Stop the reply watch; close providers, the store thread and the database."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         await self.registry.aclose()
         await self._run(self.store.close)
         self._executor.shutdown(wait=True)
@@ -244,7 +254,7 @@ class SessionManager:
         return session
 
     async def find_session(self, user: User, ref: str | int) -> Session:
-        """A visible session by id or exact title (newest wins)."""
+        """A visible session by id or exact title; a title several share is an error."""
         text = str(ref).strip()
         if text.isdigit():
             return await self.get_session(user, int(text))
@@ -252,6 +262,10 @@ class SessionManager:
         visible = [s for s in matches if self.can_see(user, s)]
         if not visible:
             raise NotFound(f"no session {text!r}", hint="list sessions with `mschat sessions list`")
+        if len(visible) > 1:
+            ids = [str(s.id) for s in sorted(visible, key=lambda s: s.id)]
+            listed = f"{', '.join(ids[:-1])} and {ids[-1]}"
+            raise InvalidInput(f'"{text}" matches sessions {listed}; use an id')
         return visible[0]
 
     async def _editable(self, user: User, session_id: int) -> Session:
@@ -278,7 +292,7 @@ class SessionManager:
         return await self._run(
             self.store.create_session,
             creator_id=user.id,
-            title=clean_title(title) if title else "New session",
+            title=clean_title(title) if title else DEFAULT_TITLE,
             model=resolved.full_name,
             system_msg=system_msg if system_msg is not None else user.system_msg,
             public=int(origin_value.starts_public if public is None else public),
@@ -483,26 +497,29 @@ class SessionManager:
 
     # ---- asking -------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _turn(self, session: Session) -> AsyncIterator[None]:
-        """One ask at a time per session: in this process, and across processes when public.
+    async def recover_replies(self) -> int:
+        """Mark replies whose writer is gone (its lease expired) as interrupted.
 
-        Only a public session has several users, who may be served by different
-        processes (the bot, the API, the TUI); the lease costs two more writes, so
-        private sessions, where only their creator asks, skip it.
+        One query on the partial index of streaming replies; returns how many.
         """
-        async with self._lock(session.id):
-            if not session.public:
-                yield
-                return
-            async with session_turn(self.store, self._run, session.id, self._lease_owner):
-                yield
+        return await self._run(recover_replies, self.store)
 
-    def _lock(self, session_id: int) -> asyncio.Lock:
-        lock = self._session_locks.get(session_id)
-        if lock is None:
-            lock = self._session_locks[session_id] = asyncio.Lock()
-        return lock
+    def watch_replies(self) -> None:
+        """Run :meth:`recover_replies` every half lease until :meth:`aclose`.
+
+        For long-running front ends; call it from their running event loop.
+        Calling it again while the watch runs does nothing.
+        """
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.get_running_loop().create_task(self._watch_replies())
+
+    async def _watch_replies(self) -> None:
+        period = self._answerer.settings.lease.total_seconds() / 2
+        while True:
+            await asyncio.sleep(period)
+            # a locked or unwritable database now is no reason to stop watching
+            with contextlib.suppress(sqlite3.Error, DatabaseError):
+                await self.recover_replies()
 
     async def chat(
         self,
@@ -514,7 +531,7 @@ class SessionManager:
     ) -> AsyncIterator[Event]:
         """Answer a plain message under the user's status rules (Q&A mode, /chat).
 
-        ``disabled`` raises PermissionDenied before anything is stored.
+        A ``disabled`` user gets ChatDisabled, before anything is stored.
         """
         if "session_id" in options or "new_session" in options:
             raise TypeError("chat() routes by status; use ask() to pick a session")
@@ -540,7 +557,9 @@ class SessionManager:
         """Store the question, stream the reply and store it as it arrives.
 
         Errors before anything is stored (empty text, unknown session or model,
-        a private session) raise; later failures end the stream with ``Failed``.
+        a private session, UserIgnored, RateLimited, ChatDisabled when routing)
+        raise; later failures end the stream with ``Failed``. ``WaitingForTurn``
+        comes first when another ask holds the session.
         """
         if not text or not text.strip():
             raise InvalidInput("the message is empty")
@@ -570,26 +589,25 @@ class SessionManager:
                 system_msg=system,
             )
             await self._after_new_session(user, session)
-        async with self._turn(session):
-            async for event in self._answer(
-                user,
-                session,
-                text,
-                created=created,
-                model=explicit_model,
-                system=system,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                external_ref=external_ref,
-                left_session=left_session,
-            ):
-                yield event
+        async for event in self._answerer.answer(
+            user,
+            session,
+            text,
+            created=created,
+            model=explicit_model,
+            left_session=left_session,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            external_ref=external_ref,
+        ):
+            yield event
 
     async def _check_allowed(self, user: User) -> None:
         """Ignored users and users over their rate limit are refused before storing."""
         eligibility.check_not_ignored(user)
         if user.rate_limit is None:
-            return
+            return  # no limit: spare the count of recent questions
         since = (datetime.now(UTC) - eligibility.RATE_WINDOW).isoformat(timespec="microseconds")
         used, oldest = await self._run(self.store.questions_since, user.id, since)
         eligibility.check_rate(user, used, oldest)
@@ -608,21 +626,8 @@ class SessionManager:
     async def regenerate(self, user: User, session_id: int, **options: Any) -> AsyncIterator[Event]:
         """Replace the last reply of a session by a new one (creator only)."""
         session = await self._editable(user, session_id)
-        async with self._turn(session):
-            history = await self._run(self.store.messages, session.id, limit=2)
-            last_user = next((m for m in reversed(history) if m.role == "user"), None)
-            if last_user is None:
-                raise InvalidInput("this session has no question to answer again")
-            await self._run(self.store.delete_messages_from, session.id, last_user.id + 1)
-            async for event in self._answer(
-                user,
-                session,
-                last_user.content,
-                created=False,
-                existing_user_message=last_user,
-                **options,
-            ):
-                yield event
+        async for event in self._answerer.answer_again(user, session, **options):
+            yield event
 
     async def fork(self, user: User, message_id: int, new_text: str) -> Session:
         """Copy a session up to (not including) a user message into a new session.
@@ -716,121 +721,8 @@ class SessionManager:
                 for role, content in turns
             ]
 
-        async with self._lock(session.id):
+        async with self._answerer.turns.lock(session.id):
             return await self._run(insert)
-
-    async def _history(self, session_id: int, budget: int, page: list[Message]) -> list[Message]:
-        """Load recent messages page by page until they surely exceed the budget.
-
-        ``page`` is the newest page, already loaded. Paging uses the cheap
-        estimate (which over-counts) with a 2x margin, so the real tokenizer
-        later sees every message that could fit.
-        """
-        messages: list[Message] = []
-        spent = 0
-        while True:
-            messages[:0] = page
-            spent += sum(estimate_tokens(m.content) for m in page)
-            if len(page) < HISTORY_PAGE or spent > 2 * budget:
-                return messages
-            page = await self._run(
-                self.store.messages, session_id, limit=HISTORY_PAGE, before_id=page[0].id
-            )
-
-    async def _answer(
-        self,
-        user: User,
-        session: Session,
-        text: str,
-        *,
-        created: bool,
-        model: ResolvedModel | None = None,
-        system: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        external_ref: str | None = None,
-        existing_user_message: Message | None = None,
-        left_session: tuple[int | None, str] | None = None,
-    ) -> AsyncIterator[Event]:
-        resolved = model or self.resolve_model(session.model or user.model)
-
-        def start_turn() -> tuple[Message, Message, list[Message]]:
-            # one transaction for the question and the empty reply row
-            with self.store.write():
-                question = existing_user_message or self.store.add_message(
-                    session_id=session.id,
-                    author_id=user.id,
-                    role="user",
-                    content=text,
-                    external_ref=external_ref,
-                )
-                question.author_name = question.author_name or user.name
-                answer = self.store.add_message(
-                    touch_session=False,  # the question just did
-                    session_id=session.id,
-                    author_id=None,
-                    role="assistant",
-                    content="",
-                    model=resolved.full_name,
-                    status=MessageStatus.STREAMING.value,
-                )
-            # the newest page of history, in the same trip to the store thread
-            recent = self.store.messages(session.id, limit=HISTORY_PAGE, before_id=answer.id)
-            return question, answer, recent
-
-        user_message, reply, recent = await self._run(start_turn)
-        yield Started(
-            session=session,
-            user_message=user_message,
-            reply_id=reply.id,
-            model=resolved.full_name,
-            context_window=resolved.context_window,
-            created_session=created,
-            left_session_id=left_session[0] if left_session else None,
-            left_reason=left_session[1] if left_session else None,
-        )
-        relay = ReplyRelay(self, user, session, reply, resolved)
-        try:
-            provider = self.registry.provider(resolved.provider)
-            limit = max_tokens or user.max_tokens
-            history = await self._history(session.id, resolved.context_window - limit, recent)
-
-            def fit() -> Context:
-                # a real tokenizer may load a model: keep it off the event loop
-                return build_context(
-                    system_msg=system if system is not None else session.system_msg,
-                    history=history,
-                    context_window=resolved.context_window,
-                    max_tokens=limit,
-                    model=resolved.full_name,
-                    count=counter_for(provider, resolved.model),
-                )
-
-            context = await asyncio.to_thread(fit)
-            relay.prompt_tokens = context.prompt_tokens
-            if context.dropped:
-                yield HistoryTrimmed(
-                    dropped=context.dropped,
-                    kept=len(context.messages),
-                    prompt_tokens=context.prompt_tokens,
-                    budget=context.budget,
-                )
-            request = ChatRequest(
-                model=resolved.model,
-                messages=context.messages,
-                max_tokens=limit,
-                temperature=temperature if temperature is not None else user.temperature,
-                user=f"{user.kind}:{user.external_id}",
-            )
-            async for event in relay.stream(provider, request):
-                yield event
-        except MschatError as error:
-            yield await relay.fail(error)
-        except (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt):
-            relay.interrupt()
-            raise
-        except Exception as exc:
-            yield await relay.fail(ProviderError(f"unexpected error: {exc!r}", kind="bad_response"))
 
 
 __all__ = ["SessionManager"]

@@ -21,7 +21,7 @@ class UserKind(StrEnum):
 
 
 class Status(StrEnum):
-    """What a plain message from the user does (DESIGN §1)."""
+    """What a plain message from the user does: nothing, a new session, or the current one."""
 
     NEW = "new"
     ACTIVE = "active"

@@ -10,7 +10,7 @@ from mschat.core.models import Status, UserKind
 MAX_TEMPERATURE = 2.0
 MAX_TOKENS_LIMIT = 1_000_000
 
-#: statuses for each kind of new user (DESIGN §1)
+#: the status of a new user of each kind
 DEFAULT_STATUS = {
     UserKind.LOCAL: Status.ACTIVE,
     UserKind.DISCORD: Status.DISABLED,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mschat.config import Config, load_config
+from mschat.core.answer import recover_replies
 from mschat.core.manager import SessionManager
 from mschat.providers.base import Provider
 from mschat.providers.registry import Registry, TransportFactory
@@ -30,18 +30,6 @@ class Services:
         await self.manager.aclose()
 
 
-#: a reply streaming for longer than this belongs to a process that died
-STALE_AFTER = timedelta(minutes=30)
-
-
-def recover_stale_replies(store: Store) -> int:
-    """Mark replies left streaming by a killed process as interrupted."""
-    before = (datetime.now(UTC) - STALE_AFTER).isoformat(timespec="microseconds")
-    return store.interrupt_stale_replies(
-        before, "interrupted: the process writing this reply stopped"
-    )
-
-
 def build_services(
     config: Config | None = None,
     *,
@@ -57,7 +45,7 @@ def build_services(
     """
     config = config or load_config(db=db)
     store = store or Store.open(db or config.db)
-    recover_stale_replies(store)
+    recover_replies(store)  # every process, at start: replies of dead writers
     registry = Registry(config, providers=providers, async_transport=async_transport)
     defaults = {
         "max_tokens": config.get("defaults", "max_tokens"),

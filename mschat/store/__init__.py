@@ -1,5 +1,5 @@
 """The SQLite store: schema, migrations and the repository class."""
 
-from mschat.store.store import Store, connect
+from mschat.store.store import Store
 
-__all__ = ["Store", "connect"]
+__all__ = ["Store"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+
 from sqlite_utils import Database, Migrations
 
-MIGRATION_SET = "mschat"
+from mschat.store.store import MIGRATION_SET
+
 migrations = Migrations(MIGRATION_SET)
 
 
@@ -192,6 +196,56 @@ def m005_idempotency_keys(db: Database) -> None:
         CREATE INDEX idx_idempotency_keys_message ON idempotency_keys(message_id);
         """
     )
+
+
+#: the tables whose ids outlive their rows: ``-s ID``, ``X-Mschat-Session`` and
+#: Discord buttons name them, so a new row must never get an old one's id
+_IDS_NEVER_REUSED = ("users", "sessions", "messages")
+
+
+@migrations()
+def m006_ids_never_reused(db: Database) -> None:
+    """Users, sessions and messages get AUTOINCREMENT ids, so a deleted id never returns.
+
+    SQLite's table rebuild (foreign keys are off while migrations run): each
+    table is copied into a new one declared with AUTOINCREMENT (which seeds
+    ``sqlite_sequence`` with the largest id), the old one is dropped and the new
+    one renamed. Columns, indexes and foreign keys are taken from the current
+    schema; the views and triggers are dropped first and made again at the end.
+    The FTS index is kept: it refers to message ids, which do not change.
+    """
+    conn = db.conn
+    schema = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid"
+    ).fetchall()
+    dependents = [(kind, name, sql) for kind, name, _, sql in schema if kind in ("view", "trigger")]
+    for kind, name, _ in dependents:
+        conn.execute(f'DROP {kind.upper()} "{name}"')
+    for table in _IDS_NEVER_REUSED:
+        (create,) = [sql for kind, name, _, sql in schema if kind == "table" and name == table]
+        indexes = [sql for kind, _, owner, sql in schema if kind == "index" and owner == table]
+        conn.execute(_with_autoincrement(create, table, f"new_{table}"))
+        conn.execute(f"INSERT INTO new_{table} SELECT * FROM {table}")
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE new_{table} RENAME TO {table}")
+        for sql in indexes:
+            conn.execute(sql)
+    for _, _, sql in dependents:
+        conn.execute(sql)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        # DROP TABLE took the planner's statistics of the old tables with it
+        for table in _IDS_NEVER_REUSED:
+            conn.execute(f"ANALYZE {table}")
+
+
+def _with_autoincrement(create: str, table: str, new_name: str) -> str:
+    """``CREATE TABLE table (id INTEGER PRIMARY KEY, …)`` as ``new_name`` with AUTOINCREMENT."""
+    head = re.match(rf'CREATE TABLE\s+"?{table}"?\s*\(', create)
+    key = re.compile(r"\bid INTEGER PRIMARY KEY(?=\s*,)")
+    if head is None or len(key.findall(create)) != 1:
+        raise sqlite3.DatabaseError(f"unexpected schema of table {table}: {create[:80]!r}")
+    body = key.sub("id INTEGER PRIMARY KEY AUTOINCREMENT", create[head.end() :])
+    return f"CREATE TABLE {new_name} ({body}"
 
 
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -13,15 +13,34 @@ from typing import TYPE_CHECKING, Any
 
 from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
+from mschat.files import create_private, private_dir
+from mschat.store.search import fts_query, has_word, is_literal, search_terms, snippet
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+#: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
+#: it tells from the file header alone whether mschat may use a file
+APPLICATION_ID = 0x6D736368
+
+MIGRATION_SET = "mschat"
 
 BUSY_TIMEOUT_MS = 10_000
+
+#: how long to wait for another process's migration (a rebuild of a million
+#: messages takes about ten seconds)
+MIGRATION_WAIT_MS = 300_000
+
+#: page cache while migrating (negative: KiB): a table rebuild of a million
+#: messages takes a fifth less time with 64 MB than with SQLite's 2 MB default
+MIGRATION_CACHE_SIZE = -65_536
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_LEFT_ALONE = "it was left unchanged"
 
 _USER_FIELDS = [f.name for f in fields(User)]
 _SESSION_COLUMNS = [f.name for f in fields(Session) if f.name not in ("creator_name",)]
@@ -41,21 +60,84 @@ _MESSAGE_SELECT = (
 
 
 def open_connection(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database file as a raw sqlite3 connection."""
+    """Open the database file as a raw sqlite3 connection, creating it if missing.
+
+    A new file is made 0600 in 0700 directories before SQLite opens it (its -wal
+    and -shm get the same mode). An existing file is first read as plain bytes:
+    one that is not SQLite, another application's, or from a newer mschat is
+    refused before SQLite could write to it or create files beside it.
+    """
+    if str(path) == ":memory:":
+        return sqlite3.connect(":memory:", check_same_thread=False)
     path = Path(path)
-    if str(path) != ":memory:":
-        path.parent.mkdir(parents=True, exist_ok=True)
+    header = _read_header(path)
+    if header:
+        _check_header(path, header)
+    else:
+        try:
+            private_dir(path.parent)
+            create_private(path)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create database {path}: {exc.strerror}") from exc
     try:
         return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
 
 
-def connect(path: str | Path) -> Database:
-    """Open the database file as a ``sqlite_utils.Database``."""
-    from sqlite_utils import Database
+def _read_header(path: Path) -> bytes:
+    """The file's first 100 bytes (SQLite's header); empty if it is missing or empty."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(100)
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc.strerror}") from exc
 
-    return Database(open_connection(path), execute_plugins=False)
+
+def _check_header(path: Path, header: bytes) -> None:
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise DatabaseError(
+            f"{path} is not an SQLite database; give mschat another file "
+            f"(--db or MSCHAT_DB) — {_LEFT_ALONE}"
+        )
+    _check_version(
+        path,
+        version=int.from_bytes(header[60:64], "big", signed=True),
+        application_id=int.from_bytes(header[68:72], "big", signed=True),
+    )
+
+
+def _check_version(path: str | Path, *, version: int, application_id: int) -> None:
+    """Refuse another application's database or one from a newer mschat."""
+    if application_id not in (0, APPLICATION_ID):
+        raise _foreign(path, f"its application id is {application_id:#x}")
+    if application_id == APPLICATION_ID and version > SCHEMA_VERSION:
+        raise _newer(path, f"schema {version}")
+
+
+def _foreign(path: str | Path, why: str) -> DatabaseError:
+    return DatabaseError(
+        f"{path} is another application's SQLite database, not mschat's ({why}); "
+        f"give mschat another file (--db or MSCHAT_DB) — {_LEFT_ALONE}"
+    )
+
+
+def _newer(path: str | Path, what: str) -> DatabaseError:
+    return DatabaseError(
+        f"database {path} was written by a newer mschat ({what}); "
+        f"upgrade mschat to use it — {_LEFT_ALONE}"
+    )
+
+
+def _read_only(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the file (or its directory) cannot be written."""
+    return _result_code(exc) == sqlite3.SQLITE_READONLY
+
+
+def _result_code(exc: sqlite3.Error) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF  # without the extended part
 
 
 def _user(row: sqlite3.Row | tuple, names: Sequence[str]) -> User:
@@ -76,34 +158,24 @@ def _message(row: tuple, names: Sequence[str]) -> Message:
     return Message(**dict(zip(names, row, strict=True)))
 
 
-def fts_query(text: str) -> str:
-    """Turn free text into a safe FTS5 query: every word must match (prefix on the last)."""
-    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
-    if not words:
-        return ""
-    quoted = [f'"{w}"' for w in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
-
-
 class Store:
-    """Repository over an injected ``sqlite_utils.Database``; thread-safe.
+    """Repository over one SQLite connection; thread-safe.
 
-    A raw ``sqlite3.Connection`` is accepted too: the ``sqlite_utils`` wrapper is
-    then made on first use, so a one-shot ``mschat ask`` never imports it.
+    The ``sqlite_utils`` wrapper (``db``) is made on first use only, so a one-shot
+    ``mschat ask`` on a current database never imports it.
     """
 
-    def __init__(self, db: Database | sqlite3.Connection, *, migrate: bool = True) -> None:
-        if isinstance(db, sqlite3.Connection):
-            self.conn = db
-            self._db: Database | None = None
-        else:
-            self.conn = db.conn
-            self._db = db
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._db: Database | None = None
         self._lock = threading.RLock()
-        self._configure()
-        if migrate:
+        try:
+            self._configure()
             self.migrate()
+        except BaseException:
+            # closed at once: SQLite removes the -wal and -shm it made to read
+            self.conn.close()
+            raise
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -136,50 +208,143 @@ class Store:
     # ---- schema -------------------------------------------------------------
 
     def _configure(self) -> None:
+        """Connection settings, then the version check, and only then any write."""
         try:
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.conn.execute("PRAGMA foreign_keys = ON")
-            self.conn.execute("PRAGMA recursive_triggers = ON")
-            mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode != "wal" and self.path != ":memory:":
-                self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._settings()
+            version, application_id = self._version()
+            if (version, application_id) != (SCHEMA_VERSION, APPLICATION_ID):
+                self._check_contents(version)
+            self._use_wal()
         except sqlite3.DatabaseError as exc:
             raise DatabaseError(f"cannot use database {self.path}: {exc}") from exc
 
-    def applied_migrations(self) -> list[str]:
-        """Names of the migrations recorded in this database."""
-        from mschat.store.migrations import migrations
+    def _settings(self) -> None:
+        # per connection: none of these reads or writes the file
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA recursive_triggers = ON")
 
+    def _version(self) -> tuple[int, int]:
+        """``(user_version, application_id)``, refusing what mschat must not use.
+
+        A WAL database in a directory mschat cannot write has no -shm to read
+        through: it is then read as an immutable file, if no -wal holds changes.
+        """
+        query = "SELECT * FROM pragma_user_version, pragma_application_id"
         try:
-            return [m.name for m in migrations.applied(self.db)]
-        except sqlite3.DatabaseError as exc:
+            version, application_id = self.conn.execute(query).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _read_only(exc) and _result_code(exc) != sqlite3.SQLITE_CANTOPEN:
+                raise
+            self._reopen_immutable()
+            version, application_id = self.conn.execute(query).fetchone()
+        _check_version(self.path, version=version, application_id=application_id)
+        return version, application_id
+
+    def _reopen_immutable(self) -> None:
+        path = Path(self.path)
+        wal = path.with_name(path.name + "-wal")
+        if path.name == ":memory:" or (wal.exists() and wal.stat().st_size):
+            raise DatabaseError(
+                f"cannot read database {path}: it is read-only, and its last changes are "
+                f"still in {wal.name}; open it once where it can be written"
+            )
+        self.conn.close()
+        self.conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False
+        )
+        self._settings()
+
+    def _check_contents(self, version: int) -> None:
+        """Refuse, before any write, a file mschat did not make (or a newer mschat did).
+
+        Only a database that is not current gets here: a blank one, another
+        application's, or one from an mschat that did not mark its files yet.
+        """
+        tables = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite^_%' ESCAPE '^' ORDER BY rowid"
+            )
+        ]
+        if not tables:
+            return  # a blank file: mschat makes its tables
+        applied = self.applied_migrations() if "_sqlite_migrations" in tables else []
+        if not applied:
+            shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+            raise _foreign(self.path, f"its tables: {shown}")
+        from mschat.store.migrations import KNOWN_MIGRATIONS
+
+        unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
+        if unknown:
+            raise _newer(self.path, f"unknown migrations: {', '.join(unknown)}")
+        if version > SCHEMA_VERSION:
+            raise _newer(self.path, f"schema {version}")
+
+    def _use_wal(self) -> None:
+        """WAL, so readers and a writer in other processes do not block each other."""
+        if self.path == ":memory:":
+            return
+        try:
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as exc:
+            if not _read_only(exc):
+                raise
+            # a read-only file is read as it is
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in this database, in order."""
+        try:
+            return [
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+                    [MIGRATION_SET],
+                )
+            ]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
             raise DatabaseError(f"cannot read database {self.path}: {exc}") from exc
 
     def migrate(self) -> None:
-        """Apply pending migrations; refuse a database written by a newer mschat."""
+        """Apply pending migrations (the file was checked on open)."""
         with self._lock:
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == SCHEMA_VERSION:
+            if self._version() == (SCHEMA_VERSION, APPLICATION_ID):
                 return  # fast path: already current
-            from mschat.store.migrations import KNOWN_MIGRATIONS, migrations
+            from mschat.store.migrations import migrations
 
-            applied = self.applied_migrations()
-            unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
-            if unknown or version > len(KNOWN_MIGRATIONS):
-                raise DatabaseError(
-                    f"database {self.path} was written by a newer mschat "
-                    f"(unknown migrations: {', '.join(unknown) or f'schema {version}'}); "
-                    "upgrade mschat to use it — it was left unchanged"
-                )
+            # a table rebuild must not cascade its DROP TABLE; the pragma is a
+            # no-op inside a transaction, so it is set around it
+            self.conn.execute("PRAGMA foreign_keys = OFF")
+            cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+            self.conn.execute(f"PRAGMA cache_size = {MIGRATION_CACHE_SIZE}")
+            # another process may be migrating a big database: wait for it
+            self.conn.execute(f"PRAGMA busy_timeout = {MIGRATION_WAIT_MS}")
             try:
-                # one exclusive transaction: two processes opening a blank
-                # database at once must not both create the tables
+                # one write transaction: two processes opening a blank or old
+                # database at once must not both migrate it
                 with self.write():
+                    if self._version() == (SCHEMA_VERSION, APPLICATION_ID):
+                        return  # the other process did
+                    broken = set(self.conn.execute("PRAGMA foreign_key_check"))
                     migrations.apply(self.db)
-                    self.conn.execute(f"PRAGMA user_version = {len(KNOWN_MIGRATIONS)}")
+                    # rows that already referred to missing ones are not the upgrade's doing
+                    if new := set(self.conn.execute("PRAGMA foreign_key_check")) - broken:
+                        raise sqlite3.IntegrityError(
+                            f"{len(new)} rows would refer to missing rows, e.g. {min(new)}"
+                        )
+                    self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             except sqlite3.DatabaseError as exc:
-                raise DatabaseError(f"cannot migrate database {self.path}: {exc}") from exc
+                raise DatabaseError(f"cannot upgrade database {self.path}: {exc}") from exc
+            finally:
+                self.conn.execute(f"PRAGMA cache_size = {cache}")
+                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self.conn.execute("PRAGMA foreign_keys = ON")
 
     def data_version(self) -> int:
         """A number that changes when another connection commits (cheap polling)."""
@@ -192,20 +357,28 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken with BEGIN IMMEDIATE (no deadlock on upgrade).
 
-        Nested uses join the outer transaction, so several writes commit once.
+        Nested uses join the outer transaction, so several writes commit once. A
+        read-only database is one clear ``DatabaseError``.
         """
         with self._lock:
             if self.conn.in_transaction:
                 yield self.conn
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
-            except BaseException:
-                self.conn.rollback()
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.rollback()
+                    raise
+                else:
+                    self.conn.commit()
+            except sqlite3.OperationalError as exc:
+                if _read_only(exc):
+                    raise DatabaseError(
+                        f"cannot write database {self.path}: it is read-only"
+                    ) from exc
                 raise
-            else:
-                self.conn.commit()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
         with self._lock:
@@ -464,24 +637,27 @@ class Store:
         """Change a message's fields (content while streaming, final status...)."""
         self._update("messages", message_id, values)
 
-    def interrupt_stale_replies(self, before: str, reason: str) -> int:
-        """Mark replies still ``streaming`` since before ``before`` as interrupted.
+    def interrupt_stale_replies(self, now: str, legacy_before: str, reason: str) -> int:
+        """Mark replies still ``streaming`` whose writer is gone as interrupted.
 
-        A process killed mid-reply cannot mark its own reply; nothing streams for
-        that long, so the next mschat to start does it. Returns how many.
+        A writer is gone when its lease ended before ``now``; a reply from before
+        reply leases (none stored) when it was made before ``legacy_before``. A
+        process killed mid-reply cannot mark its own reply, so others do. Only the
+        partial index of streaming replies is read. Returns how many.
         """
-        _, rows = self._query(
-            "SELECT id FROM messages WHERE status = 'streaming' AND created < ?", [before]
+        stale = (
+            "status = 'streaming' AND (lease_until < ? OR (lease_until IS NULL AND created < ?))"
         )
+        _, rows = self._query(f"SELECT id FROM messages WHERE {stale}", [now, legacy_before])
         if not rows:
             return 0
         with self.write() as conn:
-            conn.executemany(
-                "UPDATE messages SET status = 'interrupted', error = ? "
-                "WHERE id = ? AND status = 'streaming'",
-                [(reason, row[0]) for row in rows],
+            cursor = conn.executemany(
+                "UPDATE messages SET status = 'interrupted', error = ?, lease_until = NULL "
+                f"WHERE id = ? AND {stale}",
+                [(reason, row[0], now, legacy_before) for row in rows],
             )
-        return len(rows)
+        return cursor.rowcount
 
     def find_message_by_ref(self, external_ref: str) -> Message | None:
         """The message carrying this external reference (e.g. a Discord message id)."""
@@ -542,25 +718,52 @@ class Store:
         limit: int = 20,
         offset: int = 0,
     ) -> list[SearchHit]:
-        """Full-text search of message content visible to a user, newest first."""
-        query = fts_query(text)
-        if not query:
+        """Messages visible to a user that contain every term of ``text``, newest first.
+
+        Terms are literal: one with symbols (``C++``, ``foo.bar``) must appear as
+        typed, ignoring ASCII case; a plain word matches a word of the message
+        (accents ignored), the last one as a prefix. A search without any letter
+        or digit finds nothing.
+        """
+        terms = search_terms(text)
+        if not any(has_word(term) for term in terms):
             return []
         clauses, params = self._visibility(user_id, include_public)
-        extra = f"AND {' AND '.join(clauses)}" if clauses else ""
+        for term in filter(is_literal, terms):
+            clauses.append("instr(lower(m.content), lower(?)) > 0")
+            params.append(term)
+        extra = "".join(f" AND {clause}" for clause in clauses)
         sql = (
-            "SELECT m.id, m.session_id, s.title, m.role, m.created, "
-            "snippet(messages_fts, 0, '[', ']', '…', 12) "
+            "SELECT m.id, m.session_id, s.title, m.role, m.created "
             "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
             "JOIN sessions s ON s.id = m.session_id "
-            f"WHERE messages_fts MATCH ? {extra} "
+            f"WHERE messages_fts MATCH ?{extra} "
             "ORDER BY messages_fts.rowid DESC LIMIT ? OFFSET ?"
         )
         try:
-            _, rows = self._query(sql, [query, *params, limit, offset])
+            _, rows = self._query(sql, [fts_query(terms), *params, limit, offset])
         except sqlite3.OperationalError as exc:
             raise DatabaseError(f"search failed: {exc}") from exc
-        return [SearchHit(*row) for row in rows]
+        return [
+            SearchHit(
+                message_id=message_id,
+                session_id=session_id,
+                session_title=title,
+                role=role,
+                created=created,
+                snippet=self._snippet(message_id, terms),
+            )
+            for message_id, session_id, title, role, created in rows
+        ]
+
+    def _snippet(self, message_id: int, terms: list[str]) -> str:
+        # read in pieces: only the part around the first match leaves the file
+        with self._lock:
+            try:
+                with self.conn.blobopen("messages", "content", message_id, readonly=True) as blob:
+                    return snippet(blob, terms)
+            except sqlite3.OperationalError:
+                return ""  # deleted since the query
 
     # ---- operations logs ----------------------------------------------------
 
@@ -597,3 +800,45 @@ class Store:
             "SELECT * FROM api_calls WHERE message_id = ? ORDER BY id", [message_id]
         )
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # ---- replies and their leases (the answer pipeline) ---------------------
+
+    def add_reply(self, session_id: int, model: str, lease_until: str) -> Message:
+        """Insert an empty ``streaming`` reply, leased to its writer until ``lease_until``."""
+        now = utcnow()
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO messages (session_id, role, content, model, created, status, "
+                "lease_until) VALUES (?, 'assistant', '', ?, ?, 'streaming', ?)",
+                [session_id, model, now, lease_until],
+            )
+        return Message(
+            id=int(cursor.lastrowid or 0),
+            session_id=session_id,
+            author_id=None,
+            role="assistant",
+            content="",
+            created=now,
+            status="streaming",
+            model=model,
+        )
+
+    def renew_reply_lease(self, message_id: int, lease_until: str) -> None:
+        """Push a streaming reply's lease forward (its writer is alive)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'streaming'",
+                [lease_until, message_id],
+            )
+
+    def retitle_untouched_session(self, session_id: int, default: str, title: str) -> bool:
+        """Give a session still titled ``default`` and without messages a title.
+
+        A session the user renamed, or one that already has messages, keeps its title.
+        """
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET title = ? WHERE id = ? AND title = ? AND message_count = 0",
+                [title, session_id, default],
+            )
+            return cursor.rowcount == 1

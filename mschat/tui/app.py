@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
-from textual.app import App, ComposeResult
+import click
+from rich.text import Text
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
@@ -30,30 +33,39 @@ from mschat.core.events import (
     Started,
     TextDelta,
     UsageReported,
+    WaitingForTurn,
 )
 from mschat.core.models import Message, MessageStatus, SearchHit, Session, User
 from mschat.core.services import Services
+from mschat.state import State
 from mschat.tui.commands import MschatCommands, bindings
-from mschat.tui.format import code_blocks, session_mark
+from mschat.tui.format import code_blocks, one_line, session_mark, title_of
 from mschat.tui.screens.modals import ChoiceScreen, ConfirmScreen, TextInputScreen
 from mschat.tui.screens.search import SearchScreen
 from mschat.tui.screens.settings import SettingsScreen
 from mschat.tui.widgets.chat import MESSAGE_PAGE, ChatView, LiveReply
 from mschat.tui.widgets.prompt import PromptArea
 from mschat.tui.widgets.sidebar import PAGE_SIZE, SessionList
-from mschat.tui.widgets.status import StatusBar
+from mschat.tui.widgets.status import WAITING, StatusBar
+from mschat.visible import visible
 
 #: seconds between cheap change checks (PRAGMA data_version)
 POLL_INTERVAL = 0.5
 #: a search hit in a session longer than this opens on a window around the hit
 JUMP_CONTIGUOUS_LIMIT = 1000
 SEARCH_LIMIT = 50
+#: remembered in the MSCHAT_HOME's state: the session last open per database and view
+STATE_SESSIONS = "tui.sessions"
+STATE_THEME = "tui.theme"
 
 
 class MainScreen(Screen[None]):
     """Banner, sidebar, chat, prompt, status bar and footer."""
 
     BINDINGS = bindings()
+    #: screen classes by terminal width: the sidebar shrinks, then hides (Ctrl+B shows it);
+    #: a plain attribute, as Textual declares it (mypy refuses a ClassVar here)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (72, "-medium"), (110, "-wide")]  # noqa: RUF012
 
     def compose(self) -> ComposeResult:
         """The whole layout."""
@@ -67,7 +79,7 @@ class MainScreen(Screen[None]):
                 yield ChatView(id="chat")
                 yield PromptArea(id="prompt", placeholder="Message — Enter sends, Ctrl+J newline")
                 yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
 
 class MschatApp(App[None]):
@@ -101,6 +113,25 @@ class MschatApp(App[None]):
         self.send_workers: dict[int, Worker[None]] = {}
         self._data_version: int | None = None
         self._polling = False
+        self.state = State.of_home()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Show a notice; its text (titles, names, errors) is never markup nor control codes."""
+        super().notify(
+            visible(message),
+            title=one_line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Stop polling, then exit."""
@@ -145,9 +176,9 @@ class MschatApp(App[None]):
         viewer = self.viewer
         if viewer is None:
             return "loading…"
-        label = f"view: {viewer.label}"
+        label = f"view: {one_line(viewer.label)}"
         if self.me is not None and viewer.id != self.me.id:
-            label += f" (as admin {self.me.name})"
+            label += f" (as admin {one_line(self.me.name)})"
         elif viewer.admin:
             label += " (admin)"
         if self.everyone:
@@ -157,7 +188,7 @@ class MschatApp(App[None]):
     def _show_view(self) -> None:
         label = self._view_label()
         self.screen_stack[0].query_one("#banner", Static).update(
-            f"mschat · {label} · Ctrl+P commands"
+            Text(f"mschat · {label} · Ctrl+P commands")
         )
         self.status.view_label = label
         title = "All sessions" if self.everyone else "Sessions"
@@ -188,6 +219,17 @@ class MschatApp(App[None]):
 
     # ---- start-up ----------------------------------------------------------------------
 
+    def on_mount(self) -> None:
+        """Use the theme chosen last time, and remember the next choice."""
+        theme = self.state.get(STATE_THEME)
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _remember_theme(self, theme: Theme) -> None:
+        if self.state.get(STATE_THEME) != theme.name:
+            self.state.set(STATE_THEME, theme.name)
+
     def on_ready(self) -> None:
         """Load the user and the first sidebar page; start polling for changes."""
         self.prompt.focus()
@@ -215,18 +257,40 @@ class MschatApp(App[None]):
         self.viewer = user
 
     async def _open_initial(self) -> None:
+        """The session last open in this view, else the user's current one, else the newest."""
         viewer = self.viewer
         assert viewer is not None
-        target = viewer.current_session_id
-        if target is None and self.sidebar.sessions:
-            target = self.sidebar.sessions[0].id
-        if target is not None:
+        candidates = [self._remembered_session(), viewer.current_session_id]
+        if self.sidebar.sessions:
+            candidates.append(self.sidebar.sessions[0].id)
+        for target in dict.fromkeys(c for c in candidates if c is not None):
             try:
                 await self.open_session(target)
                 return
             except MschatError:
-                pass
+                pass  # deleted or made private since: try the next one
         await self._show_empty()
+
+    def _remembered(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every database's last sessions, and this database's (by viewer id)."""
+        remembered = self.state.get(STATE_SESSIONS)
+        remembered = remembered if isinstance(remembered, dict) else {}
+        here = remembered.get(str(self.services.store.path))
+        return remembered, here if isinstance(here, dict) else {}
+
+    def _remembered_session(self) -> int | None:
+        assert self.viewer is not None
+        value = self._remembered()[1].get(str(self.viewer.id))
+        return value if isinstance(value, int) else None
+
+    async def _remember_session(self, session_id: int) -> None:
+        assert self.viewer is not None
+        remembered, here = self._remembered()
+        if here.get(str(self.viewer.id)) == session_id:
+            return
+        # keyed by database too: an id in another database is another conversation
+        remembered[str(self.services.store.path)] = {**here, str(self.viewer.id): session_id}
+        await asyncio.to_thread(self.state.set, STATE_SESSIONS, remembered)
 
     async def _show_empty(self) -> None:
         self.session = None
@@ -288,11 +352,11 @@ class MschatApp(App[None]):
 
     def _set_session(self, session: Session) -> None:
         self.session = session
-        creator = f" · by {session.creator_name}" if session.creator_name else ""
+        creator = f" · by {one_line(session.creator_name)}" if session.creator_name else ""
         hidden = " · hidden" if session.hidden else ""
+        model = one_line(session.model or "default model")
         self.screen_stack[0].query_one("#session-title", Static).update(
-            f"{session_mark(session)} {session.title}  ({session.model or 'default model'}"
-            f"{creator}{hidden})"
+            Text(f"{session_mark(session)} {title_of(session)}  ({model}{creator}{hidden})")
         )
         self.status.model = session.model or self._default_model()
         try:
@@ -331,6 +395,8 @@ class MschatApp(App[None]):
         await self.chat.show_session(session.id, shown, has_older=has_older)
         self.last_id = max((m.id for m in messages), default=0)
         self.remote_streaming = {m.id for m in shown if m.status == MessageStatus.STREAMING}
+        self.hide_sidebar()
+        await self._remember_session(session.id)
         if self.detached:
             self.notify("Showing the messages around the hit; reopen the session to follow it")
         if jump_to is not None:
@@ -447,7 +513,13 @@ class MschatApp(App[None]):
             self.status.state = "sending…"
         try:
             async for event in events:
-                if isinstance(event, Started):
+                if isinstance(event, WaitingForTurn):
+                    sid = event.session_id
+                    self._track(sid)
+                    if self._is_open(sid):
+                        self.status.state = WAITING
+                    self.notify(WAITING)
+                elif isinstance(event, Started):
                     sid = event.session.id
                     self._track(sid)
                     reply = Message(
@@ -463,9 +535,12 @@ class MschatApp(App[None]):
                     self.local_replies[reply.id] = sid
                     if prompt_text is not None and self.prompt.text == prompt_text:
                         self.prompt.clear()  # stored now: nothing typed can be lost
+                    # a new session, or an empty one the core just titled from the question
+                    self.sidebar.upsert(event.session)
                     if event.created_session:
-                        self.sidebar.upsert(event.session)
                         await self.open_session(sid)
+                    elif self._is_open(sid):
+                        self._set_session(event.session)
                     if self._is_open(sid):
                         await self.chat.add_message(event.user_message)
                         self.last_id = max(self.last_id, event.user_message.id)
@@ -672,9 +747,9 @@ class MschatApp(App[None]):
                 group="edit",
             )
 
-    def model_choices(self) -> list[str]:
-        """Configured models, the open session's model and the default, once each."""
-        names = [m.name for m in self.services.registry.configured_models()]
+    async def model_choices(self) -> list[str]:
+        """The usable models (the core's one list), the open session's model and the default."""
+        names = [m.name for m in await self.manager.list_models()]
         if self.session is not None and self.session.model:
             names.append(self.session.model)
         default = self._default_model()
@@ -685,8 +760,11 @@ class MschatApp(App[None]):
     def action_change_model(self) -> None:
         """Pick the model of the open session."""
         session = self._need_session()
-        if session is None:
-            return
+        if session is not None:
+            self.spawn(self._pick_model(session), group="models", exclusive=True)
+
+    async def _pick_model(self, session: Session) -> None:
+        choices = [(m, m) for m in await self.model_choices()]
 
         def done(model: str | None) -> None:
             if model:
@@ -698,7 +776,6 @@ class MschatApp(App[None]):
                     group="edit",
                 )
 
-        choices = [(m, m) for m in self.model_choices()]
         self.push_screen(
             ChoiceScreen("Model of this session", choices, current=session.model), done
         )
@@ -876,9 +953,11 @@ class MschatApp(App[None]):
     def action_settings(self) -> None:
         """Edit the settings of the user whose view this is."""
         viewer = self.viewer
-        if viewer is None:
-            return
-        models = [m.name for m in self.services.registry.configured_models()]
+        if viewer is not None:
+            self.spawn(self._open_settings(viewer), group="models", exclusive=True)
+
+    async def _open_settings(self, viewer: User) -> None:
+        models = [m.name for m in await self.manager.list_models()]
 
         async def save(changes: dict[str, Any]) -> User:
             return await self.manager.update_user(self.actor, viewer.id, **changes)
@@ -939,11 +1018,40 @@ class MschatApp(App[None]):
 
     def action_focus_prompt(self) -> None:
         """Focus the prompt."""
+        self.hide_sidebar()
         self.prompt.focus()
 
     def action_focus_sidebar(self) -> None:
-        """Focus the session list."""
+        """Focus the session list (on a narrow terminal it takes the place of the chat)."""
+        screen = self.screen_stack[0]
+        if screen.has_class("-narrow"):
+            screen.add_class("-show-sidebar")
         self.sidebar.focus()
+
+    def hide_sidebar(self) -> None:
+        """Give a narrow terminal back to the chat after the sidebar was shown."""
+        screen = self.screen_stack[0]
+        if screen.has_class("-show-sidebar"):
+            screen.remove_class("-show-sidebar")
+            if self.sidebar.has_focus:
+                self.prompt.focus()
+
+    def action_edit_prompt(self) -> None:
+        """Write the prompt in $VISUAL / $EDITOR; the text comes back into the prompt, unsent."""
+        try:
+            with self.suspend():
+                edited = click.edit(self.prompt.text, extension=".md")
+        except SuspendNotSupported:
+            self.notify("This terminal cannot hand over to an editor", severity="warning")
+            return
+        except click.UsageError as error:  # no editor could be started
+            self.notify(error.format_message(), severity="error")
+            return
+        if edited is not None:
+            self.prompt.text = edited.rstrip("\n")
+            self.prompt.move_cursor(self.prompt.document.end)
+        self.hide_sidebar()
+        self.prompt.focus()
 
     def action_focus_chat(self) -> None:
         """Focus the messages (up/down select one)."""

@@ -19,6 +19,7 @@ class Action:
     help: str
     footer: bool = True
     short: str = ""  # footer label, when shorter than the title
+    priority: bool = False  # before the focused widget's own binding of the key
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -42,6 +43,15 @@ ACTIONS: tuple[Action, ...] = (
         "Stop streaming",
         "Stop the reply being streamed (kept as interrupted)",
         short="Stop",
+    ),
+    Action(
+        "edit_prompt",
+        "ctrl+e",
+        "Edit in $EDITOR",
+        "Write the prompt in your $VISUAL or $EDITOR; it comes back into the prompt, unsent",
+        short="Editor",
+        # the prompt's own ctrl+e moves to the end of the line (End still does)
+        priority=True,
     ),
     Action("regenerate", "ctrl+r", "Regenerate", "Answer the last question again"),
     Action(
@@ -107,7 +117,9 @@ ACTIONS: tuple[Action, ...] = (
 def bindings() -> list[BindingType]:
     """Key bindings of the main screen (routed to the app's actions)."""
     return [
-        Binding(a.key, f"app.{a.name}", a.short or a.title, show=a.footer) for a in ACTIONS if a.key
+        Binding(a.key, f"app.{a.name}", a.short or a.title, show=a.footer, priority=a.priority)
+        for a in ACTIONS
+        if a.key
     ]
 
 

@@ -81,13 +81,13 @@ def test_ask_json_usage_and_no_stream(configured: Path):
 def test_continue_session_and_new(configured: Path):
     assert run("ask", "First question about sqlite").exit_code == 0
     assert run("ask", "-c", "Second").exit_code == 0
-    assert run("ask", "-s", "First question sqlite", "Third").exit_code == 0
+    assert run("ask", "-s", "First question about sqlite", "Third").exit_code == 0
     assert run("ask", "-s", "1", "Fourth").exit_code == 0
     assert run("ask", "--new", "Other topic").exit_code == 0
     rows = db_rows(configured, "SELECT session_id, count(*) FROM messages GROUP BY session_id")
     assert rows == [(1, 8), (2, 2)]
     assert db_rows(configured, "SELECT title FROM sessions WHERE id = 1") == [
-        ("First question sqlite",)
+        ("First question about sqlite",)
     ]
 
 

@@ -57,7 +57,7 @@ def test_ask_in_a_real_process_with_piped_stdin(env: dict[str, str], mschat_home
     listed = subprocess.run(
         mschat("sessions", "list"), env=env, capture_output=True, text=True, timeout=30
     )
-    assert "Count lines" in listed.stdout
+    assert "Count the lines" in listed.stdout
 
 
 def test_ctrl_c_keeps_what_arrived_as_interrupted(

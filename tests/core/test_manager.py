@@ -1,4 +1,4 @@
-"""The rules of users, statuses and sessions (DESIGN §1), with a scripted provider."""
+"""The rules of users, statuses and sessions, with a scripted provider."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def reply_text(events) -> str:
 # ---- users -------------------------------------------------------------------
 
 
-async def test_new_users_get_the_seed_defaults(services: Services):
+async def test_new_users_get_the_defaults_of_their_kind(services: Services):
     manager = services.manager
     discord = await manager.user("discord", "1234", "alice")
     api = await manager.user("api", "shiyemin")
@@ -90,7 +90,7 @@ async def test_new_without_attach_creates_a_session_per_message(services: Servic
     second = await collect(manager.chat(alice, "And Postgres?", origin=Origin.DISCORD_GUILD))
     s1, s2 = first[0].session, second[0].session
     assert s1.id != s2.id
-    assert s1.title == "SQLite" and s2.title == "Postgres"
+    assert s1.title == "What is SQLite?" and s2.title == "And Postgres?"
     assert s1.public  # created in a guild channel
     alice = await manager.get_user(alice.id)
     assert alice.status == Status.NEW and alice.current_session_id is None
@@ -277,8 +277,9 @@ async def test_asks_in_one_session_are_serialised(services: Services, provider: 
     gate = asyncio.Event()
     provider.push(chunks=["A1", "A2"], gate=gate)
     locked: list[int] = []
-    session_lock = manager._lock
-    manager._lock = lambda sid: (locked.append(sid), session_lock(sid))[1]  # type: ignore[method-assign]
+    turns = manager._answerer.turns
+    session_lock = turns.lock
+    turns.lock = lambda sid: (locked.append(sid), session_lock(sid))[1]  # type: ignore[method-assign]
     first = asyncio.create_task(collect(manager.ask(alice, "from alice", session_id=session.id)))
     await eventually(lambda: provider.requests)
     second = asyncio.create_task(collect(manager.ask(bob, "from bob", session_id=session.id)))
@@ -494,3 +495,61 @@ async def test_started_says_when_the_current_session_was_left(services: Services
     started = events[0]
     assert (started.left_session_id, started.left_reason) == (shared.id, "private")
     assert started.session.id != shared.id
+
+
+# ---- finding sessions and who may chat ------------------------------------------
+
+
+async def test_a_title_several_visible_sessions_share_is_an_error_listing_them(
+    services: Services,
+):
+    manager = services.manager
+    alice = await manager.user("discord", "1", "alice")
+    bob = await manager.user("discord", "2", "bob")
+    one = await manager.create_session(alice, title="foo")
+    two = await manager.create_session(alice, title="Foo")
+    shared = await manager.create_session(bob, origin=Origin.DISCORD_GUILD, title="foo")
+    await manager.create_session(bob, origin=Origin.DISCORD_DM, title="foo")  # invisible
+    with pytest.raises(InvalidInput) as raised:
+        await manager.find_session(alice, "foo")
+    assert str(raised.value) == (
+        f'"foo" matches sessions {one.id}, {two.id} and {shared.id}; use an id'
+    )
+    await manager.remove_session(alice, two.id)
+    with pytest.raises(InvalidInput, match=f"matches sessions {one.id} and {shared.id};"):
+        await manager.find_session(alice, "foo")
+    carol = await manager.user("discord", "3", "carol")
+    assert (await manager.find_session(carol, "foo")).id == shared.id
+
+
+async def test_who_may_not_chat_is_refused_by_type_before_anything_is_stored(
+    services: Services,
+):
+    from mschat.core.errors import ChatDisabled, RateLimited, UserIgnored
+
+    manager = services.manager
+    admin = await manager.local_user()
+    disabled = await manager.user("discord", "1", "disabled")  # the default for members
+    ignored = await manager.user("api", "ignored")
+    ignored = await manager.update_user(admin, ignored.id, ignored=True)
+    limited = await manager.user("api", "limited")
+    limited = await manager.update_user(admin, limited.id, rate_limit=1)
+    await collect(manager.ask(limited, "the one allowed", new_session=True))
+    before = services.store.table_counts()
+    with pytest.raises(ChatDisabled):
+        await collect(manager.chat(disabled, "hello?", origin=Origin.DISCORD_GUILD))
+    with pytest.raises(ChatDisabled):
+        await collect(manager.ask(disabled, "hello?", origin=Origin.DISCORD_GUILD))
+    for events in (
+        manager.chat(ignored, "spam", origin=Origin.API),
+        manager.ask(ignored, "spam", new_session=True),
+    ):
+        with pytest.raises(UserIgnored):
+            await collect(events)
+    for events in (
+        manager.chat(limited, "one more", origin=Origin.API),
+        manager.ask(limited, "one more", new_session=True),
+    ):
+        with pytest.raises(RateLimited, match="1 questions per 6 hours"):
+            await collect(events)
+    assert services.store.table_counts() == before

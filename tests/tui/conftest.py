@@ -38,6 +38,16 @@ async def ready(pilot: Pilot) -> MschatApp:
     return app
 
 
+def screen_lines(app: MschatApp) -> list[str]:
+    """Every cell of the screen as drawn now, one string per line."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def screen_text(app: MschatApp) -> str:
+    """The screen as drawn now."""
+    return "\n".join(screen_lines(app))
+
+
 async def type_and_send(pilot: Pilot, text: str) -> None:
     """Type into the prompt and press Enter."""
     app = pilot.app

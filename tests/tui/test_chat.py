@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from mschat.core.errors import ProviderError
+from mschat.core.events import WaitingForTurn
 from mschat.core.models import MessageStatus
 from mschat.core.services import Services
 from mschat.tui.widgets.chat import LiveReply, MessageView, freeze_point
+from mschat.tui.widgets.status import WAITING
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.tui.conftest import SIZE, build_app, ready, type_and_send, wait_for
 
@@ -192,3 +194,71 @@ async def test_live_reply_renders_finished_blocks_once_and_hands_them_over(
         view.invalidate()  # the lines a fresh Markdown render gives are the same
         view._lines(view.content_size.width)
         assert lines_of(view) == adopted
+
+
+def wrap_ask(services: Services, before) -> None:  # type: ignore[no-untyped-def]
+    """Run ``before(session_id)`` inside each ask, then the core's own ask; events pass through."""
+    manager = services.manager
+    ask = manager.ask
+
+    async def wrapped(user, text, **options):  # type: ignore[no-untyped-def]
+        async for event in before(options.get("session_id")):
+            yield event
+        async for event in ask(user, text, **options):
+            yield event
+
+    manager.ask = wrapped  # type: ignore[method-assign]
+
+
+async def test_waiting_for_another_process_is_shown(services: Services, provider: ScriptedProvider):
+    turn = asyncio.Event()
+
+    async def wait_turn(session_id):  # type: ignore[no-untyped-def]
+        # what the core yields while another process answers in this public session
+        yield WaitingForTurn(session_id)
+        await turn.wait()
+
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "first")
+        await wait_for(pilot, lambda: len(shown(app)) == 2, what="first reply")
+        wrap_ask(services, wait_turn)
+        await type_and_send(pilot, "second")
+        await wait_for(pilot, lambda: app.status.state == WAITING, what="waiting state")
+        assert any("waiting for another reply" in n.message for n in app._notifications)
+        assert app.prompt.text == "second"  # nothing stored yet
+        turn.set()
+        await wait_for(pilot, lambda: "Echo: second" in shown(app), what="second reply")
+        assert app.status.state == "idle"
+
+
+async def test_an_empty_session_shows_the_title_from_its_first_question(
+    services: Services, provider: ScriptedProvider
+):
+    async def retitle(session_id):  # type: ignore[no-untyped-def]
+        # the core names an empty session from its first question when storing it
+        session = services.store.get_session(session_id)
+        if session.message_count == 0:
+            services.store.update_session(session_id, title="Say hello")
+        return
+        yield
+
+    gate = asyncio.Event()
+    provider.push(chunks=["Hello", "!"], gate=gate)
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: app.session is not None, what="new session")
+        assert app.sidebar.sessions[0].title == "New session"
+        wrap_ask(services, retitle)
+        await type_and_send(pilot, "Say hello")
+        await wait_for(pilot, lambda: app.query(LiveReply), what="streaming")
+        # shown while the reply streams, not only after it
+        assert app.sidebar.sessions[0].title == "Say hello"
+        assert "Say hello" in str(app.sidebar.get_option_at_index(0).prompt)
+        assert app.session.title == "Say hello"
+        gate.set()
+        await wait_for(pilot, lambda: not app.query(LiveReply), what="reply finished")
+        assert app.sidebar.sessions[0].title == "Say hello"

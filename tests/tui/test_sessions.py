@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from mschat.core.services import Services
+from mschat.providers.base import ModelInfo
 from mschat.tui.screens.modals import ChoiceScreen, ConfirmScreen, TextInputScreen
+from mschat.tui.screens.settings import SettingsScreen
 from mschat.tui.widgets.chat import MessageView
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.tui.conftest import SIZE, build_app, ready, type_and_send, wait_for
@@ -59,7 +61,7 @@ async def test_toggle_public_model_and_system_message(services: Services):
         await wait_for(pilot, lambda: app.session.public, what="public")
         assert "🌐" in str(app.sidebar.get_option(str(session.id)).prompt)
         await pilot.press("f4")
-        assert isinstance(app.screen, ChoiceScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="model picker")
         ids = [key for key, _ in app.screen.choices]
         assert "fake/other" in ids and "fake/fake-model" in ids
         app.screen.query_one("#choices").highlighted = ids.index("fake/other")
@@ -125,3 +127,49 @@ async def test_palette_lists_the_actions(services: Services):
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.session is not None, what="new session")
         assert app.session.title == "New session"
+
+
+def listed(services: Services, *names: str) -> None:
+    """Make the core's model list hold ``names`` besides the configured models."""
+    manager = services.manager
+    configured = manager.list_models
+
+    async def list_models(*, refresh: bool = False) -> list[ModelInfo]:
+        extra = [ModelInfo(n, n.partition("/")[0], n.partition("/")[2]) for n in names]
+        return [*await configured(refresh=refresh), *extra]
+
+    manager.list_models = list_models  # type: ignore[method-assign]
+
+
+async def test_model_pickers_use_the_cores_model_list(services: Services):
+    listed(services, "fake/discovered-model")
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        app, _ = await open_app_with_session(pilot, services)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="model picker")
+        assert "fake/discovered-model" in [key for key, _ in app.screen.choices]
+        await pilot.press("escape")
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+        assert "fake/discovered-model" in app.screen.models
+
+
+async def test_an_unknown_model_is_an_error_notice(services: Services):
+    listed(services, "gone/old-model")  # listed a moment ago, its provider removed since
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        app, session = await open_app_with_session(pilot, services)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="model picker")
+        ids = [key for key, _ in app.screen.choices]
+        app.screen.query_one("#choices").highlighted = ids.index("gone/old-model")
+        await pilot.press("enter")
+        await wait_for(
+            pilot,
+            lambda: any("unknown model" in n.message for n in app._notifications),
+            what="error notice",
+        )
+        assert app.is_running and app.session.model == "fake/fake-model"
+        stored = await services.manager.get_session(app.me, session.id)
+        assert stored.model == "fake/fake-model"

@@ -15,6 +15,7 @@ import pytest
 from mschat.config import load_config
 from mschat.core.services import Services, build_services
 from mschat.tui.app import MschatApp, make_app
+from mschat.tui.screens.settings import SettingsScreen
 from tests.conftest import write_config
 from tests.fakes.scripted_provider import ScriptedProvider
 
@@ -130,6 +131,10 @@ def test_settings_screen(snap_compare, fixed_services: Services):
     async def open_settings(pilot) -> None:  # type: ignore[no-untyped-def]
         await until_ready(pilot)
         await pilot.press("f9")
+        for _ in range(500):
+            if isinstance(pilot.app.screen, SettingsScreen):
+                break
+            await pilot.pause(0.01)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_settings)

@@ -71,8 +71,8 @@ async def test_user_settings_are_saved_and_invalid_values_reported(services: Ser
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
         screen = app.screen
-        assert isinstance(screen, SettingsScreen)
         screen.query_one("#temperature").value = "5"
         await pilot.press("ctrl+s")
         await wait_for(
@@ -121,6 +121,7 @@ async def test_admin_view_of_a_discord_user(services: Services):
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.session.title == "Moderated", what="rename")
         await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
         app.screen.query_one("#status").value = "active"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.viewer.status == "active", what="status")

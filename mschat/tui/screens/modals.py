@@ -1,4 +1,8 @@
-"""Small modal dialogs: confirm, text input (one or several lines), choose one option."""
+"""Small modal dialogs: confirm, text input (one or several lines), choose one option.
+
+Titles, labels and values may hold outside text (session titles, user names,
+message bodies): each is shown through ``visible`` and never parsed as markup.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, TextArea
 from textual.widgets.option_list import Option
+
+from mschat.tui.format import one_line, plain
+from mschat.visible import visible
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -28,7 +35,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         """Question and two buttons."""
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(plain(self.question), classes="dialog-title")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm, variant="error", id="confirm")
                 yield Button("Cancel", id="cancel")
@@ -66,12 +73,12 @@ class TextInputScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         """Title, editor and buttons."""
         with Vertical(classes="dialog -wide" if self.multiline else "dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(plain(self.title_text), classes="dialog-title")
             if self.multiline:
-                yield TextArea(self.value, id="value", classes="dialog-textarea")
+                yield TextArea(visible(self.value), id="value", classes="dialog-textarea")
                 yield Label("Ctrl+S saves, Escape cancels", classes="dialog-hint")
             else:
-                yield Input(self.value, placeholder=self.placeholder, id="value")
+                yield Input(one_line(self.value), placeholder=self.placeholder, id="value")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
@@ -118,8 +125,11 @@ class ChoiceScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         """Title and the options."""
         with Vertical(classes="dialog -wide"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield OptionList(*[Option(label, id=key) for key, label in self.choices], id="choices")
+            yield Label(plain(self.title_text), classes="dialog-title")
+            yield OptionList(
+                *[Option(plain(label, newlines=False), id=key) for key, label in self.choices],
+                id="choices",
+            )
 
     def on_mount(self) -> None:
         """Focus the list with the current value highlighted."""

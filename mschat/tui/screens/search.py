@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from mschat.core.errors import MschatError
 from mschat.core.models import SearchHit
-from mschat.tui.format import short_time
+from mschat.tui.format import one_line, plain, short_time
 
 Searcher = Callable[[str], Awaitable[list[SearchHit]]]
 
@@ -24,11 +24,11 @@ Searcher = Callable[[str], Awaitable[list[SearchHit]]]
 def hit_prompt(hit: SearchHit, query: str = "") -> Text:
     """Session title, role and time, then the snippet with the query words highlighted."""
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(hit.session_title, style="bold")
+    text.append(one_line(hit.session_title), style="bold")
     text.append(f"  {hit.role} · {short_time(hit.created)}\n", style="dim")
     # the store's snippet marks matches with [ ], which real text also contains,
     # so highlight the query words instead of parsing the marks
-    snippet = Text(" ".join(hit.snippet.replace("[", "").replace("]", "").split()))
+    snippet = plain(" ".join(hit.snippet.replace("[", "").replace("]", "").split()))
     words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
     if words:
         snippet.highlight_words(words, style="bold yellow", case_sensitive=False)
@@ -85,7 +85,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         try:
             hits = await self.searcher(text)
         except MschatError as error:
-            count.update(f"search failed: {error}")
+            count.update(plain(f"search failed: {error}"))
             return
         self.hits = hits
         options = self.query_one("#hits", OptionList)

@@ -14,6 +14,8 @@ from textual.widgets import Button, Input, Label, Select, Switch, TextArea
 
 from mschat.core.errors import MschatError
 from mschat.core.models import Status, User
+from mschat.tui.format import one_line, plain
+from mschat.visible import visible
 
 Saver = Callable[[dict[str, Any]], Awaitable[User]]
 DEFAULT_MODEL = "(default)"
@@ -38,10 +40,12 @@ class SettingsScreen(ModalScreen[User | None]):
         user = self.user
         models = list(dict.fromkeys([*self.models, *([user.model] if user.model else [])]))
         with Vertical(classes="dialog -wide -tall", id="settings-dialog"):
-            yield Label(f"Settings of {user.label}", classes="dialog-title")
+            yield Label(plain(f"Settings of {one_line(user.label)}"), classes="dialog-title")
             with VerticalScroll(id="settings-fields"):
                 yield Label("Default system message")
-                yield TextArea(user.system_msg or "", id="system_msg", classes="settings-system")
+                yield TextArea(
+                    visible(user.system_msg or ""), id="system_msg", classes="settings-system"
+                )
                 with Horizontal(classes="settings-row"):
                     yield Label("max_tokens", classes="settings-label")
                     yield Input(str(user.max_tokens), id="max_tokens", type="integer")
@@ -57,7 +61,10 @@ class SettingsScreen(ModalScreen[User | None]):
                 with Horizontal(classes="settings-row"):
                     yield Label("default model", classes="settings-label")
                     yield Select(
-                        [(DEFAULT_MODEL, DEFAULT_MODEL), *((m, m) for m in models)],
+                        [
+                            (DEFAULT_MODEL, DEFAULT_MODEL),
+                            *((plain(m, newlines=False), m) for m in models),
+                        ],
                         value=user.model or DEFAULT_MODEL,
                         allow_blank=False,
                         id="model",
@@ -93,7 +100,7 @@ class SettingsScreen(ModalScreen[User | None]):
             "status": self.query_one("#status", Select).value,
         }
         current = {
-            "system_msg": user.system_msg or None,
+            "system_msg": visible(user.system_msg or "").strip() or None,
             "max_tokens": str(user.max_tokens),
             "temperature": f"{user.temperature:g}",
             "show_public": user.show_public,

@@ -22,13 +22,23 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from mschat.core.models import Message, MessageStatus
-from mschat.tui.format import author_of, short_time, status_note
+from mschat.tui.format import author_of, plain, short_time, status_note
+from mschat.visible import visible
 
 #: messages per page when opening a session and paging back
 MESSAGE_PAGE = 50
 CODE_THEME = "monokai"
 #: the live reply is re-rendered at most this often while streaming (8 updates a second)
 FLUSH_SECONDS = 0.125
+
+
+def markdown(text: str) -> RichMarkdown:
+    """Markdown with highlighted code; a link shows its target after its text.
+
+    Not a terminal hyperlink (OSC 8): a reply could otherwise show one address
+    and open another.
+    """
+    return RichMarkdown(text, code_theme=CODE_THEME, hyperlinks=False)
 
 
 def message_header(message: Message) -> Text:
@@ -54,11 +64,11 @@ def message_body(message: Message) -> RenderableType:
     """Header, Markdown body (with highlighted code) and any error, as one renderable."""
     parts: list[RenderableType] = [message_header(message)]
     if message.content:
-        parts.append(RichMarkdown(message.content, code_theme=CODE_THEME))
+        parts.append(markdown(visible(message.content)))
     elif message.status == MessageStatus.STREAMING:
         parts.append(Text("…", style="dim"))
     if message.error:
-        parts.append(Text(f"error: {message.error}", style="bold red"))
+        parts.append(plain(f"error: {message.error}", "bold red"))
     return Group(*parts)
 
 
@@ -160,7 +170,7 @@ class MessageView(CachedRender):
 def markdown_lines(text: str, width: int, console: Console) -> list[Strip]:
     """Markdown rendered at ``width``, without blank lines around it."""
     options = console.options.update(width=max(width, 1), height=None, highlight=False)
-    lines = console.render_lines(RichMarkdown(text, code_theme=CODE_THEME), options, pad=False)
+    lines = console.render_lines(markdown(text), options, pad=False)
     strips = [Strip(line) for line in lines]
     while strips and not strips[0].cell_length:
         strips.pop(0)
@@ -225,14 +235,19 @@ class LiveReply(CachedRender):
             delay = self._shown + FLUSH_SECONDS - time.monotonic()
             self.timer = self.set_timer(max(delay, 0.001), self._flush)
 
-    def _flush(self) -> None:
+    def _flush(self, *, final: bool = False) -> None:
         self.timer = None
         if not self.pending:
             return
         self._shown = time.monotonic()
         text = "".join(self.pending)
         self.pending.clear()
-        self.tail += text
+        if text.endswith("\r") and not final:
+            # the next chunk may start with the newline of a CRLF
+            self.pending.append("\r")
+            text = text[:-1]
+        # shown as the finished message will be: control characters made visible
+        self.tail += visible(text)
         # lines above the old tail stay as they are: repaint from there down only
         start = len(self._done)
         # a block can only end where a line does
@@ -254,7 +269,7 @@ class LiveReply(CachedRender):
         if self.timer is not None:
             self.timer.stop()
             self.timer = None
-        self._flush()
+        self._flush(final=True)
 
     def _block_lines(self, block: str, width: int, first: bool) -> list[Strip]:
         lines = markdown_lines(block, width, self.app.console)

@@ -11,27 +11,24 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from mschat.core.models import Session
-from mschat.tui.format import session_mark, short_time
+from mschat.tui.format import one_line, session_mark, short_time, title_of
 
 #: sessions fetched per page; more pages load as the cursor nears the end
 PAGE_SIZE = 100
-#: characters that fit a sidebar line (the sidebar is 38 cells wide)
-LINE_WIDTH = 33
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def session_prompt(session: Session, *, show_creator: bool = False) -> Text:
-    """Two lines: mark and title, then last activity, model (and creator)."""
-    text = Text(no_wrap=True, overflow="ellipsis")
+    """Two lines: mark and title, then last activity, model (and creator).
+
+    The list's CSS cuts each line to the sidebar's width.
+    """
+    text = Text()
     text.append(f"{session_mark(session)} ", style="bold")
-    text.append(_fit(session.title or "(untitled)", LINE_WIDTH - 3), style="bold")
-    details = [short_time(session.updated), session.model or "default model"]
+    text.append(title_of(session), style="bold")
+    details = [short_time(session.updated), one_line(session.model or "default model")]
     if show_creator and session.creator_name:
-        details.insert(1, session.creator_name)
-    text.append("\n   " + _fit(" · ".join(details), LINE_WIDTH - 3), style="dim")
+        details.insert(1, one_line(session.creator_name))
+    text.append("\n   " + " · ".join(details), style="dim")
     return text
 
 

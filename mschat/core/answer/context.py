@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mschat.core.errors import InvalidInput
 from mschat.core.models import Message, MessageStatus
-from mschat.core.tokens import PER_MESSAGE_OVERHEAD, estimate_tokens
+from mschat.core.tokens import ESTIMATE, PromptCounter, estimate_message
 from mschat.providers.base import ChatMessage
 
-Counter = Callable[[str], int]
+#: messages loaded per page while collecting history for the context
+HISTORY_PAGE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,27 @@ def usable(message: Message) -> bool:
     return True
 
 
+async def load_history(
+    page: list[Message],
+    budget: int,
+    older: Callable[[int], Awaitable[list[Message]]],
+) -> list[Message]:
+    """Recent messages, page by page, until they surely exceed the budget.
+
+    ``page`` is the newest page, already loaded; ``older(before_id)`` loads the
+    page before a message. Paging uses the estimate (which over-counts) with a
+    2x margin, so the real tokenizer later sees every message that could fit.
+    """
+    messages: list[Message] = []
+    spent = 0
+    while True:
+        messages[:0] = page
+        spent += sum(estimate_message(m.content) for m in page)
+        if len(page) < HISTORY_PAGE or spent > 2 * budget:
+            return messages
+        page = await older(page[0].id)
+
+
 def build_context(
     *,
     system_msg: str | None,
@@ -41,25 +63,27 @@ def build_context(
     context_window: int,
     max_tokens: int,
     model: str,
-    count: Counter = estimate_tokens,
+    counter: PromptCounter = ESTIMATE,
 ) -> Context:
     """Newest turns first until the budget (window minus max_tokens) is spent.
 
     ``history`` is in chronological order and ends with the new user message,
     which must always fit: otherwise the error names the model and the numbers.
+    ``prompt_tokens`` is what ``counter`` says the messages sent cost.
     """
     budget = context_window - max_tokens
-    used = 0
+    used = counter.fixed
     system = None
     if system_msg:
         system = ChatMessage("system", system_msg)
-        used += count(system_msg) + PER_MESSAGE_OVERHEAD
+        used += counter.message(system)
     turns = [m for m in history if usable(m)]
     kept: list[ChatMessage] = []
+    costs: list[int] = []
     dropped = 0
     for index in range(len(turns) - 1, -1, -1):
-        message = turns[index]
-        cost = count(message.content) + PER_MESSAGE_OVERHEAD
+        message = ChatMessage(turns[index].role, turns[index].content)
+        cost = counter.message(message)
         if used + cost > budget:
             if not kept:
                 raise InvalidInput(
@@ -70,12 +94,15 @@ def build_context(
                 )
             dropped = index + 1
             break
-        kept.append(ChatMessage(message.role, message.content))
+        kept.append(message)
+        costs.append(cost)
         used += cost
     kept.reverse()
+    costs.reverse()
     # a context must not open with an assistant turn after trimming
     while len(kept) > 1 and kept[0].role == "assistant":
         kept.pop(0)
+        used -= costs.pop(0)
         dropped += 1
     messages = ((system,) if system else ()) + tuple(kept)
     return Context(messages=messages, prompt_tokens=used, dropped=dropped, budget=budget)

@@ -1,0 +1,27 @@
+"""The answer pipeline: from a question to a stored, streamed reply.
+
+``SessionManager`` decides who may ask where (users, statuses, sessions) and
+hands the question to :class:`Answerer`, which
+
+1. waits for the session's turn (``turns.py``: a lock per session in this
+   process, a lease row across processes for public sessions), yielding
+   ``WaitingForTurn`` once if another ask holds it;
+2. stores the question and an empty ``streaming`` reply row in one transaction
+   (the question is stored before any provider call), naming a still empty
+   "New session" after its first question;
+3. loads the recent history and fits it to the model's window (``context.py``,
+   token framing counted once, in ``mschat.core.tokens``);
+4. streams the provider's reply into its row (``writer.py``): content flushed
+   every ``flush_interval``, the row's lease renewed by those flushes or by the
+   turn's periodic renewal, and the row finished as complete, failed or
+   interrupted, keeping whatever arrived.
+
+Replies whose writer died are marked interrupted by ``recovery.py``.
+"""
+
+from mschat.core.answer.pipeline import Answerer
+from mschat.core.answer.recovery import recover_replies
+from mschat.core.answer.turns import LEASE
+from mschat.core.answer.writer import FLUSH_INTERVAL, WriterSettings
+
+__all__ = ["FLUSH_INTERVAL", "LEASE", "Answerer", "WriterSettings", "recover_replies"]
