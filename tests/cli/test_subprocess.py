@@ -326,9 +326,6 @@ def test_the_bundled_model_notice_is_shown_once_per_home(mschat_home: Path, tmp_
 def test_an_ask_waiting_for_another_process_says_so_once(
     env: dict[str, str], mschat_home: Path, fake: FakeOpenAIThread
 ):
-    pytest.importorskip(
-        "mschat.core.answer", reason="this tree's core does not yield WaitingForTurn yet"
-    )
     assert subprocess.run(mschat("ask", "Start a session"), env=env, timeout=30).returncode == 0
     # public: other processes (the bot, the API) may answer in it too
     assert subprocess.run(mschat("sessions", "set", "1", "--public"), env=env).returncode == 0
