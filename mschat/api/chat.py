@@ -10,89 +10,48 @@ from aiohttp import web
 from mschat.api import fields
 from mschat.api.context import services_of
 from mschat.api.errors import ApiError, from_mschat, json_response
-from mschat.api.replies import EventStream, Reply, first_event
-from mschat.api.shapes import usage_json
+from mschat.api.idempotent import once
+from mschat.api.replies import WAITING, EventStream, Reply, first_event
+from mschat.api.shapes import ChatDelta, ChatRequest, ChatResponse, ChatStart, Usage
+from mschat.core import eligibility
 from mschat.core.errors import MschatError
-from mschat.core.events import Event, Started
+from mschat.core.events import Event, Started, WaitingForTurn
 from mschat.core.manager import SessionManager
-from mschat.core.models import Origin, Session, Status, User
+from mschat.core.models import Origin, User
 
 #: the seed's command: this message starts a new session instead of being asked
 RESET = "reset"
 RESET_REPLY = "Started a new session."
 
 
-def ensure_enabled(user: User) -> None:
-    """A disabled API user gets a clear 403 before anything is stored."""
-    if user.status == Status.DISABLED:
-        raise ApiError(
-            403,
-            f"user {user.external_id!r} is disabled; set its status to new or active "
-            '(PATCH /users/{user} with {"status": "active"})',
-            code="user_disabled",
-            param="user",
-        )
-
-
-async def reset(manager: SessionManager, user: User) -> Session:
-    """A fresh session that becomes the user's current one (the user becomes active)."""
-    session = await manager.create_session(user, origin=Origin.API)
-    await manager.switch_session(user, session.id)
-    return session
-
-
-async def _request(request: web.Request) -> tuple[SessionManager, User, str, int | None]:
+async def _asker(request: web.Request) -> tuple[SessionManager, User, ChatRequest, Any]:
+    """The validated request and its user (created on first use), who may chat."""
     body = await fields.read_json(request)
-    name = fields.user_name(body)
-    message = fields.text(body, "message", required=True, blank=False)
-    assert message is not None
-    session_id = fields.integer(body, "session", minimum=1, digits_ok=True)
+    ask = fields.validate(ChatRequest, body)
     manager = services_of(request).manager
-    user = await manager.user("api", name)
-    ensure_enabled(user)
-    return manager, user, message, session_id
+    user = await manager.user("api", ask.user)
+    eligibility.check_may_route(user)
+    return manager, user, ask, body
 
 
 async def _events(
-    manager: SessionManager, user: User, message: str, session_id: int | None
+    manager: SessionManager, user: User, ask: ChatRequest
 ) -> tuple[Event | None, AsyncIterator[Event]]:
     """Start the answer; errors raised before anything is stored become HTTP errors."""
-    if session_id is None:
-        events = manager.chat(user, message, origin=Origin.API)
+    if ask.session is None:
+        events = manager.chat(user, ask.message, origin=Origin.API)
     else:
-        events = manager.ask(user, message, session_id=session_id, origin=Origin.API)
+        events = manager.ask(user, ask.message, session_id=ask.session, origin=Origin.API)
     try:
         return await first_event(events), events
     except MschatError as error:
-        raise from_mschat(error, param="session" if session_id is not None else None) from None
-
-
-def _result(reply: Reply) -> dict[str, Any]:
-    result = {
-        "response": reply.text,
-        "session_id": reply.session_id,
-        "message_id": reply.message_id,
-        "model": reply.model,
-        "finish_reason": reply.finish_reason,
-        "usage": usage_json(reply.usage),
-        "history_trimmed": reply.trimmed,
-    }
-    if reply.reset:
-        result["reset"] = True
-    return result
-
-
-def _start(reply: Reply) -> dict[str, Any]:
-    return {
-        "session_id": reply.session_id,
-        "message_id": reply.message_id,
-        "model": reply.model,
-        "created_session": reply.created_session,
-    }
+        raise from_mschat(error, param="session" if ask.session is not None else None) from None
 
 
 async def _reset(manager: SessionManager, user: User) -> Reply:
-    session = await reset(manager, user)
+    """A fresh session that becomes the user's current one (the user becomes active)."""
+    session = await manager.create_session(user, origin=Origin.API)
+    await manager.switch_session(user, session.id)
     return Reply(
         session_id=session.id,
         model=session.model,
@@ -102,44 +61,108 @@ async def _reset(manager: SessionManager, user: User) -> Reply:
     )
 
 
+def _is_reset(ask: ChatRequest) -> bool:
+    return ask.message.strip().lower() == RESET
+
+
+def _result(reply: Reply) -> ChatResponse:
+    return ChatResponse(
+        response=reply.text,
+        session_id=reply.session_id,
+        message_id=reply.message_id,
+        model=reply.model,
+        finish_reason=reply.finish_reason,
+        usage=Usage.of(reply.usage),
+        history_trimmed=reply.trimmed,
+        reset=reply.reset,
+    )
+
+
+def _start(reply: Reply) -> ChatStart:
+    return ChatStart(
+        session_id=reply.session_id,
+        message_id=reply.message_id,
+        model=reply.model,
+        created_session=reply.created_session,
+    )
+
+
+# ---- POST /chat -----------------------------------------------------------------
+
+
+async def _answer(reply: Reply) -> web.StreamResponse:
+    """The JSON answer of a reply: the result, or its error with the result's fields."""
+    if reply.error is not None:
+        return reply.error.response(extra=_result(reply))
+    return json_response(_result(reply))
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     """POST /chat: ask as ``user`` and answer with the whole reply."""
-    manager, user, message, session_id = await _request(request)
-    if message.strip().lower() == RESET:
-        return json_response(_result(await _reset(manager, user)))
-    first, events = await _events(manager, user, message, session_id)
-    reply = Reply()
-    await reply.consume(first, events)
+    manager, user, ask, body = await _asker(request)
+
+    async def run() -> tuple[Reply, web.StreamResponse]:
+        if _is_reset(ask):
+            reply = await _reset(manager, user)
+        else:
+            first, events = await _events(manager, user, ask)
+            reply = Reply()
+            await reply.consume(first, events)
+        return reply, await _answer(reply)
+
+    return await once(request, user, body, run, _answer)
+
+
+# ---- POST /chat-stream --------------------------------------------------------------
+
+
+async def _end(stream: EventStream, reply: Reply) -> web.StreamResponse:
+    """The last event (done, or error with the result's fields) and the end of the stream."""
     if reply.error is not None:
-        return from_mschat(reply.error).response(extra=_result(reply))
-    return json_response(_result(reply))
+        error = reply.error.body()
+        error.update(_result(reply).model_dump(mode="json"))
+        await stream.send(error, event="error")
+    else:
+        await stream.send(_result(reply), event="done")
+    return await stream.close()
 
 
 async def chat_stream(request: web.Request) -> web.StreamResponse:
     """POST /chat-stream: the same, as server-sent events (start, delta…, done | error)."""
-    manager, user, message, session_id = await _request(request)
-    stream = EventStream(request)
-    if message.strip().lower() == RESET:
-        reply = await _reset(manager, user)
+    manager, user, ask, body = await _asker(request)
+
+    async def replay(reply: Reply) -> web.StreamResponse:
+        """A whole reply as one stream: start, one delta, done (or error)."""
+        stream = EventStream(request)
         await stream.open()
         await stream.send(_start(reply), event="start")
-        await stream.send({"text": reply.text}, event="delta")
-        await stream.send(_result(reply), event="done")
-        return await stream.close()
-    first, events = await _events(manager, user, message, session_id)
-    reply = Reply()
-    await stream.open()
+        if reply.text:
+            await stream.send(ChatDelta(text=reply.text), event="delta")
+        return await _end(stream, reply)
 
-    async def relay(event: Event) -> None:
-        delta = reply.feed(event)
-        if isinstance(event, Started):
-            await stream.send(_start(reply), event="start")
-        elif delta is not None:
-            await stream.send({"text": delta}, event="delta")
+    async def run() -> tuple[Reply, web.StreamResponse]:
+        if _is_reset(ask):
+            reply = await _reset(manager, user)
+            return reply, await replay(reply)
+        first, events = await _events(manager, user, ask)
+        stream = EventStream(request)
+        await stream.open()
+        reply = Reply()
 
-    await reply.consume(first, events, relay)
-    if reply.error is not None:
-        await stream.send({**from_mschat(reply.error).body(), **_result(reply)}, event="error")
-    else:
-        await stream.send(_result(reply), event="done")
-    return await stream.close()
+        async def relay(event: Event) -> None:
+            delta = reply.feed(event)
+            if isinstance(event, WaitingForTurn):
+                await stream.comment(WAITING)
+            elif isinstance(event, Started):
+                await stream.send(_start(reply), event="start")
+            elif delta is not None:
+                await stream.send(ChatDelta(text=delta), event="delta")
+
+        try:
+            await reply.consume(first, events, relay)
+        except (MschatError, ApiError) as error:
+            # refused after waiting for a turn: the stream is open, so it says why
+            reply.error = error if isinstance(error, ApiError) else from_mschat(error)
+        return reply, await _end(stream, reply)
+
+    return await once(request, user, body, run, replay)

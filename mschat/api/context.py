@@ -17,6 +17,8 @@ class ApiSettings:
     max_body: int
     default_user: str
     cors_origins: tuple[str, ...] = ()
+    #: Host header names accepted besides loopback and the connection's own address
+    allowed_hosts: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return (

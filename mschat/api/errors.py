@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
+from mschat.api.shapes import Error, ErrorDetail
 from mschat.core.errors import MschatError, ProviderError
 
 #: OpenAI's error ``type`` for each status (clients such as the openai SDK read it)
@@ -18,9 +21,17 @@ ERROR_TYPES = {
     405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
+    414: "invalid_request_error",
     415: "invalid_request_error",
+    421: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
 }
+#: a failed answer was already retried against the provider (and its question is
+#: stored): this header tells the openai SDK and its kin not to ask again
+NO_RETRY = {"x-should-retry": "false"}
+JSON_TYPE = "application/json; charset=utf-8"
 
 #: provider failures that are the caller's doing map to client errors, not 502
 PROVIDER_STATUS = {
@@ -49,7 +60,7 @@ class ApiError(Exception):
         self.message = message
         self.code = code
         self.param = param
-        self.headers = headers or {}
+        self.headers = {**(NO_RETRY if status >= 500 else {}), **(headers or {})}
 
     def with_headers(self, headers: dict[str, str]) -> ApiError:
         """The same error carrying extra response headers."""
@@ -60,12 +71,12 @@ class ApiError(Exception):
         """The error as ``{"error": {"message", "type", "param", "code"}}``."""
         return error_body(self.status, self.message, code=self.code, param=self.param)
 
-    def response(self, extra: dict[str, Any] | None = None) -> web.Response:
-        """A JSON response carrying this error (plus ``extra`` top-level keys)."""
+    def response(self, extra: BaseModel | None = None) -> web.Response:
+        """A JSON response carrying this error (plus the fields of ``extra``)."""
         body = self.body()
-        if extra:
-            body.update(extra)
-        return web.json_response(body, status=self.status, headers=self.headers, dumps=_dumps)
+        if extra is not None:
+            body.update(extra.model_dump(mode="json"))
+        return json_response(body, status=self.status, headers=self.headers)
 
 
 def error_type(status: int) -> str:
@@ -79,7 +90,8 @@ def error_body(
     status: int, message: str, *, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
     """The JSON error object every endpoint uses (OpenAI's shape)."""
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+    detail = ErrorDetail(message=message, type=error_type(status), param=param, code=code)
+    return Error(error=detail).model_dump()
 
 
 def status_of(error: MschatError) -> int:
@@ -102,12 +114,24 @@ def bad_request(param: str, message: str, code: str = "invalid_field") -> ApiErr
     return ApiError(400, message, code=code, param=param)
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
+def dump_json(data: BaseModel | dict[str, Any]) -> bytes:
+    """JSON of a shape or a dict, non-ASCII text readable (escaped only when it is not
+    valid Unicode, such as half an emoji from a model)."""
+    if isinstance(data, BaseModel):
+        try:
+            return data.__pydantic_serializer__.to_json(data)
+        except PydanticSerializationError:
+            data = data.model_dump(mode="json")
+    try:
+        return json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data).encode("ascii")
 
 
 def json_response(
-    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+    data: BaseModel | dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """A JSON response that keeps non-ASCII text readable."""
-    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+    """A JSON response of a shape (or a plain dict)."""
+    return web.Response(
+        body=dump_json(data), status=status, headers={"Content-Type": JSON_TYPE, **(headers or {})}
+    )

@@ -1,27 +1,59 @@
-"""Reading request bodies and fields: every bad value becomes a 400 naming the field."""
+"""Reading requests into the shapes: every bad value becomes a 400 naming the field."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+from pydantic import BaseModel, ValidationError
 
 from mschat.api.errors import ApiError, bad_request
+from mschat.api.shapes import PATTERN_WORDS
 
-#: SQLite integers are signed 64-bit; larger ids can only be "not found"
-MAX_ID = 2**63 - 1
-MAX_NAME = 256
-MAX_TEXT = 1_000_000
+M = TypeVar("M", bound=BaseModel)
+
+#: pydantic's error types, in words (``{label}`` is the field, other names its context)
+MESSAGES = {
+    "string_type": "{label} must be a string",
+    "string_unicode": "{label} must be valid UTF-8 text",
+    "int_type": "{label} must be an integer",
+    "int_parsing": "{label} must be an integer",
+    "int_from_float": "{label} must be an integer",
+    "float_type": "{label} must be a number",
+    "float_parsing": "{label} must be a number",
+    "bool_type": "{label} must be true or false",
+    "bool_parsing": "{label} must be true or false",
+    "list_type": "{label} must be a list",
+    "model_type": "{label} must be an object",
+    "model_attributes_type": "{label} must be an object",
+    "dict_type": "{label} must be an object",
+    "string_too_short": "{label} must not be empty",
+    "too_short": "{label} must not be empty",
+    "string_too_long": "{label} must be at most {max_length} characters",
+    "too_long": "{label} must have at most {max_length} items",
+    "greater_than_equal": "{label} must be at least {ge}",
+    "less_than_equal": "{label} must be at most {le}",
+}
+#: the longest unknown field name repeated in an error
+MAX_ECHO = 100
 
 
-async def read_json(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The body as a JSON object (413 when over the limit, 400 when not a JSON object)."""
+async def read_json(request: web.Request, *, required: bool = True) -> Any:
+    """The body as JSON (413 when over the limit, 400 when it is not JSON)."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise too_large(exc.text) from None
+    except (RequestPayloadError, HttpProcessingError):
+        raise bad_request(
+            "body",
+            "the request body could not be read (a broken chunked or compressed encoding)",
+            "invalid_body",
+        ) from None
     if not raw.strip():
         if required:
             raise bad_request("body", "the request body must be a JSON object", "invalid_json")
@@ -48,138 +80,96 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def _check_text(name: str, value: str) -> str:
+def validate(model: type[M], data: Any) -> M:
+    """``data`` as ``model``, or a 400 naming the first bad field."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad_request(name, f"{name} must be valid UTF-8 text") from None
-    if "\x00" in value:
-        raise bad_request(name, f"{name} must not contain NUL characters")
-    return value
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(model, exc.errors(include_url=False)[0]) from None
 
 
-def _given(data: Mapping[str, Any], name: str, required: bool, label: str) -> Any:
-    """The field's value; None when absent, unless it is required."""
-    value = data.get(name)
-    if value is None and required:
-        raise bad_request(label, f"{label} is required", "missing_field")
-    return value
+def path(request: web.Request, model: type[M]) -> M:
+    """The URL path's parameters as ``model``."""
+    return validate(model, dict(request.match_info))
 
 
-def text(
-    data: Mapping[str, Any],
-    name: str,
-    *,
-    required: bool = False,
-    blank: bool = True,
-    max_len: int = MAX_TEXT,
-    label: str | None = None,
-) -> str | None:
-    """A string field; ``blank=False`` refuses empty or whitespace-only text."""
-    label = label or name
-    value = _given(data, name, required, label)
-    if value is None:
+def query(request: web.Request, model: type[M]) -> M:
+    """The query string as ``model`` (unknown parameters are ignored)."""
+    return validate(model, {key: request.query[key] for key in request.query})
+
+
+def headers(request: web.Request, model: type[M]) -> M:
+    """The request headers ``model`` declares (by their names, any case)."""
+    given = {}
+    for name, field in model.model_fields.items():
+        header = field.alias or name
+        if header in request.headers:
+            given[header] = request.headers[header]
+    return validate(model, given)
+
+
+def _label(loc: tuple[int | str, ...]) -> str:
+    """``messages[0].content`` from pydantic's location tuple."""
+    label = ""
+    for part in loc:
+        if isinstance(part, int):
+            label += f"[{part}]"
+        else:
+            label += f".{part}" if label else str(part)
+    return label or "body"
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@functools.cache
+def _properties(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True).get("properties", {})
+
+
+def _bounds(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[Any, Any] | None:
+    """The documented minimum and maximum of a top-level field, if it has both."""
+    if len(loc) != 1:
         return None
-    if not isinstance(value, str):
-        raise bad_request(label, f"{label} must be a string")
-    _check_text(label, value)
-    if not blank and not value.strip():
-        raise bad_request(label, f"{label} must not be empty")
-    if len(value) > max_len:
-        raise bad_request(label, f"{label} must be at most {max_len} characters")
-    return value
+    schema = _properties(model).get(str(loc[0]), {})
+    for option in [schema, *schema.get("anyOf", [])]:
+        if "minimum" in option and "maximum" in option:
+            return option["minimum"], option["maximum"]
+    return None
 
 
-def user_name(data: Mapping[str, Any], name: str = "user", *, default: str | None = None) -> str:
-    """An API user's name (1 to 256 characters, surrounding spaces removed)."""
-    value = text(data, name, required=default is None, blank=False, max_len=MAX_NAME)
-    if value is None:
-        assert default is not None
-        return default
-    return value.strip()
-
-
-def integer(
-    data: Mapping[str, Any],
-    name: str,
-    *,
-    required: bool = False,
-    minimum: int = 0,
-    maximum: int = MAX_ID,
-    digits_ok: bool = False,
-    label: str | None = None,
-) -> int | None:
-    """An integer field within bounds; ``digits_ok`` also takes a digit string."""
-    label = label or name
-    value = _given(data, name, required, label)
-    if value is None:
-        return None
-    if isinstance(value, str) and digits_ok and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(label, f"{label} must be an integer")
-    if not minimum <= value <= maximum:
-        raise bad_request(label, f"{label} must be from {minimum} to {maximum}")
-    return value
-
-
-def number(data: Mapping[str, Any], name: str, *, minimum: float, maximum: float) -> float | None:
-    """A number field within bounds."""
-    value = data.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad_request(name, f"{name} must be a number")
-    if not minimum <= value <= maximum:
-        raise bad_request(name, f"{name} must be from {minimum:g} to {maximum:g}")
-    return float(value)
-
-
-def boolean(data: Mapping[str, Any], name: str) -> bool | None:
-    """A JSON boolean field."""
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise bad_request(name, f"{name} must be true or false")
-    return value
-
-
-def query_int(
-    request: web.Request,
-    name: str,
-    default: int | None,
-    *,
-    minimum: int = 0,
-    maximum: int = MAX_ID,
-) -> int | None:
-    """An integer query parameter (``?limit=20``) within bounds."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    return integer({name: raw}, name, minimum=minimum, maximum=maximum, digits_ok=True)
-
-
-def query_bool(request: web.Request, name: str) -> bool | None:
-    """A boolean query parameter: true/false, 1/0, yes/no."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise bad_request(name, f"{name} must be true or false")
-
-
-def path_id(request: web.Request, name: str = "id") -> int:
-    """A numeric id from the URL path."""
-    value = integer(request.match_info, name, required=True, minimum=1, digits_ok=True)
-    assert value is not None
-    return value
-
-
-def path_user(request: web.Request) -> str:
-    """The user name from the URL path."""
-    return user_name(request.match_info, "user")
+def _translate(model: type[BaseModel], error: Any) -> ApiError:
+    """One of pydantic's errors as a 400 naming the field, in the API's words."""
+    loc = tuple(error["loc"])
+    label = _label(loc)
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "missing" or (kind.endswith("_type") and error.get("input", 0) is None):
+        return bad_request(label, f"{label} is required", "missing_field")
+    if kind == "extra_forbidden":
+        name = str(loc[-1])[:MAX_ECHO]
+        expected = ", ".join(f.alias or n for n, f in model.model_fields.items())
+        return bad_request(
+            name, f"unknown field {name!r}; expected one of {expected}", "unknown_field"
+        )
+    bounds = _bounds(model, loc) if kind in ("greater_than_equal", "less_than_equal") else None
+    if bounds is not None:
+        low, high = bounds
+        if low == high:
+            return bad_request(label, f"{label} must be {_number(low)}")
+        return bad_request(label, f"{label} must be from {_number(low)} to {_number(high)}")
+    if kind in ("literal_error", "enum"):
+        expected = str(context.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return bad_request(label, f"{label} must be one of {expected}")
+    if kind == "string_pattern_mismatch":
+        pattern = str(context.get("pattern"))
+        words = PATTERN_WORDS.get(pattern, f"must match {pattern}")
+        return bad_request(label, f"{label} {words}")
+    template = MESSAGES.get(kind)
+    if template is None:
+        # our own errors carry their words; any other is pydantic's, after the label
+        template = error["msg"] if "{label}" in error["msg"] else "{label}: " + error["msg"]
+    for key, value in context.items():
+        template = template.replace("{" + key + "}", _number(value))
+    return bad_request(label, template.replace("{label}", label))

@@ -1,4 +1,6 @@
-"""Middlewares: JSON errors for everything, bearer-token auth and the body-size limit."""
+"""Middlewares, outermost first: JSON errors for everything; the Host and Origin
+checks (421, 403) and CORS preflights; bearer-token auth (401); the JSON content
+type of bodies (415); the body-size limit (413)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from aiohttp import web
 from mschat.api.context import IN_FLIGHT, settings_of
 from mschat.api.errors import ApiError, from_mschat
 from mschat.api.fields import too_large
+from mschat.api.hosts import allowed_host
 from mschat.core.errors import MschatError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,7 +64,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-CORS_HEADERS = "Authorization, Content-Type, X-Mschat-Session"
+CORS_HEADERS = "Authorization, Content-Type, X-Mschat-Session, Idempotency-Key"
 
 
 def _allowed_origin(request: web.Request) -> str | None:
@@ -75,15 +78,43 @@ def _allowed_origin(request: web.Request) -> str | None:
     return origin if origin in origins else None
 
 
+#: methods whose body must be JSON
+BODY_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def _local_address(request: web.Request) -> str | None:
+    """The address of this server the connection arrived at."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return str(sockname[0]) if isinstance(sockname, tuple) and sockname else None
+
+
 @web.middleware
-async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer the preflights of the configured browser origins (they carry no token)."""
-    allowed = _allowed_origin(request)
-    if (
-        allowed is not None
-        and request.method == "OPTIONS"
-        and "Access-Control-Request-Method" in request.headers
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse what a web page could send on its own, before anything else (token or not):
+    a Host that is not this server (421, DNS rebinding) and an Origin not in
+    ``api.cors_origins`` (403); answer the preflights of the configured origins."""
+    settings = settings_of(request)
+    if not allowed_host(
+        request.headers.get("Host"), settings.allowed_hosts, _local_address(request)
     ):
+        raise ApiError(
+            421,
+            "this server does not answer for that Host header; a name other than this "
+            "machine's loopback or the address it listens on must be listed in api.allowed_hosts",
+            code="host_not_allowed",
+            param="Host",
+        )
+    if "Origin" in request.headers and _allowed_origin(request) is None:
+        raise ApiError(
+            403,
+            "requests from web pages are refused unless their origin is listed in api.cors_origins",
+            code="origin_not_allowed",
+            param="Origin",
+        )
+    preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+    if preflight and "Origin" in request.headers:
+        # an allowed origin's preflight carries no token: answer it before auth
         return web.Response(
             status=204,
             headers={
@@ -120,6 +151,21 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
                 code="invalid_api_key",
                 headers={"WWW-Authenticate": 'Bearer realm="mschat"'},
             )
+    return await handler(request)
+
+
+@web.middleware
+async def json_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body sent with POST, PATCH, PUT or DELETE must be ``application/json`` (a web
+    form or ``text/plain`` body, which a page may send anywhere, is refused)."""
+    has_body = request.method in BODY_METHODS and request.body_exists
+    if has_body and request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "the request body must be JSON, sent with 'Content-Type: application/json'",
+            code="unsupported_media_type",
+            param="Content-Type",
+        )
     return await handler(request)
 
 

@@ -1,541 +1,306 @@
-"""The OpenAPI 3 document of the HTTP API, written by hand (served at /openapi.json)."""
+"""The OpenAPI 3.1 document of the HTTP API (served at /openapi.json).
+
+Its schemas and parameters are generated from the shapes (``shapes.py``); this
+module only lists the routes, what each answers and when.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
 from mschat import __version__
+from mschat.api import shapes
 
 JSON = "application/json"
 SSE = "text/event-stream"
+REF = "#/components/schemas/{model}"
+
+#: what the API reads (validation schemas) and what it answers (serialisation schemas)
+REQUESTS: tuple[type[BaseModel], ...] = (
+    shapes.ChatRequest,
+    shapes.UserPatch,
+    shapes.SessionCreate,
+    shapes.SessionPatch,
+    shapes.ActingUser,
+    shapes.ChatCompletionRequest,
+)
+ANSWERS: tuple[type[BaseModel], ...] = (
+    shapes.Error,
+    shapes.ChatResponse,
+    shapes.ChatStart,
+    shapes.ChatDelta,
+    shapes.User,
+    shapes.Session,
+    shapes.SessionList,
+    shapes.SessionPage,
+    shapes.Deleted,
+    shapes.ChatCompletion,
+    shapes.ChatCompletionChunk,
+    shapes.ModelList,
+    shapes.Health,
+    shapes.ServerSentEvent,
+)
+
+#: what each error status means, anywhere
+STATUSES = {
+    400: "Invalid JSON, field, parameter or header (error.param names it)",
+    401: "Missing or wrong bearer token",
+    403: "Not allowed: a private session, not the creator, a disabled or ignored user, "
+    "or an Origin not in api.cors_origins",
+    404: "No such user, session, model or route",
+    409: "The request first sent with this Idempotency-Key is still running",
+    413: "Body larger than api.max_body",
+    414: "URL too long",
+    415: "A body that is not Content-Type: application/json",
+    421: "A Host header that is neither this machine nor in api.allowed_hosts",
+    422: "This Idempotency-Key was first sent with another request",
+    429: "Busy or rate limited",
+    431: "A header too long, or too many headers",
+    502: "The model provider failed (the question and any partial reply are stored)",
+    504: "The model provider timed out",
+}
+#: statuses any route may answer (before its handler runs)
+ANYWHERE = (403, 414, 421, 431)
+#: statuses of a route that reads a JSON body
+WITH_BODY = (400, 413, 415)
+#: statuses of a chat request, which may be retried with an Idempotency-Key
+ASKING = (404, 409, 422, 429)
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
+@functools.cache
+def _schemas() -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], Any], dict[str, Any]]:
+    """References to each shape, and the schemas of the components section."""
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((model, "validation") for model in REQUESTS),
+        *((model, "serialization") for model in ANSWERS),
+    ]
+    refs, top = models_json_schema(pairs, ref_template=REF)
+    return dict(refs), top.get("$defs", {})  # type: ignore[arg-type]
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    refs, _ = _schemas()
+    mode: JsonSchemaMode = "validation" if model in REQUESTS else "serialization"
+    return dict(refs[(model, mode)])
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without its ``null`` option (a parameter is absent instead)."""
+    options = [o for o in schema.get("anyOf", []) if o.get("type") != "null"]
+    if len(options) != 1:
+        return schema
+    merged = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**options[0], **merged}
+
+
+def _parameters(model: type[shapes.Params], where: str) -> list[dict[str, Any]]:
+    """OpenAPI parameters (in ``where``: path, query or header) from a shape's fields."""
+    properties = model.model_json_schema(by_alias=True)["properties"]
+    parameters = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        schema = _not_null(properties[key])
+        schema.pop("title", None)
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        parameter = {"name": key, "in": where, "required": field.is_required(), "schema": schema}
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        parameters.append(parameter)
+    return parameters
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref(model)}}}
+
+
+def _body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": _ref(model)}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "Invalid JSON or field (error.param names it)",
-        401: "Missing or wrong bearer token",
-        403: "Not allowed (private session, not the creator, disabled user)",
-        404: "No such session, model or route",
-        413: "Body larger than api.max_body",
-        429: "Busy or rate limited",
-        502: "The model provider failed",
+    return {
+        str(status): _json(shapes.Error, STATUSES[status])
+        for status in sorted({*ANYWHERE, *statuses})
     }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
 
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {JSON: {"schema": schema}}}
-
-
-NULLABLE_STRING = {"type": "string", "nullable": True}
-NULLABLE_INT = {"type": "integer", "nullable": True}
-USER_NAME = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 256,
-    "pattern": r"\S",
-    "description": "an API user's name (created on first use)",
-    "example": "shiyemin",
-}
-ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-
-USER_PATH = {"name": "user", "in": "path", "required": True, "schema": USER_NAME}
-ID_PATH = {"name": "id", "in": "path", "required": True, "schema": ID}
-USER_QUERY = {
-    "name": "user",
-    "in": "query",
-    "required": True,
-    "schema": USER_NAME,
-    "description": "the acting user",
-}
-
-SCHEMAS: dict[str, Any] = {
-    "ServerSentEvent": {
-        "type": "object",
-        "description": "One server-sent event; `data` is JSON text (or `[DONE]` on /v1)",
-        "required": ["data"],
-        "properties": {
-            "event": {
-                "type": "string",
-                "description": "start, delta, done or error (/chat-stream)",
-            },
-            "data": {"type": "string"},
-            "id": {"type": "string"},
-            "retry": {"type": "integer"},
-        },
-    },
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type", "param", "code"],
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string", "example": "invalid_request_error"},
-                    "param": {**NULLABLE_STRING, "description": "the offending field"},
-                    "code": NULLABLE_STRING,
-                },
-            }
-        },
-    },
-    "Usage": {
-        "type": "object",
-        "nullable": True,
-        "properties": {
-            "prompt_tokens": NULLABLE_INT,
-            "completion_tokens": NULLABLE_INT,
-            "total_tokens": NULLABLE_INT,
-        },
-    },
-    "ChatRequest": {
-        "type": "object",
-        "required": ["message", "user"],
-        "properties": {
-            "message": {
-                "type": "string",
-                "minLength": 1,
-                "pattern": r"\S",
-                "description": 'the question; "reset" starts a new session',
-            },
-            "user": USER_NAME,
-            "session": {**ID, "description": "ask in this session (own or public) instead"},
-        },
-        "example": {"message": "Who are you?", "user": "shiyemin"},
-    },
-    "ChatResponse": {
-        "type": "object",
-        "required": ["response", "session_id", "usage"],
-        "properties": {
-            "response": {"type": "string"},
-            "session_id": {"type": "integer"},
-            "message_id": NULLABLE_INT,
-            "model": NULLABLE_STRING,
-            "finish_reason": NULLABLE_STRING,
-            "usage": _ref("Usage"),
-            "history_trimmed": {"type": "integer", "description": "older turns left out"},
-            "reset": {"type": "boolean"},
-        },
-    },
-    "User": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "user": {"type": "string", "description": "the name API callers use"},
-            "name": {"type": "string"},
-            "kind": {"type": "string", "enum": ["local", "discord", "api"]},
-            "status": {"type": "string", "enum": ["new", "active", "disabled"]},
-            "model": NULLABLE_STRING,
-            "current_session_id": NULLABLE_INT,
-            "system_msg": NULLABLE_STRING,
-            "show_public": {"type": "boolean"},
-            "attach": {"type": "boolean"},
-            "max_tokens": {"type": "integer"},
-            "temperature": {"type": "number"},
-            "created": {"type": "string"},
-            "updated": {"type": "string"},
-            "modified": {"type": "string"},
-        },
-    },
-    "UserPatch": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"},
-            "system_msg": NULLABLE_STRING,
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-            "show_public": {"type": "boolean"},
-            "attach": {"type": "boolean"},
-            "model": {**NULLABLE_STRING, "description": "default model of new sessions"},
-            "status": {"type": "string", "enum": ["new", "active", "disabled"]},
-            "current_session": {**ID, "description": "switch to this session (becomes active)"},
-        },
-    },
-    "Session": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "title": {"type": "string"},
-            "model": NULLABLE_STRING,
-            "system_msg": NULLABLE_STRING,
-            "public": {"type": "boolean"},
-            "origin": {"type": "string"},
-            "creator_id": {"type": "integer"},
-            "creator": NULLABLE_STRING,
-            "message_count": {"type": "integer"},
-            "forked_from_id": NULLABLE_INT,
-            "created": {"type": "string"},
-            "updated": {"type": "string"},
-            "modified": {"type": "string"},
-        },
-    },
-    "SessionCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
-            "model": {"type": "string"},
-            "system_msg": NULLABLE_STRING,
-            "public": {"type": "boolean"},
-            "current": {"type": "boolean", "description": "make it the user's current session"},
-        },
-    },
-    "SessionPatch": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["user"],
-        "properties": {
-            "user": {**USER_NAME, "description": "the acting user (or ?user=)"},
-            "title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
-            "public": {"type": "boolean"},
-            "model": {"type": "string"},
-            "system_msg": {**NULLABLE_STRING, "description": "null clears it"},
-        },
-    },
-    "SessionList": {
-        "type": "object",
-        "properties": {
-            "sessions": {"type": "array", "items": _ref("Session")},
-            "total": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-            "current_session_id": NULLABLE_INT,
-        },
-    },
-    "Message": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "session_id": {"type": "integer"},
-            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
-            "content": {"type": "string"},
-            "author_id": NULLABLE_INT,
-            "author": NULLABLE_STRING,
-            "status": {
-                "type": "string",
-                "enum": ["complete", "streaming", "interrupted", "failed"],
-            },
-            "model": NULLABLE_STRING,
-            "created": {"type": "string"},
-            "tokens_in": NULLABLE_INT,
-            "tokens_out": NULLABLE_INT,
-            "latency_ms": NULLABLE_INT,
-            "finish_reason": NULLABLE_STRING,
-            "error": NULLABLE_STRING,
-        },
-    },
-    "SessionPage": {
-        "type": "object",
-        "properties": {
-            "session": _ref("Session"),
-            "messages": {"type": "array", "items": _ref("Message")},
-            "has_more": {"type": "boolean"},
-            "next_before": {**NULLABLE_INT, "description": "pass as ?before= for older ones"},
-        },
-    },
-    "Deleted": {
-        "type": "object",
-        "properties": {"deleted": {"type": "boolean"}, "id": {"type": "integer"}},
-    },
-    "ChatCompletionRequest": {
-        "type": "object",
-        "required": ["messages"],
-        "properties": {
-            "model": {
-                "type": "string",
-                "description": "provider/model or alias; default: "
-                "the session's or the configured default",
-            },
-            "messages": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["role", "content"],
-                    "properties": {
-                        "role": {
-                            "type": "string",
-                            "enum": ["system", "developer", "user", "assistant"],
-                        },
-                        "content": {
-                            "oneOf": [
-                                {"type": "string"},
-                                {
-                                    "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["type", "text"],
-                                        "properties": {
-                                            "type": {"type": "string", "enum": ["text"]},
-                                            "text": {"type": "string"},
-                                        },
-                                    },
-                                },
-                            ]
-                        },
-                    },
-                },
-            },
-            "stream": {"type": "boolean"},
-            "stream_options": {
-                "type": "object",
-                "properties": {"include_usage": {"type": "boolean"}},
-            },
-            "user": {**USER_NAME, "description": "the mschat user (default api.default_user)"},
-            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-            "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-            "n": {"type": "integer", "enum": [1]},
-        },
-    },
-    "ChatCompletion": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"type": "string", "enum": ["chat.completion"]},
-            "created": {"type": "integer"},
-            "model": {"type": "string"},
-            "choices": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "message": {
-                            "type": "object",
-                            "properties": {
-                                "role": {"type": "string"},
-                                "content": {"type": "string"},
-                            },
-                        },
-                        "finish_reason": {"type": "string"},
-                    },
-                },
-            },
-            "usage": _ref("Usage"),
-        },
-    },
-    "ModelList": {
-        "type": "object",
-        "properties": {
-            "object": {"type": "string", "enum": ["list"]},
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "object": {"type": "string"},
-                        "created": {"type": "integer"},
-                        "owned_by": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-    "Health": {
-        "type": "object",
-        "properties": {"status": {"type": "string"}, "version": {"type": "string"}},
-    },
-}
-
-SESSION_HEADER_PARAM = {
-    "name": "X-Mschat-Session",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
-    "description": "continue this session: only the trailing user message is appended",
-}
+def _operation(
+    operation_id: str,
+    summary: str,
+    answers: dict[str, Any],
+    statuses: tuple[int, ...],
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        **extra,
+        "responses": {**answers, **_errors(*statuses)},
+    }
 
 
 def _paths() -> dict[str, Any]:
-    sse_stream = {
-        "description": "Server-sent events: start, one delta per piece, then done or error",
-        "content": {SSE: {"schema": _ref("ServerSentEvent")}},
-    }
     session_header = {
-        "X-Mschat-Session": {"schema": {"type": "string"}, "description": "the session used"}
+        shapes.SESSION_HEADER: {"schema": {"type": "string"}, "description": "the session used"}
     }
+    sse = {
+        "description": "Server-sent events: start, one delta per piece, then done or error "
+        "(data: ChatStart, ChatDelta, ChatResponse, Error plus ChatResponse)",
+        "content": {SSE: {"schema": _ref(shapes.ServerSentEvent)}},
+    }
+    key = _parameters(shapes.IdempotencyHeader, "header")
+    user_path = _parameters(shapes.UserPath, "path")
+    id_path = _parameters(shapes.IdPath, "path")
+    authed = (401,)
     return {
         "/chat": {
-            "post": {
-                "operationId": "chat",
-                "summary": "Ask as a user (the seed's API); 'reset' starts a new session",
-                "requestBody": _body(_ref("ChatRequest")),
-                "responses": {
-                    "200": _json(_ref("ChatResponse"), "The reply"),
-                    **_errors(400, 401, 403, 404, 413, 429, 502),
-                },
-            }
+            "post": _operation(
+                "chat",
+                "Ask as a user (the seed's API); 'reset' starts a new session",
+                {"200": _json(shapes.ChatResponse, "The reply")},
+                (*authed, *WITH_BODY, *ASKING, 502, 504),
+                parameters=key,
+                requestBody=_body(shapes.ChatRequest),
+            )
         },
         "/chat-stream": {
-            "post": {
-                "operationId": "chatStream",
-                "summary": "Ask as a user, streamed: events start, delta (one per piece), "
-                "then done or error",
-                "requestBody": _body(_ref("ChatRequest")),
-                "responses": {"200": sse_stream, **_errors(400, 401, 403, 404, 413)},
-            }
+            "post": _operation(
+                "chatStream",
+                "Ask as a user, streamed: events start, delta (one per piece), then done or "
+                "error; a retry with the same Idempotency-Key gets the whole reply as one delta",
+                {"200": sse},
+                (*authed, *WITH_BODY, *ASKING),
+                parameters=key,
+                requestBody=_body(shapes.ChatRequest),
+            )
         },
         "/users/{user}": {
-            "parameters": [USER_PATH],
-            "get": {
-                "operationId": "getUser",
-                "summary": "A user's settings",
-                "responses": {"200": _json(_ref("User"), "The user"), **_errors(400, 401)},
-            },
-            "patch": {
-                "operationId": "patchUser",
-                "summary": "Change a user's settings",
-                "requestBody": _body(_ref("UserPatch")),
-                "responses": {
-                    "200": _json(_ref("User"), "The user"),
-                    **_errors(400, 401, 403, 404, 413),
-                },
-            },
+            "parameters": user_path,
+            "get": _operation(
+                "getUser",
+                "A user's settings (404 for a name no question created yet)",
+                {"200": _json(shapes.User, "The user")},
+                (*authed, 400, 404),
+            ),
+            "patch": _operation(
+                "patchUser",
+                "Change a user's settings (creates the user)",
+                {"200": _json(shapes.User, "The user")},
+                (*authed, *WITH_BODY, 404),
+                requestBody=_body(shapes.UserPatch),
+            ),
         },
         "/users/{user}/sessions": {
-            "parameters": [USER_PATH],
-            "get": {
-                "operationId": "listSessions",
-                "summary": "The user's sessions, most recent first",
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    },
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**31},
-                    },
-                    {
-                        "name": "include_public",
-                        "in": "query",
-                        "schema": {"type": "boolean"},
-                        "description": "also others' public sessions (default: show_public)",
-                    },
-                ],
-                "responses": {"200": _json(_ref("SessionList"), "Sessions"), **_errors(400, 401)},
-            },
-            "post": {
-                "operationId": "createSession",
-                "summary": "A new private session",
-                "requestBody": _body(_ref("SessionCreate"), required=False),
-                "responses": {
-                    "201": _json(_ref("Session"), "The session"),
-                    **_errors(400, 401, 413),
-                },
-            },
+            "parameters": user_path,
+            "get": _operation(
+                "listSessions",
+                "The user's sessions, most recent first (empty for an unknown user)",
+                {"200": _json(shapes.SessionList, "Sessions")},
+                (*authed, 400),
+                parameters=_parameters(shapes.SessionListQuery, "query"),
+            ),
+            "post": _operation(
+                "createSession",
+                "A new private session (creates the user)",
+                {"201": _json(shapes.Session, "The session")},
+                (*authed, *WITH_BODY),
+                requestBody=_body(shapes.SessionCreate, required=False),
+            ),
         },
         "/sessions/{id}": {
-            "parameters": [ID_PATH],
-            "get": {
-                "operationId": "getSession",
-                "summary": "A session and a page of its messages (newest page first)",
-                "parameters": [
-                    USER_QUERY,
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    },
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "schema": ID,
-                        "description": "only messages older than this message id",
-                    },
-                ],
-                "responses": {
-                    "200": _json(_ref("SessionPage"), "The session"),
-                    **_errors(400, 401, 403, 404),
-                },
-            },
-            "patch": {
-                "operationId": "patchSession",
-                "summary": "Rename, set public, model or system message (creator only)",
-                "requestBody": _body(_ref("SessionPatch")),
-                "responses": {
-                    "200": _json(_ref("Session"), "The session"),
-                    **_errors(400, 401, 403, 404, 413),
-                },
-            },
-            "delete": {
-                "operationId": "deleteSession",
-                "summary": "Delete a session and its messages (creator only)",
-                "parameters": [USER_QUERY],
-                "responses": {
-                    "200": _json(_ref("Deleted"), "Deleted"),
-                    **_errors(400, 401, 403, 404),
-                },
-            },
+            "parameters": id_path,
+            "get": _operation(
+                "getSession",
+                "A session and a page of its messages (newest page first)",
+                {"200": _json(shapes.SessionPage, "The session")},
+                (*authed, 400, 404),
+                parameters=_parameters(shapes.SessionQuery, "query"),
+            ),
+            "patch": _operation(
+                "patchSession",
+                "Rename, set public, model or system message (creator only)",
+                {"200": _json(shapes.Session, "The session")},
+                (*authed, *WITH_BODY, 404),
+                parameters=_parameters(shapes.UserQuery, "query"),
+                requestBody=_body(shapes.SessionPatch),
+            ),
+            "delete": _operation(
+                "deleteSession",
+                "Delete a session and its messages (creator only)",
+                {"200": _json(shapes.Deleted, "Deleted")},
+                (*authed, *WITH_BODY, 404),
+                parameters=_parameters(shapes.UserQuery, "query"),
+                requestBody=_body(shapes.ActingUser, required=False),
+            ),
         },
         "/v1/chat/completions": {
-            "post": {
-                "operationId": "createChatCompletion",
-                "summary": "OpenAI-compatible chat completion (stream or not)",
-                "parameters": [SESSION_HEADER_PARAM],
-                "requestBody": _body(_ref("ChatCompletionRequest")),
-                "responses": {
+            "post": _operation(
+                "createChatCompletion",
+                "OpenAI-compatible chat completion (stream or not)",
+                {
                     "200": {
-                        "description": "A completion (JSON) or chunks (SSE when stream)",
+                        "description": "A completion (JSON), or chunks (SSE, each data a "
+                        "ChatCompletionChunk, then [DONE]) when stream is true",
                         "headers": session_header,
                         "content": {
-                            JSON: {"schema": _ref("ChatCompletion")},
-                            SSE: {"schema": _ref("ServerSentEvent")},
+                            JSON: {"schema": _ref(shapes.ChatCompletion)},
+                            SSE: {"schema": _ref(shapes.ServerSentEvent)},
                         },
-                    },
-                    **_errors(400, 401, 403, 404, 413, 429, 502),
+                    }
                 },
-            }
+                (*authed, *WITH_BODY, *ASKING, 502, 504),
+                parameters=[*_parameters(shapes.SessionHeader, "header"), *key],
+                requestBody=_body(shapes.ChatCompletionRequest),
+            )
         },
         "/v1/models": {
-            "get": {
-                "operationId": "listModels",
-                "summary": "Configured models, the default first",
-                "responses": {"200": _json(_ref("ModelList"), "Models"), **_errors(401)},
-            }
+            "get": _operation(
+                "listModels",
+                "Every usable model, the default first",
+                {"200": _json(shapes.ModelList, "Models")},
+                authed,
+            )
         },
         "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {
+            "get": _operation(
+                "openapi",
+                "This document",
+                {
                     "200": {
-                        "description": "OpenAPI 3 document",
+                        "description": "OpenAPI 3.1 document",
                         "content": {JSON: {"schema": {"type": "object"}}},
-                    },
-                    **_errors(401),
+                    }
                 },
-            }
+                authed,
+            )
         },
         "/healthz": {
-            "get": {
-                "operationId": "healthz",
-                "summary": "Liveness (no token needed)",
-                "security": [],
-                "responses": {"200": _json(_ref("Health"), "Healthy")},
-            }
+            "get": _operation(
+                "healthz",
+                "Liveness (no token needed)",
+                {"200": _json(shapes.Health, "Healthy")},
+                (),
+                security=[],
+            )
         },
     }
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0 document describing every endpoint."""
+    """The OpenAPI 3.1 document describing every endpoint (a fresh copy each time)."""
+    return copy.deepcopy(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "mschat HTTP API",
             "version": __version__,
@@ -546,7 +311,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "http://127.0.0.1:5000"}],
         "security": [{"bearerAuth": []}, {}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": _schemas()[1],
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
         "paths": _paths(),

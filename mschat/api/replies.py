@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from mschat.core.errors import MschatError
+from mschat.api.errors import ApiError, dump_json, from_mschat
 from mschat.core.events import (
     Completed,
     Event,
@@ -18,8 +20,12 @@ from mschat.core.events import (
     Started,
     TextDelta,
     UsageReported,
+    WaitingForTurn,
 )
 from mschat.core.models import Usage
+
+#: the SSE comment a stream sends while its question waits for another answer to finish
+WAITING = "waiting for another answer in this session to finish"
 
 
 @dataclass
@@ -33,10 +39,11 @@ class Reply:
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
-    error: MschatError | None = None
+    error: ApiError | None = None
     trimmed: int = 0  # older turns left out of the prompt
     prompt_estimate: int = 0  # the core's own count of the prompt's tokens
     reset: bool = False  # the seed's "reset" command, not an answer
+    created: int = field(default_factory=lambda: int(time.time()))  # /v1's timestamp
 
     @property
     def text(self) -> str:
@@ -45,7 +52,9 @@ class Reply:
 
     def feed(self, event: Event) -> str | None:
         """Record an event; returns the text of a delta, else None."""
-        if isinstance(event, Started):
+        if isinstance(event, WaitingForTurn):
+            self.session_id = event.session_id
+        elif isinstance(event, Started):
             self.session_id = event.session.id
             self.message_id = event.reply_id
             self.model = event.model
@@ -62,8 +71,29 @@ class Reply:
             self.prompt_estimate = event.prompt_tokens
             self.finish_reason = event.message.finish_reason
         elif isinstance(event, Failed):
-            self.error = event.error
+            self.error = from_mschat(event.error)
         return None
+
+    def to_json(self) -> str:
+        """The reply as JSON text, to answer a retry with it later (``of_json``)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["parts"] = [self.text]
+        data["usage"] = None if self.usage is None else asdict(self.usage)
+        error = self.error
+        data["error"] = None if error is None else [error.status, error.message, error.code]
+        return json.dumps(data)
+
+    @classmethod
+    def of_json(cls, text: str) -> Reply:
+        """A reply recorded by ``to_json``."""
+        data = json.loads(text)
+        usage = data.pop("usage")
+        error = data.pop("error")
+        return cls(
+            **data,
+            usage=Usage(**usage) if usage is not None else None,
+            error=ApiError(error[0], error[1], code=error[2]) if error is not None else None,
+        )
 
     async def consume(
         self,
@@ -119,15 +149,22 @@ class EventStream:
         """Send the status line and headers."""
         await self.response.prepare(self.request)
 
-    async def send(self, data: Any, event: str | None = None) -> None:
+    async def send(self, data: BaseModel | dict[str, Any] | str, event: str | None = None) -> None:
         """Send one event (``data`` is JSON-encoded unless it is already a string)."""
+        payload = data.encode("utf-8") if isinstance(data, str) else dump_json(data)
+        head = f"event: {event}\n".encode() if event else b""
+        lines = b"".join(b"data: " + line + b"\n" for line in payload.split(b"\n"))
+        await self._write(head + lines + b"\n")
+
+    async def comment(self, text: str) -> None:
+        """Send an SSE comment line: clients ignore it, but it shows the stream is alive."""
+        await self._write(f": {text}\n\n".encode())
+
+    async def _write(self, data: bytes) -> None:
         if self.gone:
             return
-        payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-        text = f"event: {event}\n" if event else ""
-        text += "".join(f"data: {line}\n" for line in payload.split("\n")) + "\n"
         try:
-            await self.response.write(text.encode("utf-8"))
+            await self.response.write(data)
         except ConnectionError:
             self.gone = True
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from mschat import __version__
 from mschat.api import chat, middleware, sessions, v1
 from mschat.api.context import IN_FLIGHT, SERVICES, SETTINGS, ApiSettings, services_of
-from mschat.api.errors import json_response
+from mschat.api.errors import ApiError, json_response
+from mschat.api.hosts import WILDCARDS, is_loopback, normalise
+from mschat.api.idempotent import IDEMPOTENCY
 from mschat.api.openapi import openapi_document
 from mschat.core.errors import ConfigError
+from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.services import Services
 
 #: seconds in-flight requests get to finish on shutdown before they are cancelled
@@ -30,6 +35,11 @@ ACCESS_LOGGER = "mschat.api.access"
 #: with the default 5 ms it waits for the GIL while the event loop is busy (measured:
 #: +15-50 % requests/s and a lower p99 at 32 concurrent clients with 0.5 ms).
 SWITCH_INTERVAL = 0.0005
+#: longest request line (method, URL, version) in bytes; longer ones get 414
+MAX_REQUEST_LINE = 8190
+#: longest header in bytes; longer ones get 431. One more than the request line, so
+#: the parser's error (which carries only the limit it hit) says which one it was
+MAX_HEADER = MAX_REQUEST_LINE + 2
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -50,14 +60,21 @@ def make_api(
     max_body: int | None = None,
     default_user: str | None = None,
     cors_origins: list[str] | None = None,
+    allowed_hosts: list[str] | None = None,
+    bind_host: str | None = None,
 ) -> web.Application:
     """The API application over ``services``; settings default to the config's api.*.
 
-    ``token=""`` turns auth off even when api.token is set.
+    ``token=""`` turns auth off even when api.token is set. ``bind_host`` (default
+    api.host) is a Host name accepted besides ``allowed_hosts`` and loopback.
     """
     config = services.config
     if token is None:
         token = config.get("api", "token")
+    hosts = list(allowed_hosts if allowed_hosts is not None else config.get("api", "allowed_hosts"))
+    bound = str(config.get("api", "host") if bind_host is None else bind_host)
+    if bound.strip() not in WILDCARDS:
+        hosts.append(bound)
     settings = ApiSettings(
         token=token or None,
         max_body=max_body or int(config.get("api", "max_body")),
@@ -65,13 +82,15 @@ def make_api(
         cors_origins=tuple(
             cors_origins if cors_origins is not None else config.get("api", "cors_origins")
         ),
+        allowed_hosts=normalise(hosts),
     )
     app = web.Application(
         middlewares=[
             middleware.track,
-            middleware.cors,
             middleware.errors,
+            middleware.guard,
             middleware.auth,
+            middleware.json_body,
             middleware.body_limit,
         ],
         client_max_size=settings.max_body,
@@ -80,6 +99,7 @@ def make_api(
     app[SERVICES] = services
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
+    app[IDEMPOTENCY] = IdempotencyKeys(services.store, asyncio.to_thread)
     app.router.add_post("/chat", chat.chat)
     app.router.add_post("/chat-stream", chat.chat_stream)
     app.router.add_get("/users/{user}", sessions.get_user)
@@ -96,14 +116,70 @@ def make_api(
     return app
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host.lower() in ("localhost", "ip6-localhost", "ip6-loopback"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def parse_error(status: int, exc: BaseException | None) -> ApiError:
+    """The JSON error for a request aiohttp's parser refused (never echoing its bytes)."""
+    if isinstance(exc, LineTooLong):
+        if exc.args[1] == MAX_REQUEST_LINE:
+            return ApiError(
+                414, f"the URL is longer than {MAX_REQUEST_LINE} bytes", code="uri_too_long"
+            )
+        return ApiError(
+            431, f"a request header is longer than {MAX_HEADER} bytes", code="header_too_large"
+        )
+    if isinstance(exc, BadHttpMessage) and "too many headers" in exc.message.lower():
+        return ApiError(431, "the request has too many headers", code="too_many_headers")
+    if status >= 500:
+        return ApiError(500, "internal server error", code="internal_error")
+    return ApiError(status, "the request is not valid HTTP", code="bad_http_request")
+
+
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler; requests its parser refuses (a URL or a header
+    too long, bytes that are not HTTP) are answered in the API's JSON error shape."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The JSON error shape instead of aiohttp's plain text (same logging)."""
+        if status >= 500:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        else:
+            self.logger.debug("Bad request from %s", request.remote, exc_info=exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has begun: the error cannot be sent")
+        response = parse_error(status, exc).response()
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's server, making ``_JsonErrorHandler`` connections."""
+
+    def __call__(self) -> RequestHandler:
+        handler = super().__call__()
+        # aiohttp builds its RequestHandler itself and has no hook for parse errors;
+        # the subclass only adds a method, so its instances share the layout
+        handler.__class__ = _JsonErrorHandler
+        return handler
+
+
+class ApiRunner(web.AppRunner):
+    """The runner of the API application: request-line and header limits, and their
+    errors (and any other the parser finds) in the JSON error shape."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_HEADER, **kwargs)
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorServer
+        return server
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -152,8 +228,8 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-    app = make_api(services, token=token)
-    runner = web.AppRunner(
+    app = make_api(services, token=token, bind_host=host)
+    runner = ApiRunner(
         app,
         access_log=access_logger(),
         access_log_format=ACCESS_LOG_FORMAT,

@@ -142,6 +142,10 @@ class SessionManager:
             user = await self._run(self.store.update_user, user.id, name=name)
         return user
 
+    async def find_existing_user(self, kind: str, external_id: str) -> User | None:
+        """The user of this kind and external id, if there is one (never creates it)."""
+        return await self._run(self.store.find_user, UserKind(kind).value, str(external_id))
+
     def _new_user_status(self, kind: UserKind) -> str:
         """New Discord members get the configured status; other kinds their default."""
         if kind == UserKind.DISCORD:

@@ -10,6 +10,8 @@ MAX_TITLE = 50
 #: a first sentence shorter than this says too little to be the title on its own
 MIN_SENTENCE = 12
 
+#: control characters and lone surrogates: a title made by mschat holds text only
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s")
 _TRAILING = " ,;:-–—([{\"'"
 
@@ -20,6 +22,7 @@ def make_title(text: str, limit: int = MAX_TITLE) -> str:
     A longer line gives its first sentence when that fits and says enough, else
     as many whole words as fit, ending with "…".
     """
+    text = _CONTROL.sub(" ", text)
     line = next((" ".join(row.split()) for row in text.splitlines() if row.strip()), "")
     if not line:
         return "Untitled"

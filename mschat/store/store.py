@@ -842,3 +842,91 @@ class Store:
                 [title, session_id, default],
             )
             return cursor.rowcount == 1
+
+    # ---- idempotency keys ---------------------------------------------------
+
+    _KEY_COLUMNS = (
+        "id, user_id, key, endpoint, request_hash, state, owner, lease_until, "
+        "session_id, message_id, status_code, response, created"
+    )
+
+    def claim_idempotency_key(
+        self,
+        *,
+        user_id: int,
+        key: str,
+        endpoint: str,
+        request_hash: str,
+        owner: str,
+        now: str,
+        until: str,
+        expired: str,
+    ) -> tuple[bool, dict[str, Any]]:
+        """Claim a request's key for ``owner`` until ``until``, or read who holds it.
+
+        One transaction: keys created before ``expired`` are forgotten first; the
+        unique (user_id, key) pair decides who claims a new key; a key still running
+        under a lease that ended before ``now`` is taken over by the same request.
+        Returns whether ``owner`` now holds the key, and its row.
+        """
+        with self.write() as conn:
+            conn.execute("DELETE FROM idempotency_keys WHERE created < ?", [expired])
+            cursor = conn.execute(
+                "INSERT INTO idempotency_keys (user_id, key, endpoint, request_hash, state, "
+                "owner, lease_until, created) VALUES (?, ?, ?, ?, 'running', ?, ?, ?) "
+                "ON CONFLICT (user_id, key) DO NOTHING",
+                [user_id, key, endpoint, request_hash, owner, until, now],
+            )
+            claimed = cursor.rowcount == 1
+            if not claimed:
+                cursor = conn.execute(
+                    "UPDATE idempotency_keys SET owner = ?, lease_until = ? "
+                    "WHERE user_id = ? AND key = ? AND state = 'running' AND lease_until < ? "
+                    "AND endpoint = ? AND request_hash = ?",
+                    [owner, until, user_id, key, now, endpoint, request_hash],
+                )
+                claimed = cursor.rowcount == 1
+            cursor = conn.execute(
+                f"SELECT {self._KEY_COLUMNS} FROM idempotency_keys WHERE user_id = ? AND key = ?",
+                [user_id, key],
+            )
+            names = [d[0] for d in cursor.description]
+            row = dict(zip(names, cursor.fetchone(), strict=True))
+        return claimed, row
+
+    def renew_idempotency_key(self, key_id: int, owner: str, until: str) -> bool:
+        """Extend the lease of a key ``owner`` still runs; False when it lost it."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE idempotency_keys SET lease_until = ? "
+                "WHERE id = ? AND owner = ? AND state = 'running'",
+                [until, key_id, owner],
+            )
+            return cursor.rowcount == 1
+
+    def finish_idempotency_key(
+        self,
+        key_id: int,
+        owner: str,
+        *,
+        status_code: int,
+        response: str,
+        session_id: int | None,
+        message_id: int | None,
+    ) -> None:
+        """Record the answer to a key's first request; retries get it from now on."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET state = 'done', owner = NULL, lease_until = NULL, "
+                "status_code = ?, response = ?, session_id = ?, message_id = ? "
+                "WHERE id = ? AND owner = ? AND state = 'running'",
+                [status_code, response, session_id, message_id, key_id, owner],
+            )
+
+    def release_idempotency_key(self, key_id: int, owner: str) -> None:
+        """Forget a running key (its request stored nothing), so a retry runs again."""
+        with self.write() as conn:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE id = ? AND owner = ? AND state = 'running'",
+                [key_id, owner],
+            )

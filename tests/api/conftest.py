@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from mschat.api.server import make_api
+from mschat.api.server import ApiRunner, make_api
 from mschat.config import load_config
 from mschat.core.services import Services, build_services
 from tests.conftest import write_config
@@ -30,7 +30,7 @@ class LiveApi:
 
 async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
     """Serve ``app`` on 127.0.0.1 at a free port; returns the runner and the base URL."""
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    runner = ApiRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -94,7 +94,8 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
                 name = line[6:].strip()
             elif line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
-        events.append((name, "\n".join(data)))
+        if data:  # a block of only comments (": …") is no event
+            events.append((name, "\n".join(data)))
     return events
 
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 import openai
 import pytest
+from aiohttp import web
 
 from mschat.core.services import Services
-from tests.api.conftest import LiveApi, live_api
+from tests.api.conftest import LiveApi, live_api, serve_app
 from tests.fakes.fake_openai import FakeOpenAI
 
 TOKEN = "sdk-token-0123456789"
@@ -198,3 +199,68 @@ async def test_models_and_errors_in_openai_shape(
     with pytest.raises(openai.APIError):
         async for _ in stream:
             pass
+
+
+async def test_the_sdk_sends_no_idempotency_key_on_its_retries():
+    """What the SDK does (hence the README's max_retries=0 advice): it retries a 5xx
+    (or a timeout) with the same body and no Idempotency-Key."""
+    seen: list[dict[str, str]] = []
+
+    async def failing(request: web.Request) -> web.Response:
+        seen.append({k.lower(): v for k, v in request.headers.items()})
+        return web.json_response(
+            {"error": {"message": "boom", "type": "api_error", "param": None, "code": None}},
+            status=500,
+            headers={"retry-after-ms": "1"},
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", failing)
+    runner, url = await serve_app(app)
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="k")  # default retries
+    try:
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}]
+            )
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert [h["x-stainless-retry-count"] for h in seen] == ["0", "1", "2"]
+    assert not any("idempotency-key" in h for h in seen)
+
+
+async def test_one_failed_sdk_call_leaves_one_session(e2e: LiveApi, fake_openai: FakeOpenAI):
+    """With the SDK's default retries, a provider failure is asked once: mschat already
+    retried the provider and says so (x-should-retry: false)."""
+    client = openai.AsyncOpenAI(base_url=f"{e2e.url}/v1", api_key=TOKEN)  # max_retries=2
+    fake_openai.inject("500", times=None)
+    try:
+        with pytest.raises(openai.APIStatusError) as failed:
+            await client.chat.completions.create(
+                model="fake/fake-model", messages=[{"role": "user", "content": "x"}], user="once"
+            )
+    finally:
+        await client.close()
+    assert failed.value.status_code == 502
+    assert failed.value.response.headers["x-should-retry"] == "false"
+    assert len(fake_openai.requests) == 1
+    manager = e2e.services.manager
+    once = await manager.find_existing_user("api", "once")
+    assert once is not None and len(await manager.list_sessions(once)) == 1
+
+
+async def test_an_sdk_retry_with_an_idempotency_key_gets_the_first_answer(
+    e2e: LiveApi, sdk: openai.AsyncOpenAI, fake_openai: FakeOpenAI
+):
+    asked = {
+        "model": "fake/fake-model",
+        "messages": [{"role": "user", "content": "count me once"}],
+        "user": "keyed",
+        "extra_headers": {"Idempotency-Key": "sdk-call-1"},
+    }
+    first = await sdk.chat.completions.with_raw_response.create(**asked)  # type: ignore[call-overload]
+    again = await sdk.chat.completions.with_raw_response.create(**asked)  # type: ignore[call-overload]
+    assert again.parse().id == first.parse().id
+    assert again.headers["X-Mschat-Session"] == first.headers["X-Mschat-Session"]
+    assert len(fake_openai.requests) == 1

@@ -184,7 +184,8 @@ async def test_shutdown_waits_for_a_stream_in_flight(
         gate.set()
         rest = "".join([line + "\n" async for line in lines])
     await asyncio.wait_for(server, 15)
-    assert '"response": "first second"' in rest
+    assert sse_json(rest)[-1] == ("done", sse_json(rest)[-1][1])
+    assert sse_json(rest)[-1][1]["response"] == "first second"
     sam = await services.manager.user("api", "sam")
     sessions = await services.manager.list_sessions(sam)
     stored = await services.manager.messages(sam, sessions[0].id)
@@ -315,9 +316,10 @@ async def test_cors_for_configured_origins_only(services: Services):
             await stream.aread()
         stranger = {"Authorization": "Bearer cors-token", "Origin": "https://evil.example"}
         other = await client.get("/v1/models", headers=stranger)
-        assert "access-control-allow-origin" not in other.headers
+        assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
         refused = await client.options(
             "/chat",
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
-        assert refused.status_code == 401  # not a preflight we answer: the token rules apply
+        assert refused.status_code == 403  # another origin: refused, token or not
+        assert refused.json()["error"]["code"] == "origin_not_allowed"
