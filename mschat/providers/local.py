@@ -118,12 +118,12 @@ def local_context_window(provider: ProviderConfig) -> int:
 
 
 def bundled_notice(model: str, config_file: Path | str) -> str:
-    """The stderr notice printed once when the bundled model is the default."""
+    """The stderr notice shown the first time the bundled model is the default (once a home)."""
     return (
-        f"mschat: no provider configured, using the bundled offline model {model} "
-        "(SmolLM2-135M, small and fast, not very knowledgeable).\n"
-        "mschat: for a real provider set OPENAI_API_KEY (and OPENAI_BASE_URL for other "
-        f"servers) or add a [providers.NAME] table to {config_file}"
+        f"mschat: no provider is configured, so the bundled offline model {model} answers "
+        "(SmolLM2-135M: small and fast, not very knowledgeable). This notice is shown once.\n"
+        "mschat: for a real model: export OPENAI_API_KEY=sk-... (and OPENAI_BASE_URL=... for "
+        f"another server), or add a [providers.NAME] table to {config_file}"
     )
 
 

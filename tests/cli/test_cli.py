@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from click.testing import CliRunner
 
 from mschat import __version__
 from mschat.cli import cli
+from mschat.core.errors import InvalidInput
+from mschat.core.manager import SessionManager
 from tests.conftest import write_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 
@@ -209,16 +212,23 @@ def test_users_commands(configured: Path):
 
 def test_models_config_and_version(configured: Path):
     models = run("models")
-    assert "fake/fake-model *" in models.stdout and "alias big -> fake/fake-large" in models.stdout
+    assert "fake/fake-model *" in models.stdout and "big -> fake/fake-large" in models.stdout
     remote = json.loads(run("models", "--remote", "--json").stdout)
     assert {"fake/fake-model", "fake/fake-large"} <= {m["name"] for m in remote["models"]}
     assert run("config", "path").stdout.strip() == str(configured / "config.toml")
     assert run("config", "path", "--database").stdout.strip() == str(configured / "mschat.db")
     assert run("--db", "/tmp/x.db", "config", "path", "--database").stdout.strip() == "/tmp/x.db"
-    shown = run("config", "show")
-    assert shown.exit_code == 0 and "sk-test-secret-key-0000" not in shown.stdout
-    assert "****0000" in shown.stdout
     assert run("--version").stdout.strip() == f"mschat, version {__version__}"
+
+
+def test_config_show_prints_a_valid_config_file_with_secrets_masked(configured: Path):
+    shown = run("config", "show")
+    assert shown.exit_code == 0, shown.output
+    assert "sk-test-secret-key-0000" not in shown.stdout and "****0000" in shown.stdout
+    parsed = tomllib.loads(shown.stdout)
+    assert parsed["general"]["default_model"] == "fake/fake-model"
+    assert parsed["aliases"] == {"big": "fake/fake-large"}
+    assert json.loads(run("config", "show", "--json").stdout)["providers"]["fake"]["key_set"]
 
 
 def test_every_command_has_help_with_examples():
@@ -232,6 +242,7 @@ def test_every_command_has_help_with_examples():
         ["sessions", "rm"],
         ["sessions", "search"],
         ["sessions", "export"],
+        ["sessions", "import"],
         ["users"],
         ["users", "list"],
         ["users", "show"],
@@ -246,6 +257,8 @@ def test_every_command_has_help_with_examples():
         result = run(*command, "--help")
         assert result.exit_code == 0, command
         assert "mschat" in result.stdout and "Example" in result.stdout, command
+        assert run(*command, "-h").stdout == result.stdout, command
+    assert run("-h").stdout == run("--help").stdout
 
 
 def test_bad_config_is_a_one_line_error(mschat_home: Path):
@@ -269,10 +282,60 @@ def test_export_then_import_round_trip(configured: Path, tmp_path: Path):
     original = json.loads(out.read_text())
     assert [m["content"] for m in shown["messages"]] == [m["content"] for m in original["messages"]]
     assert [m["created"] for m in shown["messages"]] == [m["created"] for m in original["messages"]]
+    again = run("--db", str(other), "sessions", "import", str(out))
+    assert again.exit_code == 0 and again.stdout.startswith("Nothing new in"), again.output
     bad = tmp_path / "bad.json"
     bad.write_text('{"nope": 1}')
     result = run("sessions", "import", str(bad))
-    assert result.exit_code == 1 and "not an mschat export" in result.stderr
+    assert result.exit_code == 1 and str(bad) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _chatgpt_conversation(title: str, question: str, answer: str) -> dict[str, object]:
+    def node(id_: str, role: str, text: str, parent: str | None, child: str | None):
+        message = {
+            "id": id_,
+            "author": {"role": role},
+            "create_time": 1700000000.0,
+            "content": {"content_type": "text", "parts": [text]},
+        }
+        return {
+            "id": id_,
+            "message": message,
+            "parent": parent,
+            "children": [child] if child else [],
+        }
+
+    return {
+        "title": title,
+        "create_time": 1700000000.0,
+        "update_time": 1700000001.0,
+        "current_node": "a",
+        "mapping": {
+            "q": node("q", "user", question, None, "a"),
+            "a": node("a", "assistant", answer, "q", None),
+        },
+    }
+
+
+def test_import_prints_one_line_per_imported_session(configured: Path, tmp_path: Path):
+    export = tmp_path / "conversations.json"
+    export.write_text(
+        json.dumps(
+            [
+                _chatgpt_conversation("Zebra facts", "Stripes?", "Yes, stripes."),
+                _chatgpt_conversation("Giraffe facts", "Necks?", "Long ones."),
+            ]
+        )
+    )
+    result = run("sessions", "import", str(export))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert all(str(export) in line and "2 messages" in line for line in lines), lines
+    assert {"Zebra facts", "Giraffe facts"} == {
+        s["title"] for s in json.loads(run("sessions", "list", "--json").stdout)
+    }
 
 
 def test_admin_sets_rate_limit_of_another_user(configured: Path):
@@ -295,3 +358,86 @@ def test_servers_hand_the_core_an_aiohttp_transport(configured: Path):
             assert type(provider._async_transport) is expected
         finally:
             services.store.close()
+
+
+EVERY_COMMAND = [
+    ["ask", "hi"],
+    ["sessions", "list"],
+    ["sessions", "show", "1"],
+    ["sessions", "rename", "1", "x"],
+    ["sessions", "set", "1", "--public"],
+    ["sessions", "rm", "1", "-y"],
+    ["sessions", "search", "x"],
+    ["sessions", "export", "1"],
+    ["users", "list"],
+    ["users", "show"],
+    ["users", "set", "--temperature", "0.5"],
+    ["models"],
+    ["config", "show"],
+    ["tui"],
+    ["serve-api"],
+    ["serve-discord"],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=" ".join)
+def test_a_bad_config_or_database_is_one_line_on_every_command(
+    mschat_home: Path, tmp_path: Path, command: list[str]
+):
+    write_config(mschat_home, "[general]\ntimeout = 'soon'\n")
+    result = run(*command)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error:") and len(result.stderr.splitlines()) == 1
+    write_config(mschat_home, "")
+    if command[0] == "config":
+        return  # reads no database
+    directory = tmp_path / "a-directory.db"
+    directory.mkdir()
+    result = run("--db", str(directory), *command)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error:") and len(result.stderr.splitlines()) == 1
+    assert str(directory) in result.stderr
+
+
+def test_usage_errors_are_one_line_and_exit_2(configured: Path):
+    for args in (["ask", "--nope"], ["sessions", "nope"], ["ask", "--temperature", "warm"]):
+        result = run(*args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith("Error:") and len(result.stderr.splitlines()) == 1
+        assert "-h" in result.stderr
+
+
+def test_an_error_of_several_lines_is_shown_as_one(
+    configured: Path, monkeypatch: pytest.MonkeyPatch
+):
+    async def ambiguous(self: SessionManager, user: object, ref: str) -> object:
+        raise InvalidInput(f"{ref!r} matches sessions:\n 3 Twin\n 5 Twin")
+
+    monkeypatch.setattr(SessionManager, "find_session", ambiguous)
+    result = run("sessions", "rm", "Twin", "-y")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: 'Twin' matches sessions:␤ 3 Twin␤ 5 Twin"]
+
+
+def test_a_title_several_sessions_share_is_one_line_naming_them(configured: Path):
+    assert run("ask", "First zebra").exit_code == 0
+    assert run("ask", "Second zebra").exit_code == 0
+    assert run("sessions", "rename", "1", "Twin").exit_code == 0
+    assert run("sessions", "rename", "2", "Twin").exit_code == 0
+    result = run("sessions", "show", "Twin")
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert "1" in result.stderr and "2" in result.stderr
+
+
+def test_unknown_environment_variables_are_warned_about_once(
+    configured: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # in two parts: tests/test_config.py requires every MSCHAT_* name in the code to be known
+    misspelt = "MSCHAT_GENERAL_DEFAULT_" + "MODLE"
+    monkeypatch.setenv(misspelt, "fake/fake-large")
+    result = run("ask", "hi")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if misspelt in line]
+    assert len(warnings) == 1 and "MSCHAT_GENERAL_DEFAULT_MODEL" in warnings[0]
+    shown = run("config", "show", "--json")
+    assert misspelt in shown.stderr

@@ -1,12 +1,18 @@
-"""Rendering the core's events for ``mschat ask`` (rich on a terminal, plain when piped)."""
+"""Rendering the core's events for ``mschat ask`` (rich on a terminal, plain when piped).
+
+On a terminal the reply is outside text: it is shown through :func:`visible`,
+so a model cannot clear the screen, set the title or write the clipboard.
+Piped or redirected, the reply is written byte for byte.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
+from mschat.cli.output import is_terminal, json_text
+from mschat.cli.spinner import Spinner
 from mschat.core.events import (
     Completed,
     Event,
@@ -16,8 +22,37 @@ from mschat.core.events import (
     Started,
     TextDelta,
     UsageReported,
+    WaitingForTurn,
 )
 from mschat.core.models import Usage
+from mschat.visible import visible
+
+
+class TerminalText:
+    """Outside text streamed to a terminal, piece by piece, made visible.
+
+    A carriage return at the end of a piece waits for the next one: with a
+    newline after it, it is a plain line end, else it would let text overwrite
+    its line and is shown.
+    """
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, text: str) -> str:
+        """The visible form of the next piece."""
+        if self._cr:
+            text = "\r" + text
+            self._cr = False
+        if text.endswith("\r"):
+            text = text[:-1]
+            self._cr = True
+        return visible(text)
+
+    def end(self) -> str:
+        """What is still held back."""
+        held, self._cr = self._cr, False
+        return visible("\r") if held else ""
 
 
 class AskRenderer:
@@ -40,20 +75,31 @@ class AskRenderer:
         self.parts: list[str] = []
         self.started: Started | None = None
         self.usage = Usage()
-        self.rich = stream and self.out.isatty()
+        self.terminal = is_terminal(self.out)
+        self.rich = stream and self.terminal
+        self.spinner = Spinner(self.err)
+        self._text = TerminalText()
         self._live: Any = None
+        self._at_line_start = True
 
     def _note(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+        self.spinner.clear()
+        print(visible(text, newlines=False), file=self.err, flush=True)
 
     async def consume(self, events: AsyncIterator[Event]) -> int:
         """Render every event; 0 when the reply completed, 1 when it failed."""
         code = 1
+        self.spinner.start()
         try:
             async for event in events:
-                if isinstance(event, Started):
+                if isinstance(event, WaitingForTurn):
+                    self._note(
+                        f"[waiting: another reply is being written in session "
+                        f"{event.session_id}; yours follows]"
+                    )
+                elif isinstance(event, Started):
                     self.started = event
-                    self._begin()
+                    self.spinner.label = f"waiting for {visible(event.model, newlines=False)}"
                 elif isinstance(event, TextDelta):
                     self.parts.append(event.text)
                     self._delta(event.text)
@@ -82,42 +128,47 @@ class AskRenderer:
                         self._note(f"Error: {event.error}")
                     code = 1
         finally:
+            self.spinner.stop()
             self._stop_live()
         return code
 
-    def _begin(self) -> None:
-        if self.rich:
-            from mschat.render_live import LiveMarkdown
-
-            self._live = LiveMarkdown(self.out)
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self._at_line_start = text.endswith("\n")
 
     def _delta(self, text: str) -> None:
         if not self.stream:
             return
-        if self._live is not None:
-            self._live.feed(text)
+        self.spinner.stop()
+        if self.rich:
+            if self._live is None:
+                from mschat.cli.live_markdown import LiveMarkdown
+
+                self._live = LiveMarkdown(self.out)
+            self._live.feed(self._text.feed(text))
         else:
-            self.out.write(text)
-            self.out.flush()
+            self._write(text)  # piped: byte for byte
 
     def _stop_live(self) -> None:
         if self._live is not None:
+            self._live.feed(self._text.end())
             self._live.close()
             self._live = None
 
     def _end(self) -> None:
-        text = "".join(self.parts)
+        """The reply is over: print it (--no-stream) or finish its last line."""
+        self.spinner.stop()
         if self._live is not None:
             self._stop_live()
         elif self.as_json:
             return
         elif not self.stream:
-            self.out.write(text)
-            if text and not text.endswith("\n"):
-                self.out.write("\n")
-        elif text and not text.endswith("\n"):
-            self.out.write("\n")
-        self.out.flush()
+            text = "".join(self.parts)
+            self._write(visible(text) if self.terminal else text)
+        if not self._at_line_start:
+            self._write("\n")
 
     def _summary(self, status: str, message_id: int | None, error: str | None = None) -> None:
         if self.as_json:
@@ -137,8 +188,7 @@ class AskRenderer:
             }
             if error:
                 data["error"] = error
-            self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
-            self.out.flush()
+            self._write(json_text(data, indent=None) + "\n")
         if self.show_usage:
             self._note(
                 f"Token usage: {self.usage.prompt_tokens or 0} input, "
@@ -147,11 +197,14 @@ class AskRenderer:
             )
 
     def interrupted(self) -> None:
-        """Called after Ctrl-C: finish the line so the partial reply stays readable."""
+        """Called once after Ctrl-C or SIGTERM: one notice, the partial reply shown once."""
+        self.spinner.stop()
         self._stop_live()
-        if self.parts and not self.as_json:
-            self.out.write("\n")
-            self.out.flush()
+        if not self._at_line_start:
+            self._write("\n")
+        if self.started is None:
+            self._note("Interrupted.")
+            return
         if self.as_json:
             self._summary("interrupted", None)
         self._note("[interrupted: the partial reply is stored]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from mschat.render_live import LiveMarkdown, freeze_point
+from mschat.cli.live_markdown import LiveMarkdown, freeze_point
 
 
 def test_freeze_point_is_after_the_last_blank_line_outside_code():
@@ -30,3 +30,17 @@ def test_each_block_is_printed_once_whatever_the_chunking():
         assert printed.count("print(1)") == 1 and printed.count("print(2)") == 1, size
         assert printed.count("Omega paragraph.") == 1, size
         assert printed.index("Alpha") < printed.index("print(1)") < printed.index("Omega")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_link_is_printed_with_its_address_never_as_a_terminal_hyperlink():
+    out = _Terminal()
+    live = LiveMarkdown(out)
+    live.feed("See [the docs](http://evil.example/x) now.\n\nDone.")
+    live.close()
+    assert "\x1b]8" not in out.getvalue()
+    assert "http://evil.example/x" in out.getvalue()

@@ -4,6 +4,9 @@ rich's ``Live`` redraws its whole renderable; once a reply is taller than the
 screen, every redraw leaves another copy of the top in the scrollback. So
 finished Markdown blocks are printed once, for good, and ``Live`` only shows the
 block still being written — cut to the last screenful.
+
+Links are printed with their address (no terminal hyperlinks): a model's link
+text must not hide where it leads.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class _Tail:
         self.text = text
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        lines = console.render_lines(Markdown(self.text), options, pad=False)
+        lines = console.render_lines(Markdown(self.text, hyperlinks=False), options, pad=False)
         room = max(1, console.size.height - 1)
         for line in lines[-room:]:
             yield from line
@@ -93,6 +96,6 @@ class LiveMarkdown:
         fences = ("```", "~~~")
         if self._printed and not self._after_code and not blocks.lstrip().startswith(fences):
             self.console.print()
-        self.console.print(Markdown(blocks))
+        self.console.print(Markdown(blocks, hyperlinks=False))
         self._printed = True
         self._after_code = blocks.rstrip().endswith(fences)

@@ -1,0 +1,42 @@
+"""The ask renderer on its own: events in, lines out."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+from mschat.cli.ask_render import AskRenderer, TerminalText
+from mschat.core.events import Completed, Event, Started, TextDelta, WaitingForTurn
+from mschat.core.models import Usage
+
+
+async def events(*items: Any) -> AsyncIterator[Event]:
+    for item in items:
+        yield item
+
+
+async def test_waiting_for_another_process_is_one_line_on_stderr():
+    out, err = io.StringIO(), io.StringIO()
+    renderer = AskRenderer(out=out, err=err)
+    started = Started(
+        session=SimpleNamespace(id=7, title="Shared"),  # type: ignore[arg-type]
+        user_message=SimpleNamespace(id=1),  # type: ignore[arg-type]
+        reply_id=2,
+        model="fake/fake-model",
+        context_window=4096,
+    )
+    done = Completed(message=SimpleNamespace(id=2), usage=Usage(), prompt_tokens=3)  # type: ignore[arg-type]
+    code = await renderer.consume(events(WaitingForTurn(7), started, TextDelta("Hello"), done))
+    assert code == 0
+    assert out.getvalue() == "Hello\n"
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and "waiting" in lines[0] and "session 7" in lines[0]
+
+
+def test_a_carriage_return_split_across_pieces_is_a_line_end():
+    text = TerminalText()
+    shown = text.feed("one\r") + text.feed("\ntwo\r") + text.feed("three") + text.end()
+    assert shown == "one\ntwo␍three"
+    assert text.feed("end\r") + text.end() == "end␍"
