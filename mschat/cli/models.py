@@ -34,7 +34,7 @@ def models(ctx: Context, remote: bool, as_json: bool) -> None:
         # servers that could not be asked for their models, and why
         errors = dict(services.registry.unlisted)
         try:
-            default = manager.resolve_model(None).full_name
+            default = (await manager.resolve_model(None)).full_name
         except MschatError as error:
             default = None
             errors["default"] = str(error)

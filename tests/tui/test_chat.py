@@ -230,7 +230,7 @@ async def test_waiting_for_another_process_is_shown(services: Services, provider
         assert app.prompt.text == "second"  # nothing stored yet
         turn.set()
         await wait_for(pilot, lambda: "Echo: second" in shown(app), what="second reply")
-        assert app.status.state == "idle"
+        await wait_for(pilot, lambda: app.status.state == "idle", what="idle again")
 
 
 async def test_an_empty_session_shows_the_title_from_its_first_question(
