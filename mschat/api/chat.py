@@ -1,4 +1,4 @@
-"""The seed's ChatGPT-MS API: ``POST /chat`` and ``POST /chat-stream``."""
+"""The ChatGPT-MS API: ``POST /chat`` and ``POST /chat-stream``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mschat.core.events import Event, Started, WaitingForTurn
 from mschat.core.manager import SessionManager
 from mschat.core.models import Origin, User
 
-#: the seed's command: this message starts a new session instead of being asked
+#: the ChatGPT-MS command: this message starts a new session instead of being asked
 RESET = "reset"
 RESET_REPLY = "Started a new session."
 

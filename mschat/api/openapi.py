@@ -162,7 +162,7 @@ def _paths() -> dict[str, Any]:
         "/chat": {
             "post": _operation(
                 "chat",
-                "Ask as a user (the seed's API); 'reset' starts a new session",
+                "Ask as a user (the ChatGPT-MS API); 'reset' starts a new session",
                 {"200": _json(shapes.ChatResponse, "The reply")},
                 (*authed, *WITH_BODY, *ASKING, 502, 504),
                 parameters=key,

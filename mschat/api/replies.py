@@ -42,7 +42,7 @@ class Reply:
     error: ApiError | None = None
     trimmed: int = 0  # older turns left out of the prompt
     prompt_estimate: int = 0  # the core's own count of the prompt's tokens
-    reset: bool = False  # the seed's "reset" command, not an answer
+    reset: bool = False  # the "reset" command, not an answer
     created: int = field(default_factory=lambda: int(time.time()))  # /v1's timestamp
 
     @property

@@ -478,23 +478,6 @@ class Registry:
             extra=extra or {},
         )
 
-    def configured_models(self) -> list[ModelInfo]:
-        """Models named in the config, without asking any server (see ``list_models``)."""
-        return [
-            self.model_info(provider, model)
-            for provider in self.provider_configs.values()
-            for model in provider.models
-        ]
-
-    def extra_models(self) -> list[ModelInfo]:
-        """Local providers without a ``models`` list, named after their GGUF file."""
-        return [
-            self.model_info(provider, model)
-            for provider in self.provider_configs.values()
-            if provider.type == "local" and not provider.models
-            for model in self.listed(provider)
-        ]
-
     # ---- notices for the front ends -----------------------------------------------------
 
     def bundled_notice(self) -> str:

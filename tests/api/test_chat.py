@@ -1,4 +1,4 @@
-"""The seed's /chat and /chat-stream over a real socket."""
+"""The ChatGPT-MS /chat and /chat-stream over a real socket."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SEED_BODY = '{"message":"Who are you?", "user": "shiyemin"}'
 
 
 async def _raw_post(url: str, path: str, body: str) -> tuple[int, dict]:
-    """The seed's request on a plain socket (when curl is not installed)."""
+    """The README's curl request on a plain socket (when curl is not installed)."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     data = body.encode()
@@ -33,7 +33,7 @@ async def _raw_post(url: str, path: str, body: str) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(payload)
 
 
-async def test_the_seeds_curl_request(api: LiveApi):
+async def test_the_readmes_curl_request(api: LiveApi):
     curl = shutil.which("curl")
     if curl:
         process = await asyncio.create_subprocess_exec(

@@ -124,7 +124,7 @@ async def test_no_provider_defaults_to_the_bundled_model():
         assert resolved.full_name == BUNDLED and resolved.context_window == 4096
         notice = registry.bundled_notice()
         assert BUNDLED in notice and "OPENAI_API_KEY" in notice and "[providers." in notice
-        listed = [(m.name, m.source) for m in registry.configured_models()]
+        listed = [(m.name, m.source) for m in await registry.list_models()]
         assert listed == [(BUNDLED, "bundled")]
         provider = registry.provider("local")
         assert isinstance(provider, LocalProvider) and not provider.loaded  # lazy
@@ -196,7 +196,7 @@ async def test_a_configured_gguf_is_named_after_its_file(mschat_home: Path):
         resolved = registry.resolve(None)
         assert resolved.full_name == "mine/Qwen2.5-0.5B.Q8_0"
         assert resolved.context_window == 2048
-        extra = registry.extra_models()
+        extra = [m for m in await registry.list_models() if m.provider == "mine"]
         assert [(m.name, m.extra["path"]) for m in extra] == [
             ("mine/Qwen2.5-0.5B.Q8_0", "/models/Qwen2.5-0.5B.Q8_0.gguf")
         ]

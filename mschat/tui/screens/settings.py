@@ -1,4 +1,4 @@
-"""The user settings screen: every /user setting of the seed, saved through the core."""
+"""The user settings screen: every user setting, saved through the core."""
 
 from __future__ import annotations
 
