@@ -238,10 +238,11 @@ def sessions_search(ctx: Context, text: str, limit: int, everyone: bool, as_json
         click.echo("No matches.")
         return
     for hit in hits:
-        snippet = " ".join(hit.snippet.split())
+        # matched terms in bold on a terminal (click drops the style on a pipe)
+        snippet = "".join(click.style(cell(p), bold=True) if m else cell(p) for p, m in hit.parts())
         click.echo(
             f"{hit.session_id:>6}  {short_time(hit.created)}  {cell(hit.session_title[:30]):<30}  "
-            f"{hit.role:<9}  {cell(snippet)}"
+            f"{hit.role:<9}  {snippet}"
         )
 
 

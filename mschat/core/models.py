@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -137,7 +137,23 @@ class SearchHit:
     session_title: str
     role: str
     created: str
+    #: about a dozen words around the first match, on one line
     snippet: str
+    #: (start, end) of each matched term in ``snippet``
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+
+    def parts(self) -> list[tuple[str, bool]]:
+        """The snippet as pieces of text, each saying whether it is a matched term."""
+        pieces: list[tuple[str, bool]] = []
+        done = 0
+        for start, end in self.highlights:
+            if start > done:
+                pieces.append((self.snippet[done:start], False))
+            pieces.append((self.snippet[start:end], True))
+            done = end
+        if done < len(self.snippet):
+            pieces.append((self.snippet[done:], False))
+        return pieces
 
 
 @dataclass(slots=True)

@@ -59,8 +59,9 @@ def fts_query(terms: Sequence[str]) -> str:
     return " ".join(phrases)
 
 
-def snippet(blob: sqlite3.Blob, terms: Sequence[str]) -> str:
-    """About a dozen words around the first match in a message, terms in [brackets].
+def snippet(blob: sqlite3.Blob, terms: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """About a dozen words around the first match in a message, on one line, and the
+    (start, end) offsets of the terms in it.
 
     ``blob`` is the message's content opened with ``Connection.blobopen``; "…"
     marks where the message goes on.
@@ -127,7 +128,9 @@ def _term_pattern(terms: Sequence[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts), re.IGNORECASE)
 
 
-def _cut(text: str, focus: int, before: bool, after: bool, pattern: re.Pattern[str]) -> str:
+def _cut(
+    text: str, focus: int, before: bool, after: bool, pattern: re.Pattern[str]
+) -> tuple[str, list[tuple[int, int]]]:
     """The words of ``text`` around ``focus``, with "…" where ``text`` or the cut goes on."""
     match = pattern.search(text, focus) or pattern.search(text)
     if match:
@@ -135,7 +138,7 @@ def _cut(text: str, focus: int, before: bool, after: bool, pattern: re.Pattern[s
     # the words that count hold a letter or digit, as FTS5's tokens do ("=" does not)
     words = [word.span() for word in re.finditer(r"\S*[^\W_]\S*", text)]
     if not words:
-        return ""
+        return "", []
     hit = next((i for i, (_, end) in enumerate(words) if end > focus), len(words) - 1)
     # a third of the words before the match; from the start if it is that near
     first = 0 if hit < _WORDS * 2 // 3 else max(0, min(hit - _WORDS // 3, len(words) - _WORDS))
@@ -144,7 +147,8 @@ def _cut(text: str, focus: int, before: bool, after: bool, pattern: re.Pattern[s
     if end - begin > _MAX_CHARS:
         begin = max(begin, min(focus - _MAX_CHARS // 3, end - _MAX_CHARS))
         end = begin + _MAX_CHARS
-    shown = pattern.sub(lambda found: f"[{found.group(0)}]", text[begin:end])
     head = "…" if before or begin > 0 else ""
     tail = "…" if after or end < len(text) else ""
-    return f"{head}{shown}{tail}"
+    # terms hold no whitespace, so collapsing it keeps every match whole
+    shown = f"{head}{' '.join(text[begin:end].split())}{tail}"
+    return shown, [found.span() for found in pattern.finditer(shown)]

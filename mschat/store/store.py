@@ -744,26 +744,20 @@ class Store:
             _, rows = self._query(sql, [fts_query(terms), *params, limit, offset])
         except sqlite3.OperationalError as exc:
             raise DatabaseError(f"search failed: {exc}") from exc
-        return [
-            SearchHit(
-                message_id=message_id,
-                session_id=session_id,
-                session_title=title,
-                role=role,
-                created=created,
-                snippet=self._snippet(message_id, terms),
-            )
-            for message_id, session_id, title, role, created in rows
-        ]
+        hits = []
+        for message_id, session_id, title, role, created in rows:
+            text, highlights = self._snippet(message_id, terms)
+            hits.append(SearchHit(message_id, session_id, title, role, created, text, highlights))
+        return hits
 
-    def _snippet(self, message_id: int, terms: list[str]) -> str:
+    def _snippet(self, message_id: int, terms: list[str]) -> tuple[str, list[tuple[int, int]]]:
         # read in pieces: only the part around the first match leaves the file
         with self._lock:
             try:
                 with self.conn.blobopen("messages", "content", message_id, readonly=True) as blob:
                     return snippet(blob, terms)
             except sqlite3.OperationalError:
-                return ""  # deleted since the query
+                return "", []  # deleted since the query
 
     # ---- operations logs ----------------------------------------------------
 

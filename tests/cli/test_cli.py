@@ -185,7 +185,7 @@ def test_sessions_commands(configured: Path, tmp_path: Path):
     assert run("sessions", "set", "1", "--public", "-m", "big").exit_code == 0
     assert json.loads(run("sessions", "show", "1", "--json").stdout)["session"]["public"] is True
     hits = run("sessions", "search", "stripes")
-    assert hits.exit_code == 0 and "Zebra notes" in hits.stdout and "[stripes]" in hits.stdout
+    assert hits.exit_code == 0 and "Zebra notes" in hits.stdout and "stripes" in hits.stdout
     assert "No matches" in run("sessions", "search", "unicorn").stdout
     out = tmp_path / "zebra.json"
     assert run("sessions", "export", "1", "-f", "json", "-o", str(out)).exit_code == 0

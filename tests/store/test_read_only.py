@@ -120,7 +120,7 @@ def test_mschat_on_a_read_only_database(
         assert "Remember" in listed.stdout
         found = mschat("sessions", "search", "Remember")
         assert found.returncode == 0, found.stderr
-        assert "[Remember]" in found.stdout
+        assert "Echo: Remember this" in found.stdout
 
         refused = mschat("ask", "Write this")
         assert refused.returncode == 1

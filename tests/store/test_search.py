@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mschat.core.models import SearchHit
 from mschat.store import Store
 
 MESSAGES = [
@@ -32,6 +33,11 @@ def store(tmp_path: Path) -> Store:
     for text in MESSAGES:
         store.add_message(session_id=session.id, author_id=user.id, role="user", content=text)
     return store
+
+
+def marked(hit: SearchHit) -> str:
+    """The snippet with its highlighted terms in [brackets]."""
+    return "".join(f"[{text}]" if matched else text for text, matched in hit.parts())
 
 
 def found(store: Store, text: str) -> list[str]:
@@ -79,9 +85,9 @@ def test_hits_are_newest_first_and_paged(store: Store):
 
 def test_snippets_bracket_the_terms(store: Store):
     (hit,) = store.search("C++", user_id=1)
-    assert hit.snippet == "I write [C++] every day"
+    assert marked(hit) == "I write [C++] every day"
     (hit,) = store.search("cafe", user_id=1)
-    assert hit.snippet == "un café au lait"
+    assert marked(hit) == "un café au lait"
 
 
 def test_a_huge_message_gets_a_bounded_snippet_around_its_match(store: Store):
@@ -93,11 +99,11 @@ def test_a_huge_message_gets_a_bounded_snippet_around_its_match(store: Store):
         content=f"{filler}the needle sits here{filler}",
     )
     (hit,) = store.search("needle", user_id=1)
-    assert "[needle]" in hit.snippet
-    assert hit.snippet.startswith("…") and hit.snippet.endswith("…")
-    assert len(hit.snippet) < 200
+    assert "[needle]" in marked(hit)
+    assert marked(hit).startswith("…") and marked(hit).endswith("…")
+    assert len(marked(hit)) < 200
     (hit,) = store.search("sits needle", user_id=1)
-    assert "[needle] [sits]" in hit.snippet
+    assert "[needle] [sits]" in marked(hit)
 
 
 def test_a_huge_message_full_of_matches_gets_a_bounded_snippet(store: Store):
@@ -106,8 +112,8 @@ def test_a_huge_message_full_of_matches_gets_a_bounded_snippet(store: Store):
         session_id=1, author_id=1, role="assistant", content="lorem needle ipsum " * 100_000
     )
     (hit,) = store.search("needle", user_id=1)
-    assert hit.snippet.startswith("lorem [needle] ipsum lorem [needle]")
-    assert hit.snippet.endswith("…") and len(hit.snippet) < 200
+    assert marked(hit).startswith("lorem [needle] ipsum lorem [needle]")
+    assert marked(hit).endswith("…") and len(marked(hit)) < 200
 
 
 def test_a_huge_word_is_cut_too(store: Store):
@@ -116,10 +122,10 @@ def test_a_huge_word_is_cut_too(store: Store):
     store.add_message(session_id=1, author_id=1, role="user", content=f"data: {blob}")
     store.add_message(session_id=1, author_id=1, role="user", content=f"see needle{blob}")
     (hit,) = store.search("data", user_id=1)
-    assert hit.snippet.startswith("[data]: xxx") and hit.snippet.endswith("x…")
-    assert len(hit.snippet) < 200
+    assert marked(hit).startswith("[data]: xxx") and marked(hit).endswith("x…")
+    assert len(marked(hit)) < 200
     (hit,) = store.search("needle", user_id=1)  # the last word matches as a prefix
-    assert hit.snippet.startswith("see [needlexxx") and len(hit.snippet) < 200
+    assert marked(hit).startswith("see [needlexxx") and len(marked(hit)) < 200
 
 
 def test_a_match_across_the_pieces_read_is_found(store: Store):
@@ -128,14 +134,14 @@ def test_a_match_across_the_pieces_read_is_found(store: Store):
     pad = " " * (65_536 - 3 - len(head.encode()))
     store.add_message(session_id=1, author_id=1, role="user", content=f"{head}{pad}needle tail")
     (hit,) = store.search("needle", user_id=1)
-    assert hit.snippet.endswith("[needle] tail")
+    assert marked(hit).endswith("[needle] tail")
 
 
 def test_the_snippet_shows_a_word_not_a_word_inside_another(store: Store):
     content = "concatenate " * 20_000 + "the cat sat"
     store.add_message(session_id=1, author_id=1, role="user", content=content)
     hits = store.search("cat sat", user_id=1)
-    assert hits[0].snippet.endswith("concatenate the [cat] [sat]")
+    assert marked(hits[0]).endswith("concatenate the [cat] [sat]")
 
 
 @pytest.mark.timeout(60)
@@ -151,7 +157,7 @@ def test_sessions_search_cpp_finds_only_cpp(store: Store, mschat_home: Path):
     )
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
-    assert line.endswith("I write [C++] every day")
+    assert line.endswith("I write C++ every day")  # a pipe gets plain text
     quoted = subprocess.run(
         [sys.executable, "-m", "mschat", "sessions", "search", '"foo'],
         env=env,
@@ -160,4 +166,14 @@ def test_sessions_search_cpp_finds_only_cpp(store: Store, mschat_home: Path):
         timeout=30,
     )
     assert quoted.returncode == 0, quoted.stderr
-    assert quoted.stdout.strip().endswith('she said "[foo]" twice')
+    assert quoted.stdout.strip().endswith('she said "foo" twice')
+
+
+def test_brackets_in_a_message_are_text_and_matches_are_spans(store: Store):
+    session = store.list_sessions(None)[0]
+    store.add_message(
+        session_id=session.id, author_id=1, role="assistant", content="squares = [n * n]"
+    )
+    (hit,) = store.search("squares", user_id=1)
+    assert hit.snippet == "squares = [n * n]"
+    assert hit.parts() == [("squares", True), (" = [n * n]", False)]

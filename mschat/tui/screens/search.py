@@ -21,18 +21,13 @@ from mschat.tui.format import one_line, plain, short_time
 Searcher = Callable[[str], Awaitable[list[SearchHit]]]
 
 
-def hit_prompt(hit: SearchHit, query: str = "") -> Text:
-    """Session title, role and time, then the snippet with the query words highlighted."""
+def hit_prompt(hit: SearchHit) -> Text:
+    """Session title, role and time, then the snippet with the matched terms highlighted."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(one_line(hit.session_title), style="bold")
     text.append(f"  {hit.role} · {short_time(hit.created)}\n", style="dim")
-    # the store's snippet marks matches with [ ], which real text also contains,
-    # so highlight the query words instead of parsing the marks
-    snippet = plain(" ".join(hit.snippet.replace("[", "").replace("]", "").split()))
-    words = [w for w in "".join(c if c.isalnum() else " " for c in query).split() if w]
-    if words:
-        snippet.highlight_words(words, style="bold yellow", case_sensitive=False)
-    text.append_text(snippet)
+    for part, matched in hit.parts():
+        text.append(one_line(part), style="bold yellow" if matched else "")
     return text
 
 
@@ -89,7 +84,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
             return
         self.hits = hits
         options = self.query_one("#hits", OptionList)
-        options.set_options(Option(hit_prompt(h, text), id=str(i)) for i, h in enumerate(hits))
+        options.set_options(Option(hit_prompt(h), id=str(i)) for i, h in enumerate(hits))
         count.update(
             f"{len(hits)} hit{'s' if len(hits) != 1 else ''}"
             + (" (newest first; refine to see older)" if len(hits) >= 50 else "")
