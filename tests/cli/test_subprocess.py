@@ -110,7 +110,7 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         "except SystemExit:\n"
         "    pass\n"
         "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp',"
-        " 'numpy', 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
+        " 'numpy', 'pydantic', 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
         " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
