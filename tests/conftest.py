@@ -12,6 +12,7 @@ import pytest
 
 from mschat.config import load_config
 from mschat.core.services import Services, build_services
+from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.fakes.scripted_provider import ScriptedProvider
 
 _PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DISCORD_TOKEN", "MSCHAT_CONFIG", "MSCHAT_DB")
@@ -53,6 +54,25 @@ def write_config(home: Path, text: str) -> Path:
     path = home / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def fake_model_config(home: Path, base_url: str, extra: str = "") -> Path:
+    """A config.toml whose default model, fake/fake-model, is served at ``base_url``.
+
+    ``extra`` adds keys to ``[providers.fake]``.
+    """
+    return write_config(
+        home,
+        '[general]\ndefault_model = "fake/fake-model"\n'
+        f'[providers.fake]\nbase_url = "{base_url}"\nmodels = ["fake-model"]\n{extra}',
+    )
+
+
+@pytest.fixture
+def fake_thread() -> Iterator[FakeOpenAIThread]:
+    """The fake OpenAI-compatible server on its own thread, for tests of real processes."""
+    with FakeOpenAIThread(chunk_size=5) as server:
+        yield server
 
 
 @pytest.fixture

@@ -9,33 +9,20 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mschat.providers.local import bundled_provider_config
-from tests.conftest import write_config
+from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 
 HAVE_MODEL = bundled_provider_config() is not None
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeOpenAIThread]:
-    server = FakeOpenAIThread(chunk_size=5)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def env(mschat_home: Path, fake: FakeOpenAIThread) -> dict[str, str]:
-    write_config(
-        mschat_home,
-        f'[general]\ndefault_model = "fake/fake-model"\n'
-        f'[providers.fake]\nbase_url = "{fake.base_url}"\nmodels = ["fake-model"]\n',
-    )
+def env(mschat_home: Path, fake_thread: FakeOpenAIThread) -> dict[str, str]:
+    fake_model_config(mschat_home, fake_thread.base_url)
     return {**os.environ, "MSCHAT_HOME": str(mschat_home), "PYTHONUNBUFFERED": "1"}
 
 
@@ -61,9 +48,9 @@ def test_ask_in_a_real_process_with_piped_stdin(env: dict[str, str], mschat_home
 
 
 def test_ctrl_c_keeps_what_arrived_as_interrupted(
-    env: dict[str, str], mschat_home: Path, fake: FakeOpenAIThread
+    env: dict[str, str], mschat_home: Path, fake_thread: FakeOpenAIThread
 ):
-    fake.push(reply="word " * 400, delay=0.02)
+    fake_thread.push(reply="word " * 400, delay=0.02)
     process = subprocess.Popen(
         mschat("ask", "Talk for a long time"),
         env=env,
@@ -126,9 +113,9 @@ def db_rows(home: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_sigterm_keeps_what_arrived_as_interrupted(
-    env: dict[str, str], mschat_home: Path, fake: FakeOpenAIThread
+    env: dict[str, str], mschat_home: Path, fake_thread: FakeOpenAIThread
 ):
-    fake.push(reply="word " * 400, delay=0.02)
+    fake_thread.push(reply="word " * 400, delay=0.02)
     process = subprocess.Popen(
         mschat("ask", "Talk for a long time"),
         env=env,
@@ -324,12 +311,12 @@ def test_the_bundled_model_notice_is_shown_once_per_home(mschat_home: Path, tmp_
 
 
 def test_an_ask_waiting_for_another_process_says_so_once(
-    env: dict[str, str], mschat_home: Path, fake: FakeOpenAIThread
+    env: dict[str, str], mschat_home: Path, fake_thread: FakeOpenAIThread
 ):
     assert subprocess.run(mschat("ask", "Start a session"), env=env, timeout=30).returncode == 0
     # public: other processes (the bot, the API) may answer in it too
     assert subprocess.run(mschat("sessions", "set", "1", "--public"), env=env).returncode == 0
-    fake.push(reply="word " * 200, delay=0.02)
+    fake_thread.push(reply="word " * 200, delay=0.02)
     first = subprocess.Popen(
         mschat("ask", "-s", "1", "Talk for a while"),
         env=env,

@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from sqlite_utils import Database
 
 from mschat.store import Store
 from mschat.store.migrations import migrations
-from tests.conftest import write_config
+from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 
 #: every table and what orders its rows, for before/after comparisons
@@ -55,21 +54,9 @@ def test_deleted_ids_are_not_handed_out_again(tmp_path: Path):
     store.close()
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAIThread]:
-    server = FakeOpenAIThread(chunk_size=5)
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.timeout(60)
-def test_rm_then_ask_new_gets_a_new_session_id(mschat_home: Path, fake: FakeOpenAIThread):
-    write_config(
-        mschat_home,
-        f'[general]\ndefault_model = "fake/fake-model"\n'
-        f'[providers.fake]\nbase_url = "{fake.base_url}"\nmodels = ["fake-model"]\n',
-    )
+def test_rm_then_ask_new_gets_a_new_session_id(mschat_home: Path, fake_thread: FakeOpenAIThread):
+    fake_model_config(mschat_home, fake_thread.base_url)
     env = {**os.environ, "MSCHAT_HOME": str(mschat_home)}
 
     def mschat(*args: str) -> str:

@@ -12,14 +12,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mschat.core.errors import DatabaseError
 from mschat.store import Store
-from tests.conftest import write_config
+from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 
 PR_CAPBSET_DROP = 24
@@ -64,14 +63,6 @@ def test_a_store_over_a_read_only_connection_reads_and_refuses_writes_in_one_lin
     store.close()
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAIThread]:
-    server = FakeOpenAIThread(chunk_size=5)
-    server.start()
-    yield server
-    server.stop()
-
-
 def _can_act_like_a_user(probe: Path) -> bool:
     probe.write_text("x")
     probe.chmod(0o400)
@@ -86,15 +77,11 @@ def _can_act_like_a_user(probe: Path) -> bool:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("read_only", ["file", "directory"])
 def test_mschat_on_a_read_only_database(
-    tmp_path: Path, mschat_home: Path, fake: FakeOpenAIThread, read_only: str
+    tmp_path: Path, mschat_home: Path, fake_thread: FakeOpenAIThread, read_only: str
 ):
     if not _can_act_like_a_user(tmp_path / "probe"):
         pytest.skip("this process cannot give up root's file-mode override")
-    write_config(
-        mschat_home,
-        f'[general]\ndefault_model = "fake/fake-model"\n'
-        f'[providers.fake]\nbase_url = "{fake.base_url}"\nmodels = ["fake-model"]\n',
-    )
+    fake_model_config(mschat_home, fake_thread.base_url)
     folder = tmp_path / "data"
     db = folder / "mschat.db"
     env = {**os.environ, "MSCHAT_HOME": str(mschat_home), "MSCHAT_DB": str(db)}
