@@ -13,12 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from mschat.api import fields
+from mschat.api.context import services_of
 from mschat.api.replies import Reply
 from mschat.api.shapes import IdempotencyHeader
-from mschat.core.idempotency import IdempotencyKeys, Outcome, fingerprint
+from mschat.core.idempotency import Outcome, fingerprint
 from mschat.core.models import User
-
-IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 
 #: answers a request: its reply and the response sent (streamed already, for streams)
 Run = Callable[[], Awaitable[tuple[Reply, web.StreamResponse]]]
@@ -39,7 +38,7 @@ async def once(
     if key is None:
         return (await run())[1]
     endpoint = f"{request.method} {request.path}"
-    claim = await request.app[IDEMPOTENCY].claim(
+    claim = await services_of(request).manager.idempotency.claim(
         user.id, key, endpoint, fingerprint(endpoint, payload)
     )
     if isinstance(claim, Outcome):

@@ -20,10 +20,8 @@ from mschat.api import chat, middleware, sessions, v1
 from mschat.api.context import IN_FLIGHT, SERVICES, SETTINGS, ApiSettings, services_of
 from mschat.api.errors import ApiError, json_response
 from mschat.api.hosts import WILDCARDS, is_loopback, normalise
-from mschat.api.idempotent import IDEMPOTENCY
 from mschat.api.openapi import openapi_document
 from mschat.core.errors import ConfigError
-from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.services import Services
 
 #: seconds in-flight requests get to finish on shutdown before they are cancelled
@@ -100,7 +98,6 @@ def make_api(
     app[SERVICES] = services
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
-    app[IDEMPOTENCY] = IdempotencyKeys(services.store, asyncio.to_thread)
     app.router.add_post("/chat", chat.chat)
     app.router.add_post("/chat-stream", chat.chat_stream)
     app.router.add_get("/users/{user}", sessions.get_user)

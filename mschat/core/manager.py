@@ -41,6 +41,7 @@ from mschat.core.errors import (
 )
 from mschat.core.events import Event
 from mschat.core.export import parse_export, render_markdown
+from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
@@ -100,6 +101,8 @@ class SessionManager:
         self._answerer = Answerer(
             store, self._run, registry, WriterSettings(flush_interval=flush_interval, lease=lease)
         )
+        #: answering a retried request once (the API's Idempotency-Key)
+        self.idempotency = IdempotencyKeys(store, self._run, self._answerer.turns.owner)
         self._watch: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
