@@ -47,7 +47,8 @@ def check_rate(user: User, used: int, oldest: str | None) -> None:
         return
     retry = datetime.fromisoformat(oldest) + RATE_WINDOW if oldest else None
     when = f"; try again after {retry:%Y-%m-%d %H:%M} UTC" if retry else ""
+    questions = "1 question" if user.rate_limit == 1 else f"{user.rate_limit} questions"
     raise RateLimited(
-        f"rate limit reached: {user.rate_limit} questions per "
+        f"rate limit reached: {questions} per "
         f"{int(RATE_WINDOW.total_seconds() // 3600)} hours{when}"
     )

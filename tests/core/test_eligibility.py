@@ -71,3 +71,5 @@ def test_refusals_are_typed():
     eligibility.check_rate(user(1, rate_limit=3), used=2, oldest=NOW)
     with pytest.raises(RateLimited, match="3 questions per 6 hours; try again after"):
         eligibility.check_rate(user(1, rate_limit=3), used=3, oldest=NOW)
+    with pytest.raises(RateLimited, match="rate limit reached: 1 question per 6 hours"):
+        eligibility.check_rate(user(1, rate_limit=1), used=1, oldest=NOW)

@@ -550,6 +550,6 @@ async def test_who_may_not_chat_is_refused_by_type_before_anything_is_stored(
         manager.chat(limited, "one more", origin=Origin.API),
         manager.ask(limited, "one more", new_session=True),
     ):
-        with pytest.raises(RateLimited, match="1 questions per 6 hours"):
+        with pytest.raises(RateLimited, match="1 question per 6 hours"):
             await collect(events)
     assert services.store.table_counts() == before

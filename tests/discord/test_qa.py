@@ -377,7 +377,7 @@ async def test_a_rate_limited_question_gets_a_cross_and_the_cores_message(h: Har
     await answered(h, await h.fake.send_message(1, "first question"))
     second = await h.fake.send_message(1, "one too many")
     [reply] = await answered(h, second, FAILED)
-    assert "rate limit reached: 1 questions per 6 hours" in reply["content"]
+    assert "rate limit reached: 1 question per 6 hours" in reply["content"]
     assert h.fake.reactions[int(second["id"])] == [FAILED]
     [session] = await sessions_of(h, 1)  # nothing of the refused question was stored
     assert session.message_count == 2
