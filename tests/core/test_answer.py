@@ -20,7 +20,7 @@ from mschat.providers.base import (
     TextChunk,
 )
 from mschat.providers.registry import Registry
-from mschat.store.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 from tests.conftest import eventually, write_config
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.scripted_provider import ScriptedProvider

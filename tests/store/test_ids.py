@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from mschat.store import Store
-from mschat.store.migrations import migrations
+from mschat.store.sqlite import SQLiteStore as Store
+from mschat.store.sqlite.migrations import migrations
 from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 

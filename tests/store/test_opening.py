@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from mschat.core.errors import DatabaseError
-from mschat.store import Store
-from mschat.store.store import SCHEMA_VERSION
+from mschat.store.sqlite import SQLiteStore as Store
+from mschat.store.sqlite import SCHEMA_VERSION
 
 
 def fingerprint(path: Path) -> tuple[str, list[str]]:

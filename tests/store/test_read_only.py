@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mschat.core.errors import DatabaseError
-from mschat.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 

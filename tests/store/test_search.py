@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mschat.core.models import SearchHit
-from mschat.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 
 MESSAGES = [
     "I write C++ every day",

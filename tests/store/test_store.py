@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mschat.store import Store
-from mschat.store.migrations import KNOWN_MIGRATIONS
+from mschat.store.sqlite import SQLiteStore as Store
+from mschat.store.sqlite.migrations import KNOWN_MIGRATIONS
 
 EXPECTED_TABLES = {
     "users",
@@ -135,7 +135,7 @@ def test_two_processes_write_one_database_without_locking_errors(tmp_path: Path)
 
 
 def test_schema_version_matches_the_migrations():
-    from mschat.store.store import SCHEMA_VERSION
+    from mschat.store.sqlite import SCHEMA_VERSION
 
     assert len(KNOWN_MIGRATIONS) == SCHEMA_VERSION
 

@@ -1,4 +1,8 @@
-"""The one store class: every read and write of mschat's SQLite database."""
+"""The SQLite store: every read and write of an mschat database file.
+
+The embedded default: one file, zero set-up, readable by ``sqlite-utils`` and
+Datasette. One connection, shared by the threads under a lock (``threads`` is 1).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
-from mschat.store.search import fts_query, has_word, is_literal, search_terms, snippet
+from mschat.store.contract import TABLES, SearchOrder, Store
+from mschat.store.sqlite.search import fts_query, snippet
+from mschat.store.terms import has_word, is_literal, search_terms
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -46,6 +52,11 @@ _USER_FIELDS = [f.name for f in fields(User)]
 _SESSION_COLUMNS = [f.name for f in fields(Session) if f.name not in ("creator_name",)]
 _MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "author_name"]
 _USER_BOOLS = ("show_public", "attach", "ignored", "admin")
+
+_SEARCH_ORDER = {
+    "newest": "messages_fts.rowid DESC",
+    "relevance": "messages_fts.rank, messages_fts.rowid DESC",
+}
 
 _SESSION_SELECT = (
     "SELECT "
@@ -158,12 +169,14 @@ def _message(row: tuple, names: Sequence[str]) -> Message:
     return Message(**dict(zip(names, row, strict=True)))
 
 
-class Store:
+class SQLiteStore(Store):
     """Repository over one SQLite connection; thread-safe.
 
     The ``sqlite_utils`` wrapper (``db``) is made on first use only, so a one-shot
     ``mschat ask`` on a current database never imports it.
     """
+
+    backend = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -178,7 +191,7 @@ class Store:
             raise
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
+    def open(cls, path: str | Path) -> SQLiteStore:
         """Open the database file at ``path``, migrating it to the current schema."""
         return cls(open_connection(path))
 
@@ -191,14 +204,16 @@ class Store:
             self._db = Database(self.conn, execute_plugins=False)
         return self._db
 
-    def __repr__(self) -> str:
-        return f"<Store {self.path}>"
-
     @property
     def path(self) -> str:
         """The database file's path (or ':memory:')."""
         row = self.conn.execute("PRAGMA database_list").fetchone()
         return row[2] or ":memory:"
+
+    @property
+    def url(self) -> str:
+        """The database file's path (it holds no secret)."""
+        return self.path
 
     def close(self) -> None:
         """Close the connection."""
@@ -274,7 +289,7 @@ class Store:
         if not applied:
             shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
             raise _foreign(self.path, f"its tables: {shown}")
-        from mschat.store.migrations import KNOWN_MIGRATIONS
+        from mschat.store.sqlite.migrations import KNOWN_MIGRATIONS
 
         unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
         if unknown:
@@ -315,7 +330,7 @@ class Store:
         with self._lock:
             if self._version() == (SCHEMA_VERSION, APPLICATION_ID):
                 return  # fast path: already current
-            from mschat.store.migrations import migrations
+            from mschat.store.sqlite.migrations import migrations
 
             # a table rebuild must not cascade its DROP TABLE; the pragma is a
             # no-op inside a transaction, so it is set around it
@@ -601,8 +616,13 @@ class Store:
         # built from what was inserted: a SELECT per message is a third of an ask's cost
         return Message(id=message_id, author_id=values.pop("author_id", None), **values)
 
-    def insert_messages(self, session_id: int, rows: Sequence[dict[str, Any]]) -> int:
-        """Copy messages (fork, import) into a session in one transaction; returns how many."""
+    def insert_messages(
+        self, session_id: int, rows: Sequence[dict[str, Any]], *, ref: str | None = None
+    ) -> int:
+        """Copy messages (fork, import) into a session in one transaction; returns how many.
+
+        ``ref``, if given, becomes the first copied message's ``external_ref``.
+        """
         copied = [c for c in _MESSAGE_COLUMNS if c not in ("id", "session_id", "external_ref")]
         sql = (
             f"INSERT INTO messages (session_id, {', '.join(copied)}) "
@@ -614,8 +634,24 @@ class Store:
             for row in rows
         ]
         with self.write() as conn:
+            first = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
             conn.executemany(sql, values)
+            if ref is not None and values:
+                conn.execute(
+                    "UPDATE messages SET external_ref = ? "
+                    "WHERE id = (SELECT min(id) FROM messages WHERE session_id = ? AND id > ?)",
+                    [ref, session_id, first],
+                )
         return len(values)
+
+    def has_message_ref(self, external_ref: str, creator_id: int) -> bool:
+        """Whether a session of ``creator_id`` holds a message with this reference."""
+        _, rows = self._query(
+            "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
+            "WHERE m.external_ref = ? AND s.creator_id = ? LIMIT 1",
+            [external_ref, creator_id],
+        )
+        return bool(rows)
 
     def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
         """How many questions a user asked since ``since``, and the oldest one's time."""
@@ -717,14 +753,9 @@ class Store:
         include_public: bool = True,
         limit: int = 20,
         offset: int = 0,
+        order: SearchOrder = "newest",
     ) -> list[SearchHit]:
-        """Messages visible to a user that contain every term of ``text``, newest first.
-
-        Terms are literal: one with symbols (``C++``, ``foo.bar``) must appear as
-        typed, ignoring ASCII case; a plain word matches a word of the message
-        (accents ignored), the last one as a prefix. A search without any letter
-        or digit finds nothing.
-        """
+        """Messages visible to a user that contain every term of ``text`` (FTS5)."""
         terms = search_terms(text)
         if not any(has_word(term) for term in terms):
             return []
@@ -738,7 +769,7 @@ class Store:
             "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
             "JOIN sessions s ON s.id = m.session_id "
             f"WHERE messages_fts MATCH ?{extra} "
-            "ORDER BY messages_fts.rowid DESC LIMIT ? OFFSET ?"
+            f"ORDER BY {_SEARCH_ORDER[order]} LIMIT ? OFFSET ?"
         )
         try:
             _, rows = self._query(sql, [fts_query(terms), *params, limit, offset])
@@ -781,6 +812,17 @@ class Store:
     def update_interaction(self, interaction_id: int, **values: Any) -> None:
         """Change a recorded interaction (its final status or error)."""
         self._update("interactions", interaction_id, values)
+
+    def read_rows(
+        self, table: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Rows of one of ``TABLES`` with an id above ``after_id``, in id order."""
+        if table not in TABLES:
+            raise ValueError(f"not an mschat table: {table!r}")
+        names, rows = self._query(
+            f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", [after_id, limit]
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of the main tables (diagnostics, tests)."""
