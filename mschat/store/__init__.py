@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mschat.core.errors import DatabaseError
 from mschat.store.contract import Store
 from mschat.store.location import parse
 
@@ -22,8 +23,13 @@ def open_store(where: str | Path) -> Store:
     """
     location = parse(where)
     if location.backend == "postgresql":
-        from mschat.store.postgres import PostgresStore
-
+        try:
+            from mschat.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise DatabaseError(
+                f"PostgreSQL needs its driver ({exc.name} is missing): "
+                "pip install 'mschat[postgres]'"
+            ) from None
         return PostgresStore.open(location.target)
     from mschat.store.sqlite import SQLiteStore
 

@@ -6,18 +6,17 @@ Datasette. One connection, shared by the threads under a lock (``threads`` is 1)
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
+from mschat.store import records
 from mschat.store.contract import TABLES, SearchOrder, Store
 from mschat.store.sqlite.search import fts_query, snippet
 from mschat.store.terms import has_word, is_literal, search_terms
@@ -48,10 +47,9 @@ MIGRATION_CACHE_SIZE = -65_536
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LEFT_ALONE = "it was left unchanged"
 
-_USER_FIELDS = [f.name for f in fields(User)]
-_SESSION_COLUMNS = [f.name for f in fields(Session) if f.name not in ("creator_name",)]
-_MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "author_name"]
-_USER_BOOLS = ("show_public", "attach", "ignored", "admin")
+_USER_FIELDS = records.USER_COLUMNS
+_SESSION_COLUMNS = records.SESSION_COLUMNS
+_MESSAGE_COLUMNS = records.MESSAGE_COLUMNS
 
 _SEARCH_ORDER = {
     "newest": "messages_fts.rowid DESC",
@@ -149,24 +147,6 @@ def _read_only(exc: sqlite3.Error) -> bool:
 
 def _result_code(exc: sqlite3.Error) -> int:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF  # without the extended part
-
-
-def _user(row: sqlite3.Row | tuple, names: Sequence[str]) -> User:
-    data = dict(zip(names, row, strict=True))
-    for key in _USER_BOOLS:
-        data[key] = bool(data[key])
-    return User(**data)
-
-
-def _session(row: tuple, names: Sequence[str]) -> Session:
-    data = dict(zip(names, row, strict=True))
-    data["public"] = bool(data["public"])
-    data["hidden"] = bool(data["hidden"])
-    return Session(**data)
-
-
-def _message(row: tuple, names: Sequence[str]) -> Message:
-    return Message(**dict(zip(names, row, strict=True)))
 
 
 class SQLiteStore(Store):
@@ -428,7 +408,7 @@ class SQLiteStore(Store):
         )
         if not rows:
             raise NotFound(f"no user with id {user_id}", hint="list users with `mschat users list`")
-        return _user(rows[0], names)
+        return records.user(rows[0], names)
 
     def find_user(self, kind: str, external_id: str) -> User | None:
         """The user of this kind and external id, if any."""
@@ -436,7 +416,7 @@ class SQLiteStore(Store):
             f"SELECT {', '.join(_USER_FIELDS)} FROM users WHERE kind = ? AND external_id = ?",
             [kind, external_id],
         )
-        return _user(rows[0], names) if rows else None
+        return records.user(rows[0], names) if rows else None
 
     def create_user(self, **values: Any) -> User:
         """Insert a user (INSERT OR IGNORE on (kind, external_id)) and return it."""
@@ -466,7 +446,7 @@ class SQLiteStore(Store):
             "ORDER BY updated DESC, id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return [_user(row, names) for row in rows]
+        return [records.user(row, names) for row in rows]
 
     def find_users(self, text: str) -> list[User]:
         """Users whose name or external id equals ``text`` (or whose id does)."""
@@ -475,7 +455,7 @@ class SQLiteStore(Store):
             "WHERE name = ? OR external_id = ? OR CAST(id AS TEXT) = ? ORDER BY id",
             [text, text, text],
         )
-        return [_user(row, names) for row in rows]
+        return [records.user(row, names) for row in rows]
 
     # ---- sessions -----------------------------------------------------------
 
@@ -492,7 +472,7 @@ class SQLiteStore(Store):
             raise NotFound(
                 f"no session {session_id}", hint="list sessions with `mschat sessions list`"
             )
-        return _session(rows[0], names)
+        return records.session(rows[0], names)
 
     def update_session(self, session_id: int, **values: Any) -> Session:
         """Change a session's fields and return it."""
@@ -554,7 +534,7 @@ class SQLiteStore(Store):
             f"{_SESSION_SELECT} {where} ORDER BY s.updated DESC, s.id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return [_session(row, names) for row in rows]
+        return [records.session(row, names) for row in rows]
 
     def count_sessions(self, user_id: int | None, *, include_public: bool = False) -> int:
         """How many sessions ``list_sessions`` would page through."""
@@ -579,7 +559,7 @@ class SQLiteStore(Store):
             f"{_SESSION_SELECT} WHERE s.title = ? COLLATE NOCASE ORDER BY s.updated DESC",
             [title],
         )
-        return [_session(row, names) for row in rows]
+        return [records.session(row, names) for row in rows]
 
     def last_session_of(self, user_id: int) -> Session | None:
         """The session where the user spoke most recently, if any."""
@@ -589,7 +569,7 @@ class SQLiteStore(Store):
             [user_id],
         )
         if rows:
-            return _session(rows[0], names)
+            return records.session(rows[0], names)
         sessions = self.list_sessions(user_id, limit=1)
         return sessions[0] if sessions else None
 
@@ -667,7 +647,7 @@ class SQLiteStore(Store):
         names, rows = self._query(f"{_MESSAGE_SELECT} WHERE m.id = ?", [message_id])
         if not rows:
             raise NotFound(f"no message {message_id}")
-        return _message(rows[0], names)
+        return records.message(rows[0], names)
 
     def update_message(self, message_id: int, **values: Any) -> None:
         """Change a message's fields (content while streaming, final status...)."""
@@ -701,7 +681,7 @@ class SQLiteStore(Store):
             f"{_MESSAGE_SELECT} WHERE m.external_ref = ? ORDER BY m.id DESC LIMIT 1",
             [external_ref],
         )
-        return _message(rows[0], names) if rows else None
+        return records.message(rows[0], names) if rows else None
 
     def delete_messages_from(self, session_id: int, message_id: int) -> int:
         """Delete a session's messages from ``message_id`` on; returns how many."""
@@ -730,11 +710,11 @@ class SQLiteStore(Store):
         where = " AND ".join(clauses)
         if limit is None:
             names, rows = self._query(f"{_MESSAGE_SELECT} WHERE {where} ORDER BY m.id", params)
-            return [_message(row, names) for row in rows]
+            return [records.message(row, names) for row in rows]
         names, rows = self._query(
             f"{_MESSAGE_SELECT} WHERE {where} ORDER BY m.id DESC LIMIT ?", [*params, limit]
         )
-        return [_message(row, names) for row in reversed(rows)]
+        return [records.message(row, names) for row in reversed(rows)]
 
     def messages_changed_since(self, session_id: int, after_id: int) -> list[Message]:
         """Messages newer than ``after_id`` plus any still streaming (live views)."""
@@ -743,7 +723,7 @@ class SQLiteStore(Store):
             " ORDER BY m.id",
             [session_id, after_id],
         )
-        return [_message(row, names) for row in rows]
+        return [records.message(row, names) for row in rows]
 
     def search(
         self,
@@ -805,9 +785,7 @@ class SQLiteStore(Store):
     def add_interaction(self, **values: Any) -> int:
         """Record an interaction or command received by a front end."""
         values.setdefault("created", utcnow())
-        if isinstance(values.get("payload"), dict | list):
-            values["payload"] = json.dumps(values["payload"], ensure_ascii=False)
-        return self._insert("interactions", values)
+        return self._insert("interactions", records.interaction(values))
 
     def update_interaction(self, interaction_id: int, **values: Any) -> None:
         """Change a recorded interaction (its final status or error)."""
