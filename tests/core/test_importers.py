@@ -588,6 +588,7 @@ async def test_files_of_no_known_kind_are_refused_in_one_line(
     assert await session_count(services) == 0
 
 
+@pytest.mark.sqlite_only
 async def test_another_sqlite_database_is_refused(services: Services, tmp_path: Path):
     me = await services.manager.local_user()
     # mschat's own database is not an llm log
