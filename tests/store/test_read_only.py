@@ -21,6 +21,8 @@ from mschat.store.sqlite import SQLiteStore as Store
 from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
 
+pytestmark = pytest.mark.sqlite_only  # files, journal modes, file modes
+
 PR_CAPBSET_DROP = 24
 #: the capabilities that let root read, write and chmod any file
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER = 1, 2, 3

@@ -48,17 +48,20 @@ def m001_initial(conn: Any) -> None:
         CREATE TEXT SEARCH CONFIGURATION mschat_words (COPY = simple);
         ALTER TEXT SEARCH CONFIGURATION mschat_words
             ALTER MAPPING FOR word, numword WITH unaccent, simple;
+        -- a message's words, one space apart; a word of more than 255 characters (a
+        -- base64 line) is cut into pieces, which the index can hold (2 KB a word)
+        CREATE FUNCTION mschat_search_text(content text) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN
+            regexp_replace(regexp_replace(content, '[^[:alnum:]]+', ' ', 'g'),
+                           '([[:alnum:]]{255})', '\\1 ', 'g');
         CREATE FUNCTION mschat_search_vector(content text) RETURNS tsvector
         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
         BEGIN
-            RETURN strip(to_tsvector('mschat_words',
-                                     regexp_replace(content, '[^[:alnum:]]+', ' ', 'g')));
+            RETURN to_tsvector('mschat_words', mschat_search_text(content));
         EXCEPTION WHEN program_limit_exceeded THEN
             -- a tsvector holds 1 MB: a message of more distinct words than that is
-            -- indexed by its first 200,000 characters (it is stored whole all the same)
-            RETURN strip(to_tsvector('mschat_words',
-                                     regexp_replace(left(content, 200000), '[^[:alnum:]]+',
-                                                    ' ', 'g')));
+            -- indexed by its first 100,000 characters (it is stored whole all the same)
+            RETURN to_tsvector('mschat_words', mschat_search_text(left(content, 100000)));
         END $$;
 
         CREATE TABLE users (

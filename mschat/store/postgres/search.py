@@ -19,9 +19,12 @@ from typing import Any
 
 from mschat.store.terms import REACH, bounds, cut, has_word, is_literal, is_prefix, words
 
+#: characters of a hit looked at first for its first match
+_PROBE = 1 << 16
+
 _ORDER = {
     "newest": "m.id DESC",
-    "relevance": "ts_rank(m.search, q.query) DESC, m.id DESC",
+    "relevance": "ts_rank(m.search, q.query, 1) DESC, m.id DESC",
 }
 
 
@@ -95,12 +98,15 @@ class SearchQuery:
             "SELECT id, substr(content, start, %s), at - start, start > 1, "
             "start + %s <= size FROM ("
             "  SELECT id, content, at, greatest(at - %s, 1) AS start, length(content) AS size"
-            "  FROM (SELECT id, content,"
-            "        greatest(regexp_instr(content, %s, 1, 1, 0, 'i'), 1) AS at"
+            "  FROM (SELECT id, content, greatest(coalesce("
+            "          nullif(regexp_instr(left(content, %s), %s, 1, 1, 0, 'i'), 0),"
+            "          regexp_instr(content, %s, 1, 1, 0, 'i')), 1) AS at"
             "        FROM messages WHERE id = ANY(%s)) found"
             ") windows"
         )
-        return sql, [2 * REACH, 2 * REACH, REACH, first_match_pattern(self.terms), ids]
+        # the beginning first: most hits match there, and a huge message's rest stays packed
+        pattern = first_match_pattern(self.terms)
+        return sql, [2 * REACH, 2 * REACH, REACH, _PROBE, pattern, pattern, ids]
 
     def snippet(
         self, window: str, focus: int, before: bool, after: bool
