@@ -308,7 +308,7 @@ class PostgresStore(Store):
 
     def data_version(self) -> int:
         """The ``mschat_changes`` sequence: every write to users, sessions, messages moves it."""
-        _, found = self._query("SELECT last_value FROM mschat_changes")
+        _, found = self._query("SELECT last_value + is_called::int FROM mschat_changes")
         return int(found[0][0])
 
     def read_rows(
