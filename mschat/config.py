@@ -377,6 +377,8 @@ class Config:
         data: dict[str, Any] = {}
         for section, keys in self.sections.items():
             data[section] = {k: _shown(SECTIONS[section][k], v) for k, v in keys.items()}
+        # the database in effect (--db, MSCHAT_DB, the file or the default), password masked
+        data["database"]["url"] = self.db_shown
         data["providers"] = {}
         for name, provider in self.providers.items():
             entry = {

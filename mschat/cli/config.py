@@ -54,6 +54,6 @@ def config_show(ctx: Context, as_json: bool) -> None:
     """
     loaded = ctx.config()
     if as_json:
-        print_json({"file": str(loaded.file), "database": loaded.db_shown, **loaded.masked()})
+        print_json({"file": str(loaded.file), **loaded.masked()})
         return
     click.echo(loaded.masked_toml(), nl=False)
