@@ -3,8 +3,8 @@
 ``initdb`` refuses to run as root, and the tests run as root in CI: the cluster
 is then made and run by an unprivileged user (``postgres`` from the Debian
 package, else ``nobody``) in a data directory that user owns. It listens on
-127.0.0.1 and a free port only, trusts every local connection, and trades
-durability for speed (no fsync). ``stop()`` removes it all.
+127.0.0.1 and a free port only, trusts every local connection, and (unless
+made ``durable``, as the benchmarks do) trades durability for speed. ``stop()`` removes it all.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def _free_port() -> int:
 class Cluster:
     """One PostgreSQL server in a temporary directory."""
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, *, durable: bool = False) -> None:
         self.binaries = binaries
+        #: False (tests): no fsync, no waiting for the WAL at commit
+        self.durable = durable
         self.port = _free_port()
         self.root = Path(tempfile.mkdtemp(prefix="mschat-pg-"))
         self.data = self.root / "data"
@@ -84,11 +86,9 @@ class Cluster:
                 "-c listen_addresses=127.0.0.1",
                 f"-p {self.port}",
                 f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
                 "-c max_connections=200",
             ]
+            + ([] if self.durable else ["-c fsync=off -c synchronous_commit=off"])
         )
         done = self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
