@@ -77,7 +77,12 @@ class Store(ABC):
 
     @abstractmethod
     def data_version(self) -> int:
-        """A number that changes when the data changes (cheap polling by live views)."""
+        """A number that changes when the data changes (cheap polling by live views).
+
+        The backend's change hook: SQLite's ``PRAGMA data_version``; on PostgreSQL
+        the ``mschat_changes`` sequence that every write to users, sessions or
+        messages advances (a push of changes to other instances starts there).
+        """
 
     @abstractmethod
     def write(self) -> AbstractContextManager[object]:

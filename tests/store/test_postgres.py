@@ -357,3 +357,29 @@ def test_a_huge_message_of_distinct_words_is_stored_and_found_by_its_beginning(
     assert store.get_message(message.id).content == content
     (hit,) = store.search("needle", user_id=user.id)
     assert hit.message_id == message.id and hit.snippet.startswith("needle w0x")
+
+
+@pytest.mark.parametrize("order", ["newest", "relevance"])
+def test_a_search_reads_past_the_newest_messages_through_the_index(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch, order: str
+):
+    monkeypatch.setattr("mschat.store.postgres.store.RECENT", 3)
+    user = store.create_user(kind="local", external_id="me", name="me", status="active")
+    session = store.create_session(creator_id=user.id, title="t", origin="terminal")
+    ids = [
+        store.add_message(
+            session_id=session.id, role="user", content=f"common {'rare' if i < 2 else ''}"
+        ).id
+        for i in range(10)
+    ]
+    newest = sorted(ids, reverse=True)
+    hits = [h.message_id for h in store.search("common", user_id=user.id, order=order)]
+    assert sorted(hits, reverse=True) == newest
+    if order == "newest":
+        assert hits == newest
+        pages = [store.search("common", user_id=user.id, limit=4, offset=n) for n in (0, 4, 8)]
+        assert [h.message_id for page in pages for h in page] == newest
+    assert [h.message_id for h in store.search("rare", user_id=user.id, order=order)] == [
+        ids[1],
+        ids[0],
+    ]

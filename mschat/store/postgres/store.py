@@ -37,7 +37,7 @@ from mschat.redact import redact_text
 from mschat.store import records
 from mschat.store.contract import TABLES, SearchOrder, Store
 from mschat.store.postgres import migrations
-from mschat.store.postgres.search import SearchQuery
+from mschat.store.postgres.search import RECENT, SearchQuery
 from mschat.store.terms import search_terms
 
 #: worker threads the manager may run store calls on at once
@@ -637,8 +637,21 @@ class PostgresStore(Store):
         if query is None:
             return []
         clauses, params = _visibility(user_id, include_public)
-        sql, values = query.hits_sql(clauses, params, order=order, limit=limit, offset=offset)
-        _, found = self._query(sql, values)
+        wanted = offset + limit
+        found: list[tuple] = []
+        below = None
+        if order == "newest":
+            _, (top,) = self._query("SELECT coalesce(max(id), 0) FROM messages")
+            floor = max(int(top[0]) - RECENT, 0)
+            sql, values = query.hits_sql(clauses, params, order=order, limit=wanted, above=floor)
+            found = self._query(sql, values)[1]
+            below = floor + 1 if floor else 0
+        if len(found) < wanted and below != 0:
+            sql, values = query.hits_sql(
+                clauses, params, order=order, limit=wanted - len(found), below=below
+            )
+            found += self._indexed_query(sql, values)
+        found = found[offset:]
         if not found:
             return []
         sql, values = query.windows_sql([row[0] for row in found])
@@ -650,6 +663,20 @@ class PostgresStore(Store):
             )
             for message_id, session_id, title, role, created in found
         ]
+
+    def _indexed_query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Rows of a search through the GIN index, whatever the planner guesses."""
+        with self._connection() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SET LOCAL enable_indexscan = off")
+                    conn.execute("SET LOCAL enable_seqscan = off")
+                    found = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+                    conn.execute("SET LOCAL enable_indexscan = on")
+                    conn.execute("SET LOCAL enable_seqscan = on")
+                    return found
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
 
     # ---- replies and their leases -------------------------------------------
 
