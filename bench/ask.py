@@ -59,7 +59,7 @@ def install(target: Path) -> None:
 def populate(db: Path, sessions: int, messages: int, seed: int = 7) -> None:
     """Fill a database quickly with one transaction of executemany inserts."""
     from mschat.core.models import utcnow
-    from mschat.store import Store
+    from mschat.store.sqlite import SQLiteStore as Store
 
     store = Store.open(db)
     rng = random.Random(seed)
@@ -98,7 +98,7 @@ def populate(db: Path, sessions: int, messages: int, seed: int = 7) -> None:
 
 def add_huge_message(source: Path, db: Path, megabytes: float, seed: int = 11) -> None:
     """Copy ``source`` to ``db`` and add one message of ``megabytes`` MB, the newest."""
-    from mschat.store import Store
+    from mschat.store.sqlite import SQLiteStore as Store
 
     shutil.copy(source, db)
     rng = random.Random(seed)

@@ -42,7 +42,7 @@ def vocabulary(rng: random.Random, size: int = 5000) -> list[str]:
 
 def generate(path: Path, sessions: int, messages: int) -> None:
     """Write the benchmark database (schema by the Store, rows by executemany)."""
-    from mschat.store.store import Store
+    from mschat.store.sqlite import SQLiteStore as Store
 
     print(f"generating {path} ({sessions:,} sessions, {messages:,} messages)…", flush=True)
     started = time.perf_counter()

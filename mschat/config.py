@@ -49,11 +49,21 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def db_path(env: Mapping[str, str] | None = None) -> Path:
-    """Where the database lives (MSCHAT_DB, MSCHAT_HOME or the user data dir)."""
-    env = os.environ if env is None else env
-    if env.get("MSCHAT_DB"):
-        return Path(env["MSCHAT_DB"]).expanduser()
+    """The default database file (in MSCHAT_HOME or the user data dir)."""
     return data_dir(env) / DB_FILE
+
+
+def database(given: str | Path | None, configured: str | None, env: Mapping[str, str]) -> str:
+    """The database's path or URL: ``--db``, else MSCHAT_DB, else ``database.url``,
+    else the default file. A path has its ``~`` expanded; a URL is kept as written.
+    """
+    from mschat.store.location import is_url
+
+    for value in (given, env.get("MSCHAT_DB"), configured):
+        if value:
+            text = str(value)
+            return text if is_url(text) else str(Path(text).expanduser())
+    return str(db_path(env))
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -255,6 +265,14 @@ SECTIONS: dict[str, dict[str, Key]] = {
             _str_list, [], "Host header names accepted besides loopback and the bound address"
         ),
     },
+    "database": {
+        "url": Key(
+            _str,
+            None,
+            "database: a file path, sqlite:///PATH or postgresql://USER@HOST/DB (or MSCHAT_DB)",
+            url=True,
+        ),
+    },
 }
 
 PROVIDER_KEYS: dict[str, Key] = {
@@ -322,7 +340,8 @@ class Config:
     """Every setting mschat reads, after file and environment are merged."""
 
     file: Path
-    db: Path
+    #: the database's path or URL, as given (a URL may hold a password: show ``db_shown``)
+    db: str
     sections: dict[str, dict[str, Any]]
     providers: dict[str, ProviderConfig]
     aliases: dict[str, str]
@@ -335,7 +354,14 @@ class Config:
     def __repr__(self) -> str:
         # sections hold tokens: never let a repr (logs, tracebacks) show them
         providers = list(self.providers)
-        return f"Config(file={str(self.file)!r}, db={str(self.db)!r}, providers={providers})"
+        return f"Config(file={str(self.file)!r}, db={self.db_shown!r}, providers={providers})"
+
+    @property
+    def db_shown(self) -> str:
+        """The database's path, or its URL with the password masked (for display)."""
+        from mschat.store.location import shown
+
+        return shown(self.db)
 
     def get(self, section: str, key: str) -> Any:
         """A setting's value (default included)."""
@@ -351,6 +377,8 @@ class Config:
         data: dict[str, Any] = {}
         for section, keys in self.sections.items():
             data[section] = {k: _shown(SECTIONS[section][k], v) for k, v in keys.items()}
+        # the database in effect (--db, MSCHAT_DB, the file or the default), password masked
+        data["database"]["url"] = self.db_shown
         data["providers"] = {}
         for name, provider in self.providers.items():
             entry = {
@@ -450,7 +478,7 @@ def load_config(
     maps = {name: _load_map(file, name, data.get(name, {}), env) for name in MAP_SECTIONS}
     return Config(
         file=file,
-        db=Path(db) if db else db_path(env),
+        db=database(db, sections["database"]["url"], env),
         sections=sections,
         providers=providers,
         aliases=maps["aliases"],

@@ -83,7 +83,7 @@ def render_config(config: Config) -> str:
     lines = [
         "# mschat settings in effect (config file and environment), secrets masked",
         f"# file: {toml_string(str(config.file))}",
-        f"# database: {toml_string(str(config.db))}",
+        f"# database: {toml_string(config.db_shown)}",
     ]
     for section, keys in SECTIONS.items():
         secrets = {key for key, spec in keys.items() if spec.secret}

@@ -1,8 +1,17 @@
-"""Shared fixtures: an isolated MSCHAT_HOME, a scripted provider, built services."""
+"""Shared fixtures: an isolated MSCHAT_HOME, a scripted provider, built services, and the
+database backends (SQLite, and PostgreSQL from a throwaway cluster).
+
+The tests of ``tests/store`` and ``tests/core`` that use a database (through the
+``backend``, ``db_url`` or ``services`` fixtures) run once per backend; a test
+elsewhere opts in with ``@pytest.mark.backends``, and one that checks what only
+SQLite has (its file, WAL, modes) is marked ``sqlite_only``. A PostgreSQL test
+that cannot run is skipped, and fails in CI (``CI=true``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +23,7 @@ from mschat.config import load_config
 from mschat.core.services import Services, build_services
 from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.fakes.scripted_provider import ScriptedProvider
+from tests.pg import Cluster, find_binaries
 
 _PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DISCORD_TOKEN", "MSCHAT_CONFIG", "MSCHAT_DB")
 
@@ -76,7 +86,9 @@ def fake_thread() -> Iterator[FakeOpenAIThread]:
 
 
 @pytest.fixture
-async def services(mschat_home: Path, provider: ScriptedProvider) -> AsyncIterator[Services]:
+async def services(
+    mschat_home: Path, provider: ScriptedProvider, db_url: str
+) -> AsyncIterator[Services]:
     """Services over a fresh database with the scripted provider as default model."""
     write_config(
         mschat_home,
@@ -84,6 +96,100 @@ async def services(mschat_home: Path, provider: ScriptedProvider) -> AsyncIterat
         '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["fake-model", "other"]\n'
         '[context_windows]\n"fake-model" = 4096\n',
     )
-    built = build_services(load_config(), providers={"fake": provider})
+    built = build_services(load_config(db=db_url), providers={"fake": provider})
     yield built
     await built.aclose()
+
+
+# ---- database backends --------------------------------------------------------
+
+BACKENDS = ("sqlite", "postgresql")
+#: the test directories whose database tests all run on every backend
+_EVERY_BACKEND = ("store", "core")
+#: the migrated database every test's PostgreSQL database is a copy of
+PG_TEMPLATE = "mschat_template"
+_databases = itertools.count(1)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the database tests of tests/store and tests/core (and opted-in ones) per backend."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    markers = {marker.name for marker in metafunc.definition.iter_markers()}
+    if "sqlite_only" in markers:
+        return
+    folder = Path(str(metafunc.definition.fspath)).parent.name
+    if "backends" in markers or folder in _EVERY_BACKEND:
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+def unavailable(reason: str) -> None:
+    """Skip a PostgreSQL test that cannot run here; in CI, fail it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL tests must run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server of the machine's binaries, for the whole test session.
+
+    It holds a migrated template database; each test gets a copy (``pg_url``).
+    """
+    binaries = find_binaries()
+    if binaries is None:
+        unavailable("PostgreSQL is not installed (no pg_ctl; apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install 'mschat[postgres]')")
+    assert binaries is not None
+    cluster = Cluster(binaries)
+    try:
+        cluster.start()
+        cluster.execute(f"CREATE DATABASE {PG_TEMPLATE}")
+        from mschat.store import open_store
+
+        open_store(cluster.url(PG_TEMPLATE)).close()
+    except Exception as exc:
+        cluster.stop()
+        unavailable(f"cannot start PostgreSQL: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+def new_pg_database(cluster: Cluster, template: str = PG_TEMPLATE) -> str:
+    """A new database of ``cluster``, copied from ``template``; returns its name."""
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    cluster.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """The URL of a fresh, migrated PostgreSQL database, dropped after the test."""
+    name = new_pg_database(pg_cluster)
+    yield pg_cluster.url(name)
+    pg_cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_blank_url(pg_cluster: Cluster) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (no mschat schema yet)."""
+    name = new_pg_database(pg_cluster, "template0")
+    yield pg_cluster.url(name)
+    pg_cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend of this test: "sqlite" unless parametrised."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, mschat_home: Path) -> str:
+    """Where this test's fresh database is: MSCHAT_HOME's file, or a PostgreSQL URL."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(mschat_home / "mschat.db")

@@ -15,7 +15,7 @@ from tests.conftest import write_config
 def test_no_file_and_no_env_gives_defaults(mschat_home: Path):
     config = load_config({"MSCHAT_HOME": str(mschat_home)})
     assert config.file == mschat_home / "config.toml"
-    assert config.db == mschat_home / "mschat.db"
+    assert config.db == str(mschat_home / "mschat.db")
     assert config.providers == {}
     assert config.get("api", "host") == "127.0.0.1"
     assert config.get("defaults", "max_tokens") == 600

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from mschat.cli.base import Context
@@ -32,10 +30,10 @@ def config_path_cmd(ctx: Context, database: bool) -> None:
       mschat config path
       sqlite-utils tables "$(mschat config path --database)" --counts
     """
-    from mschat.config import config_path, db_path
+    from mschat.config import config_path
 
     if database:
-        click.echo(str(Path(ctx.db) if ctx.db else db_path()))
+        click.echo(ctx.config().db_shown)
     else:
         click.echo(str(config_path()))
 
@@ -56,6 +54,6 @@ def config_show(ctx: Context, as_json: bool) -> None:
     """
     loaded = ctx.config()
     if as_json:
-        print_json({"file": str(loaded.file), "database": str(loaded.db), **loaded.masked()})
+        print_json({"file": str(loaded.file), **loaded.masked()})
         return
     click.echo(loaded.masked_toml(), nl=False)

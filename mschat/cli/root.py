@@ -112,9 +112,9 @@ class RootGroup(click.Group):
 @click.version_option(__version__, "--version", prog_name="mschat")
 @click.option(
     "--db",
-    type=click.Path(),
     envvar="MSCHAT_DB",
-    help="Database file (default: $MSCHAT_HOME/mschat.db or the user data dir).",
+    help="Database file or URL: a path, sqlite:///PATH or postgresql://USER@HOST/DB "
+    "(default: database.url, else $MSCHAT_HOME/mschat.db or the user data dir).",
 )
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from mschat.core.answer.turns import Runner, new_owner
 from mschat.core.errors import Busy, InvalidInput
-from mschat.store.store import Store
+from mschat.store.contract import Store
 
 #: how long a key is remembered
 KEY_TTL = timedelta(hours=24)

@@ -65,7 +65,7 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.store import Store
+from mschat.store.contract import Store
 
 T = TypeVar("T")
 
@@ -73,8 +73,9 @@ T = TypeVar("T")
 class SessionManager:
     """Users, sessions and asks over a Store and a provider Registry.
 
-    Every method is a coroutine; store calls run on one worker thread so event
-    loops (TUI, bot, API) never block on SQLite.
+    Every method is a coroutine; store calls run on worker threads, as many as
+    the store supports (one for SQLite), so event loops (TUI, bot, API) never
+    block on the database.
     """
 
     def __init__(
@@ -97,7 +98,9 @@ class SessionManager:
             **(defaults or {}),
         }
         self.local_user_name = local_user_name
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mschat-store")
+        self._executor = ThreadPoolExecutor(
+            max_workers=store.threads, thread_name_prefix="mschat-store"
+        )
         self._answerer = Answerer(
             store, self._run, registry, WriterSettings(flush_interval=flush_interval, lease=lease)
         )
@@ -106,7 +109,7 @@ class SessionManager:
         self._watch: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<SessionManager {self.store.path}>"
+        return f"<SessionManager {self.store.url}>"
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from mschat.core.answer import recover_replies
 from mschat.core.manager import SessionManager
 from mschat.providers.base import Provider
 from mschat.providers.registry import Registry, TransportFactory
-from mschat.store.store import Store
+from mschat.store import Store, open_store
 
 
 @dataclass
@@ -44,7 +44,7 @@ def build_services(
     front end (bot, API) that streams many replies at once and brings a cheaper one.
     """
     config = config or load_config(db=db)
-    store = store or Store.open(db or config.db)
+    store = store or open_store(db or config.db)
     recover_replies(store)  # every process, at start: replies of dead writers
     registry = Registry(config, providers=providers, async_transport=async_transport)
     defaults = {

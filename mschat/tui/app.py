@@ -276,7 +276,7 @@ class MschatApp(App[None]):
         """Every database's last sessions, and this database's (by viewer id)."""
         remembered = self.state.get(STATE_SESSIONS)
         remembered = remembered if isinstance(remembered, dict) else {}
-        here = remembered.get(str(self.services.store.path))
+        here = remembered.get(self.services.store.identity)
         return remembered, here if isinstance(here, dict) else {}
 
     def _remembered_session(self) -> int | None:
@@ -290,7 +290,7 @@ class MschatApp(App[None]):
         if here.get(str(self.viewer.id)) == session_id:
             return
         # keyed by database too: an id in another database is another conversation
-        remembered[str(self.services.store.path)] = {**here, str(self.viewer.id): session_id}
+        remembered[self.services.store.identity] = {**here, str(self.viewer.id): session_id}
         await asyncio.to_thread(self.state.set, STATE_SESSIONS, remembered)
 
     async def _show_empty(self) -> None:

@@ -83,7 +83,7 @@ def test_ctrl_c_keeps_what_arrived_as_interrupted(
 
 def test_ask_imports_no_front_end_library(env: dict[str, str]):
     """`mschat ask` starts fast: no Textual, discord.py, aiohttp, openai or sqlite-utils,
-    and none of the other command groups' modules.
+    no PostgreSQL driver (on SQLite), and none of the other command groups' modules.
 
     (sqlite-utils is needed only to create or migrate the database: the first run.)
     """
@@ -97,7 +97,8 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         "except SystemExit:\n"
         "    pass\n"
         "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp',"
-        " 'numpy', 'pydantic', 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
+        " 'numpy', 'pydantic', 'psycopg', 'psycopg_pool', 'mschat.store.postgres',"
+        " 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
         " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )

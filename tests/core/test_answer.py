@@ -20,8 +20,9 @@ from mschat.providers.base import (
     TextChunk,
 )
 from mschat.providers.registry import Registry
-from mschat.store.store import Store
+from mschat.store import Store, open_store
 from tests.conftest import eventually, write_config
+from tests.dbs import sql
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.scripted_provider import ScriptedProvider
 
@@ -37,8 +38,7 @@ def stamp(seconds: float) -> str:
 
 
 def lease_of(store: Store, message_id: int) -> str | None:
-    row = store.conn.execute("SELECT lease_until FROM messages WHERE id = ?", [message_id])
-    return row.fetchone()[0]
+    return sql(store, "SELECT lease_until FROM messages WHERE id = ?", [message_id])[0][0]
 
 
 class GatedProvider:
@@ -70,9 +70,9 @@ class FramingProvider(ScriptedProvider):
 
 
 def another_process(services: Services, provider: object, **settings: object) -> SessionManager:
-    """A second manager over the same database file, as another process would have."""
+    """A second manager over the same database, as another process would have."""
     registry = Registry(services.config, providers={"fake": provider})  # type: ignore[dict-item]
-    return SessionManager(Store.open(services.store.path), registry, **settings)  # type: ignore[arg-type]
+    return SessionManager(open_store(services.config.db), registry, **settings)  # type: ignore[arg-type]
 
 
 # ---- reply leases ------------------------------------------------------------------
@@ -86,7 +86,7 @@ async def test_a_reply_whose_lease_expired_is_interrupted_at_once_by_a_new_manag
     session = await services.manager.create_session(me, title="leases")
     dead = store.add_reply(session.id, "fake/fake-model", stamp(-1))  # its writer stopped
     live = store.add_reply(session.id, "fake/fake-model", stamp(30))
-    other = build_services(load_config(), providers={"fake": ScriptedProvider()})
+    other = build_services(services.config, providers={"fake": ScriptedProvider()})
     try:
         recovered = other.store.get_message(dead.id)
         assert recovered.status == MessageStatus.INTERRUPTED
@@ -154,8 +154,8 @@ async def test_watch_replies_notices_a_dead_writer_within_a_lease(services: Serv
     assert watcher._watch is None
 
 
-async def test_replies_from_before_leases_still_expire_by_age(tmp_path: Path):
-    store = Store.open(tmp_path / "old.db")
+async def test_replies_from_before_leases_still_expire_by_age(db_url: str):
+    store = open_store(db_url)
     user = store.create_user(kind="local", external_id="me", name="me", status="active")
     session = store.create_session(
         creator_id=user.id, title="t", model=None, system_msg=None, public=0, origin="terminal"
@@ -244,7 +244,7 @@ async def test_an_ask_waiting_in_this_process_is_said_too(
 # ---- retries ------------------------------------------------------------------------
 
 
-async def test_an_attempts_latency_leaves_out_the_wait_before_it(mschat_home: Path):
+async def test_an_attempts_latency_leaves_out_the_wait_before_it(mschat_home: Path, db_url: str):
     async with FakeOpenAI(chunk_size=8) as server:
         write_config(
             mschat_home,
@@ -252,7 +252,7 @@ async def test_an_attempts_latency_leaves_out_the_wait_before_it(mschat_home: Pa
             f'[providers.openai]\nbase_url = "{server.base_url}"\napi_key = "sk-test"\n'
             'models = ["fake-model"]\nmax_retries = 1\n',
         )
-        services = build_services(load_config())
+        services = build_services(load_config(db=db_url))
         try:
             server.inject("429", retry_after_ms=None, retry_after="2")
             me = await services.manager.local_user()
@@ -272,14 +272,16 @@ async def test_an_attempts_latency_leaves_out_the_wait_before_it(mschat_home: Pa
 # ---- tokens -------------------------------------------------------------------------
 
 
-async def test_the_prompt_is_counted_with_each_messages_framing_once(mschat_home: Path):
+async def test_the_prompt_is_counted_with_each_messages_framing_once(
+    mschat_home: Path, db_url: str
+):
     provider = FramingProvider("fake")
     write_config(
         mschat_home,
         '[general]\ndefault_model = "fake/fake-model"\n'
         '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["fake-model"]\n',
     )
-    services = build_services(load_config(), providers={"fake": provider})
+    services = build_services(load_config(db=db_url), providers={"fake": provider})
     try:
         me = await services.manager.local_user()
         first = await collect(

@@ -18,7 +18,7 @@ from mschat.core.idempotency import (
     Outcome,
     fingerprint,
 )
-from mschat.store.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 from tests.conftest import eventually
 
 DIGEST = fingerprint("POST /chat", {"message": "hi", "user": "u"})

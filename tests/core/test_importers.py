@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mschat.core.errors import InvalidInput, PermissionDenied
+from mschat.core.errors import DatabaseError, InvalidInput, PermissionDenied
 from mschat.core.importers.jsonstream import JSONStreamError, iter_array
 from mschat.core.models import Message, MessageStatus, Session, User
 from mschat.core.services import Services
@@ -214,15 +214,15 @@ async def test_each_session_is_stored_in_one_transaction(
     calls = 0
     insert = services.store.insert_messages
 
-    def failing_insert(session_id: int, rows: Any) -> int:
+    def failing_insert(session_id: int, rows: Any, **options: Any) -> int:
         nonlocal calls
         calls += 1
         if calls == 2:
-            raise sqlite3.OperationalError("disk I/O error")
-        return insert(session_id, rows)
+            raise DatabaseError("disk I/O error")
+        return insert(session_id, rows, **options)
 
     monkeypatch.setattr(services.store, "insert_messages", failing_insert)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(DatabaseError):
         await services.manager.import_file(me, CHATGPT)
     # the first conversation is whole; the second left nothing behind, not even its session
     sessions = await services.manager.list_sessions(me)
@@ -588,6 +588,7 @@ async def test_files_of_no_known_kind_are_refused_in_one_line(
     assert await session_count(services) == 0
 
 
+@pytest.mark.sqlite_only
 async def test_another_sqlite_database_is_refused(services: Services, tmp_path: Path):
     me = await services.manager.local_user()
     # mschat's own database is not an llm log

@@ -18,6 +18,7 @@ from mschat.core.events import (
 from mschat.core.models import MessageStatus, Origin, Status
 from mschat.core.services import Services
 from tests.conftest import eventually
+from tests.dbs import sql
 from tests.fakes.scripted_provider import ScriptedProvider
 
 
@@ -417,11 +418,10 @@ async def test_two_processes_take_turns_in_one_public_session(
     services: Services, provider: ScriptedProvider
 ):
     """Another SessionManager on the same file stands for another process (bot vs API)."""
-    from mschat.config import load_config
     from mschat.core.services import build_services
 
     other_provider = ScriptedProvider("fake")
-    other = build_services(load_config(), providers={"fake": other_provider})
+    other = build_services(services.config, providers={"fake": other_provider})
     try:
         alice = await services.manager.user("discord", "1", "alice")
         session = await services.manager.create_session(
@@ -463,10 +463,8 @@ async def test_two_processes_take_turns_in_one_public_session(
             "from bob",
         ]
         assert services.store.get_session(session.id).public
-        lease = services.store.conn.execute(
-            "SELECT lease_owner FROM sessions WHERE id = ?", [session.id]
-        ).fetchone()
-        assert lease == (None,)
+        lease = sql(services.store, "SELECT lease_owner FROM sessions WHERE id = ?", [session.id])
+        assert lease == [(None,)]
     finally:
         await other.aclose()
 
@@ -475,11 +473,11 @@ async def test_a_lease_left_by_a_dead_process_expires(services: Services):
     manager = services.manager
     me = await manager.local_user()
     session = await manager.create_session(me, title="stuck", public=True)
-    services.store.conn.execute(
+    sql(
+        services.store,
         "UPDATE sessions SET lease_owner = 'dead-host:1:x', lease_until = ? WHERE id = ?",
         ["2000-01-01T00:00:00+00:00", session.id],
     )
-    services.store.conn.commit()
     events = await collect(manager.ask(me, "still works", session_id=session.id))
     assert isinstance(events[-1], Completed)
 

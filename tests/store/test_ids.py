@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from mschat.store import Store
-from mschat.store.migrations import migrations
+from mschat.store import Store, open_store
+from mschat.store.sqlite import SQLiteStore
+from mschat.store.sqlite.migrations import migrations
 from tests.conftest import fake_model_config
+from tests.dbs import sql
 from tests.fakes.fake_openai import FakeOpenAIThread
 
 #: every table and what orders its rows, for before/after comparisons
@@ -34,8 +36,8 @@ def _new_session(store: Store, user_id: int, title: str) -> int:
     return store.create_session(creator_id=user_id, title=title, origin="terminal").id
 
 
-def test_deleted_ids_are_not_handed_out_again(tmp_path: Path):
-    store = Store.open(tmp_path / "mschat.db")
+def test_deleted_ids_are_not_handed_out_again(db_url: str):
+    store = open_store(db_url)
     me = store.create_user(kind="local", external_id="me", name="me", status="active")
     other = store.create_user(kind="api", external_id="bob", name="bob", status="active")
     first = _new_session(store, me.id, "first")
@@ -47,17 +49,19 @@ def test_deleted_ids_are_not_handed_out_again(tmp_path: Path):
     assert store.add_message(session_id=first, role="user", content="c").id > last.id > kept.id
     store.delete_session(newest)
     assert _new_session(store, me.id, "again") > newest
-    with store.write() as conn:  # users are never removed by mschat, but a tool may do it
-        conn.execute("DELETE FROM users WHERE id = ?", [other.id])
+    # users are never removed by mschat, but a tool may do it
+    sql(store, "DELETE FROM users WHERE id = ?", [other.id])
     again = store.create_user(kind="api", external_id="carol", name="carol", status="active")
     assert again.id > other.id
     store.close()
 
 
 @pytest.mark.timeout(60)
-def test_rm_then_ask_new_gets_a_new_session_id(mschat_home: Path, fake_thread: FakeOpenAIThread):
+def test_rm_then_ask_new_gets_a_new_session_id(
+    mschat_home: Path, fake_thread: FakeOpenAIThread, db_url: str
+):
     fake_model_config(mschat_home, fake_thread.base_url)
-    env = {**os.environ, "MSCHAT_HOME": str(mschat_home)}
+    env = {**os.environ, "MSCHAT_HOME": str(mschat_home), "MSCHAT_DB": db_url}
 
     def mschat(*args: str) -> str:
         done = subprocess.run(
@@ -71,9 +75,9 @@ def test_rm_then_ask_new_gets_a_new_session_id(mschat_home: Path, fake_thread: F
         return done.stdout
 
     def session_ids() -> list[int]:
-        conn = sqlite3.connect(mschat_home / "mschat.db")
-        ids = [row[0] for row in conn.execute("SELECT id FROM sessions ORDER BY id")]
-        conn.close()
+        store = open_store(db_url)
+        ids = [row[0] for row in sql(store, "SELECT id FROM sessions ORDER BY id")]
+        store.close()
         return ids
 
     mschat("ask", "--new", "the old conversation")
@@ -84,7 +88,7 @@ def test_rm_then_ask_new_gets_a_new_session_id(mschat_home: Path, fake_thread: F
     assert new != old
 
 
-# ---- the upgrade from schema 5 ------------------------------------------------
+# ---- the upgrade from schema 5 (SQLite's; PostgreSQL starts at 6) ---------------
 
 
 def _schema_5(path: Path) -> sqlite3.Connection:
@@ -178,6 +182,7 @@ def _structure(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
+@pytest.mark.sqlite_only
 def test_a_schema_5_database_upgrades_keeping_every_row(tmp_path: Path):
     path = tmp_path / "old.db"
     conn = _schema_5(path)
@@ -185,7 +190,7 @@ def test_a_schema_5_database_upgrades_keeping_every_row(tmp_path: Path):
     before = _dump(conn)
     conn.close()
 
-    store = Store.open(path)
+    store = SQLiteStore.open(path)
     conn = store.conn
     assert store.applied_migrations()[-1] == "m006_ids_never_reused"
     assert _dump(conn) == before
@@ -197,7 +202,7 @@ def test_a_schema_5_database_upgrades_keeping_every_row(tmp_path: Path):
         "messages": 20,
     }
     # the same schema as a database made new by this mschat (indexes, triggers, view)
-    fresh = Store.open(tmp_path / "fresh.db")
+    fresh = SQLiteStore.open(tmp_path / "fresh.db")
     assert _structure(conn) == _structure(fresh.conn)
     fresh.close()
 
@@ -223,6 +228,7 @@ def test_a_schema_5_database_upgrades_keeping_every_row(tmp_path: Path):
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_rows_that_already_referred_to_missing_rows_do_not_block_the_upgrade(tmp_path: Path):
     path = tmp_path / "old.db"
     conn = _schema_5(path)
@@ -231,7 +237,7 @@ def test_rows_that_already_referred_to_missing_rows_do_not_block_the_upgrade(tmp
     conn.execute("UPDATE messages SET author_id = 99 WHERE id = 10")
     conn.commit()
     conn.close()
-    store = Store.open(path)
+    store = SQLiteStore.open(path)
     assert store.applied_migrations()[-1] == "m006_ids_never_reused"
     assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == [
         ("messages", 10, "users", 0)
@@ -240,11 +246,12 @@ def test_rows_that_already_referred_to_missing_rows_do_not_block_the_upgrade(tmp
 
 
 def _open_and_count(path: str) -> None:
-    store = Store.open(path)
+    store = SQLiteStore.open(path)
     assert store.table_counts()["messages"] == 5
     store.close()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.timeout(120)
 def test_two_processes_opening_an_old_database_upgrade_it_once(tmp_path: Path):
     path = tmp_path / "old.db"
@@ -258,6 +265,6 @@ def test_two_processes_opening_an_old_database_upgrade_it_once(tmp_path: Path):
     for worker in workers:
         worker.join(90)
         assert worker.exitcode == 0
-    store = Store.open(path)
+    store = SQLiteStore.open(path)
     assert store.applied_migrations().count("m006_ids_never_reused") == 1
     store.close()

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from mschat.core.errors import DatabaseError
-from mschat.store import Store
-from mschat.store.store import SCHEMA_VERSION
+from mschat.store.sqlite import SCHEMA_VERSION
+from mschat.store.sqlite import SQLiteStore as Store
+
+pytestmark = pytest.mark.sqlite_only  # files, journal modes, file modes
 
 
 def fingerprint(path: Path) -> tuple[str, list[str]]:

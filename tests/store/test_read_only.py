@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from mschat.core.errors import DatabaseError
-from mschat.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 from tests.conftest import fake_model_config
 from tests.fakes.fake_openai import FakeOpenAIThread
+
+pytestmark = pytest.mark.sqlite_only  # files, journal modes, file modes
 
 PR_CAPBSET_DROP = 24
 #: the capabilities that let root read, write and chmod any file

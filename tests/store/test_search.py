@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mschat.core.models import SearchHit
-from mschat.store import Store
+from mschat.store import Store, open_store
 
 MESSAGES = [
     "I write C++ every day",
@@ -26,13 +27,14 @@ MESSAGES = [
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store.open(tmp_path / "mschat.db")
+def store(db_url: str) -> Iterator[Store]:
+    store = open_store(db_url)
     user = store.create_user(kind="local", external_id="tester", name="tester", status="active")
     session = store.create_session(creator_id=user.id, title="notes", origin="terminal")
     for text in MESSAGES:
         store.add_message(session_id=session.id, author_id=user.id, role="user", content=text)
-    return store
+    yield store
+    store.close()
 
 
 def marked(hit: SearchHit) -> str:
@@ -145,8 +147,8 @@ def test_the_snippet_shows_a_word_not_a_word_inside_another(store: Store):
 
 
 @pytest.mark.timeout(60)
-def test_sessions_search_cpp_finds_only_cpp(store: Store, mschat_home: Path):
-    env = {**os.environ, "MSCHAT_HOME": str(mschat_home), "MSCHAT_DB": store.path}
+def test_sessions_search_cpp_finds_only_cpp(store: Store, mschat_home: Path, db_url: str):
+    env = {**os.environ, "MSCHAT_HOME": str(mschat_home), "MSCHAT_DB": db_url}
     store.close()
     done = subprocess.run(
         [sys.executable, "-m", "mschat", "sessions", "search", "C++"],
@@ -177,3 +179,36 @@ def test_brackets_in_a_message_are_text_and_matches_are_spans(store: Store):
     (hit,) = store.search("squares", user_id=1)
     assert hit.snippet == "squares = [n * n]"
     assert hit.parts() == [("squares", True), (" = [n * n]", False)]
+
+
+def test_relevance_puts_the_best_matches_first(store: Store):
+    session = store.list_sessions(None)[0]
+    once = store.add_message(
+        session_id=session.id, author_id=1, role="user", content="a kettle, " + "tea " * 40
+    )
+    often = store.add_message(
+        session_id=session.id, author_id=1, role="user", content="kettle kettle kettle tea"
+    )
+    newest = store.add_message(
+        session_id=session.id, author_id=1, role="user", content="the last kettle"
+    )
+    assert [h.message_id for h in store.search("kettle", user_id=1)] == [
+        newest.id,
+        often.id,
+        once.id,
+    ]
+    ranked = [h.message_id for h in store.search("kettle", user_id=1, order="relevance")]
+    assert ranked[0] == often.id and set(ranked) == {once.id, often.id, newest.id}
+
+
+def test_only_what_the_user_may_see_is_found(store: Store):
+    other = store.create_user(kind="api", external_id="bob", name="bob", status="active")
+    private = store.create_session(creator_id=other.id, title="bob's", origin="api")
+    public = store.create_session(creator_id=other.id, title="open", origin="api", public=1)
+    store.add_message(session_id=private.id, author_id=other.id, role="user", content="secret x")
+    shown = store.add_message(
+        session_id=public.id, author_id=other.id, role="user", content="secret y"
+    )
+    assert [h.message_id for h in store.search("secret", user_id=1)] == [shown.id]
+    assert store.search("secret", user_id=1, include_public=False) == []
+    assert len(store.search("secret", user_id=None)) == 2  # an admin's view

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from mschat.store import Store
-from mschat.store.migrations import KNOWN_MIGRATIONS
+from mschat.store import open_store
+from mschat.store.sqlite import SQLiteStore as Store
+from mschat.store.sqlite.migrations import KNOWN_MIGRATIONS
+from tests.dbs import sql
 
 EXPECTED_TABLES = {
     "users",
@@ -23,6 +24,7 @@ EXPECTED_TABLES = {
 }
 
 
+@pytest.mark.sqlite_only
 def test_blank_database_gets_the_whole_schema(tmp_path: Path):
     store = Store.open(tmp_path / "new.db")
     tables = set(store.db.table_names())
@@ -71,7 +73,11 @@ def test_blank_database_gets_the_whole_schema(tmp_path: Path):
         for fk in store.db[table].foreign_keys:
             assert fk.column in indexed, f"{table}.{fk.column} has no index"
     assert any(i.columns[:2] == ["session_id", "created"] for i in store.db["messages"].indexes)
-    # FTS triggers keep the index in sync on insert, update and delete
+    store.close()
+
+
+def test_search_follows_inserts_updates_and_deletes(db_url: str):
+    store = open_store(db_url)
     user = store.create_user(kind="local", external_id="me", name="me", status="active")
     session = store.create_session(
         creator_id=user.id, title="t", model=None, system_msg=None, public=0, origin="terminal"
@@ -88,15 +94,15 @@ def test_blank_database_gets_the_whole_schema(tmp_path: Path):
     assert store.table_counts()["messages"] == 0  # cascade
 
 
-def test_reopening_is_idempotent(tmp_path: Path):
-    path = tmp_path / "db.sqlite"
-    Store.open(path).close()
-    store = Store.open(path)
+def test_reopening_is_idempotent(db_url: str):
+    open_store(db_url).close()
+    store = open_store(db_url)
     assert store.applied_migrations() == KNOWN_MIGRATIONS
+    store.close()
 
 
 def _writer(path: str, worker: int, count: int) -> None:
-    store = Store.open(path)
+    store = open_store(path)
     user = store.create_user(
         kind="api", external_id=f"w{worker}", name=f"w{worker}", status="active"
     )
@@ -117,8 +123,8 @@ def _writer(path: str, worker: int, count: int) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_two_processes_write_one_database_without_locking_errors(tmp_path: Path):
-    path = str(tmp_path / "shared.db")
+def test_two_processes_write_one_database_without_locking_errors(db_url: str):
+    path = db_url
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_writer, args=(path, n, 200)) for n in range(2)]
     for worker in workers:
@@ -126,26 +132,26 @@ def test_two_processes_write_one_database_without_locking_errors(tmp_path: Path)
     for worker in workers:
         worker.join(90)
         assert worker.exitcode == 0
-    counts = (
-        sqlite3.connect(path)
-        .execute("SELECT count(*), count(DISTINCT session_id) FROM messages")
-        .fetchone()
-    )
-    assert counts == (400, 2)
+    store = open_store(path)
+    counts = sql(store, "SELECT count(*), count(DISTINCT session_id) FROM messages")
+    store.close()
+    assert counts == [(400, 2)]
 
 
 def test_schema_version_matches_the_migrations():
-    from mschat.store.store import SCHEMA_VERSION
+    from mschat.store.postgres.migrations import KNOWN_MIGRATIONS as POSTGRES_MIGRATIONS
+    from mschat.store.sqlite import SCHEMA_VERSION
 
     assert len(KNOWN_MIGRATIONS) == SCHEMA_VERSION
+    assert POSTGRES_MIGRATIONS == KNOWN_MIGRATIONS  # one schema version on both backends
 
 
-def test_replies_left_streaming_by_a_dead_process_are_recovered(tmp_path: Path):
+def test_replies_left_streaming_by_a_dead_process_are_recovered(tmp_path: Path, db_url: str):
     from mschat.config import load_config
     from mschat.core.services import build_services
 
-    path = tmp_path / "stale.db"
-    store = Store.open(path)
+    path = db_url
+    store = open_store(path)
     user = store.create_user(kind="local", external_id="me", name="me", status="active")
     session = store.create_session(
         creator_id=user.id, title="t", model=None, system_msg=None, public=0, origin="terminal"
@@ -168,3 +174,23 @@ def test_replies_left_streaming_by_a_dead_process_are_recovered(tmp_path: Path):
         assert services.store.get_message(fresh.id).status == "streaming"
     finally:
         services.store.close()
+
+
+def test_rows_of_every_table_are_read_in_id_order_the_same_way(db_url: str):
+    store = open_store(db_url)
+    user = store.create_user(kind="local", external_id="me", name="me", status="active", admin=1)
+    session = store.create_session(creator_id=user.id, title="t", origin="terminal", public=1)
+    for index in range(5):
+        store.add_message(
+            session_id=session.id, author_id=user.id, role="user", content=f"m{index}"
+        )
+    first = store.read_rows("messages", limit=2)
+    rest = store.read_rows("messages", after_id=first[-1]["id"])
+    assert [row["content"] for row in first + rest] == [f"m{i}" for i in range(5)]
+    (row,) = store.read_rows("sessions")
+    assert (row["public"], row["hidden"], row["title"]) == (1, 0, "t")
+    assert row["created"] == session.created  # ISO text on every backend
+    assert store.read_rows("users")[0]["admin"] == 1
+    with pytest.raises(ValueError):
+        store.read_rows("sqlite_master")
+    store.close()

@@ -71,7 +71,7 @@ def test_the_editor_opens_on_a_real_terminal(mschat_home: Path, editor: str):
         '[general]\ndefault_model = "fake/fake-model"\n'
         '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["fake-model"]\n',
     )
-    database = load_config().db
+    database = Path(load_config().db)
     terminal = start([], dict(os.environ))
     try:
         terminal.wait_for_text("Enter sends")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mschat.config import load_config
 from mschat.core.services import Services
-from mschat.store.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 from mschat.tui.app import MschatApp
 from mschat.tui.widgets.chat import LiveReply, MessageView
 from tests.conftest import write_config

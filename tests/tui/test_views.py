@@ -6,7 +6,7 @@ import asyncio
 
 from mschat.core.models import MessageStatus, Origin
 from mschat.core.services import Services
-from mschat.store.store import Store
+from mschat.store.sqlite import SQLiteStore as Store
 from mschat.tui.screens.search import SearchScreen
 from mschat.tui.screens.settings import SettingsScreen
 from mschat.tui.widgets.chat import MESSAGE_PAGE, MessageView

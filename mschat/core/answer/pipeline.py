@@ -18,7 +18,7 @@ from mschat.core.titles import DEFAULT_TITLE, make_title
 from mschat.core.tokens import counter_for
 from mschat.providers.base import ChatRequest
 from mschat.providers.registry import Registry, ResolvedModel
-from mschat.store.store import Store
+from mschat.store.contract import Store
 
 
 class Answerer:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from mschat.core.answer.turns import stamp
-from mschat.store.store import Store
+from mschat.store.contract import Store
 
 #: replies made before reply leases existed have none; they count as gone this late
 LEGACY_STALE_AFTER = timedelta(minutes=30)

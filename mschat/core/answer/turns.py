@@ -22,10 +22,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mschat.core.errors import Busy
+from mschat.core.errors import Busy, DatabaseError
 from mschat.core.events import WaitingForTurn
 from mschat.core.models import Session
-from mschat.store.store import Store
+from mschat.store.contract import Store
 
 #: how long a lease lasts without renewal (a dead holder blocks the session this long)
 LEASE = timedelta(seconds=30)
@@ -141,7 +141,7 @@ class Turn:
             await asyncio.sleep(period)
             # a locked database this time is no reason to stop: the lease has
             # two more periods before it expires
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(sqlite3.Error, DatabaseError):
                 await self._turns.run(self._renew_now)
 
     def _renew_now(self) -> None:

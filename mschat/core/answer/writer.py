@@ -27,7 +27,7 @@ from mschat.providers.base import (
     TextChunk,
     UsageChunk,
 )
-from mschat.store.store import Store
+from mschat.store.contract import Store
 
 #: how often a streaming reply is written to the database (other processes watch it)
 FLUSH_INTERVAL = 0.25

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from mschat.core.importers.base import ImportedSession, in_order
 from mschat.core.models import Session, User
-from mschat.store.store import Store
-
-_ALREADY = (
-    "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
-    "WHERE m.external_ref = ? AND s.creator_id = ? LIMIT 1"
-)
+from mschat.store.contract import Store
 
 
 def save_imported(store: Store, user: User, item: ImportedSession, origin: str) -> Session | None:
@@ -25,8 +20,8 @@ def save_imported(store: Store, user: User, item: ImportedSession, origin: str) 
         ],
         item.created,
     )
-    with store.write() as conn:
-        if item.ref and conn.execute(_ALREADY, [item.ref, user.id]).fetchone():
+    with store.write():
+        if item.ref and store.has_message_ref(item.ref, user.id):
             return None
         created = item.created or (rows[0]["created"] if rows else None)
         updated = item.updated or (rows[-1]["created"] if rows else None) or created
@@ -41,11 +36,5 @@ def save_imported(store: Store, user: User, item: ImportedSession, origin: str) 
             origin=origin,
             **times,
         )
-        store.insert_messages(session.id, rows)
-        if item.ref and rows:
-            conn.execute(
-                "UPDATE messages SET external_ref = ? "
-                "WHERE id = (SELECT min(id) FROM messages WHERE session_id = ?)",
-                [item.ref, session.id],
-            )
+        store.insert_messages(session.id, rows, ref=item.ref)
     return store.get_session(session.id)

@@ -1,20 +1,25 @@
-"""The one store class: every read and write of mschat's SQLite database."""
+"""The SQLite store: every read and write of an mschat database file.
+
+The embedded default: one file, zero set-up, readable by ``sqlite-utils`` and
+Datasette. One connection, shared by the threads under a lock (``threads`` is 1).
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
-from mschat.store.search import fts_query, has_word, is_literal, search_terms, snippet
+from mschat.store import records
+from mschat.store.contract import TABLES, SearchOrder, Store
+from mschat.store.sqlite.search import fts_query, snippet
+from mschat.store.terms import has_word, is_literal, search_terms
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -42,10 +47,14 @@ MIGRATION_CACHE_SIZE = -65_536
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LEFT_ALONE = "it was left unchanged"
 
-_USER_FIELDS = [f.name for f in fields(User)]
-_SESSION_COLUMNS = [f.name for f in fields(Session) if f.name not in ("creator_name",)]
-_MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "author_name"]
-_USER_BOOLS = ("show_public", "attach", "ignored", "admin")
+_USER_FIELDS = records.USER_COLUMNS
+_SESSION_COLUMNS = records.SESSION_COLUMNS
+_MESSAGE_COLUMNS = records.MESSAGE_COLUMNS
+
+_SEARCH_ORDER = {
+    "newest": "messages_fts.rowid DESC",
+    "relevance": "messages_fts.rank, messages_fts.rowid DESC",
+}
 
 _SESSION_SELECT = (
     "SELECT "
@@ -140,30 +149,14 @@ def _result_code(exc: sqlite3.Error) -> int:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF  # without the extended part
 
 
-def _user(row: sqlite3.Row | tuple, names: Sequence[str]) -> User:
-    data = dict(zip(names, row, strict=True))
-    for key in _USER_BOOLS:
-        data[key] = bool(data[key])
-    return User(**data)
-
-
-def _session(row: tuple, names: Sequence[str]) -> Session:
-    data = dict(zip(names, row, strict=True))
-    data["public"] = bool(data["public"])
-    data["hidden"] = bool(data["hidden"])
-    return Session(**data)
-
-
-def _message(row: tuple, names: Sequence[str]) -> Message:
-    return Message(**dict(zip(names, row, strict=True)))
-
-
-class Store:
+class SQLiteStore(Store):
     """Repository over one SQLite connection; thread-safe.
 
     The ``sqlite_utils`` wrapper (``db``) is made on first use only, so a one-shot
     ``mschat ask`` on a current database never imports it.
     """
+
+    backend = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -178,7 +171,7 @@ class Store:
             raise
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
+    def open(cls, path: str | Path) -> SQLiteStore:
         """Open the database file at ``path``, migrating it to the current schema."""
         return cls(open_connection(path))
 
@@ -191,14 +184,16 @@ class Store:
             self._db = Database(self.conn, execute_plugins=False)
         return self._db
 
-    def __repr__(self) -> str:
-        return f"<Store {self.path}>"
-
     @property
     def path(self) -> str:
         """The database file's path (or ':memory:')."""
         row = self.conn.execute("PRAGMA database_list").fetchone()
         return row[2] or ":memory:"
+
+    @property
+    def url(self) -> str:
+        """The database file's path (it holds no secret)."""
+        return self.path
 
     def close(self) -> None:
         """Close the connection."""
@@ -274,7 +269,7 @@ class Store:
         if not applied:
             shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
             raise _foreign(self.path, f"its tables: {shown}")
-        from mschat.store.migrations import KNOWN_MIGRATIONS
+        from mschat.store.sqlite.migrations import KNOWN_MIGRATIONS
 
         unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
         if unknown:
@@ -315,7 +310,7 @@ class Store:
         with self._lock:
             if self._version() == (SCHEMA_VERSION, APPLICATION_ID):
                 return  # fast path: already current
-            from mschat.store.migrations import migrations
+            from mschat.store.sqlite.migrations import migrations
 
             # a table rebuild must not cascade its DROP TABLE; the pragma is a
             # no-op inside a transaction, so it is set around it
@@ -413,7 +408,7 @@ class Store:
         )
         if not rows:
             raise NotFound(f"no user with id {user_id}", hint="list users with `mschat users list`")
-        return _user(rows[0], names)
+        return records.user(rows[0], names)
 
     def find_user(self, kind: str, external_id: str) -> User | None:
         """The user of this kind and external id, if any."""
@@ -421,7 +416,7 @@ class Store:
             f"SELECT {', '.join(_USER_FIELDS)} FROM users WHERE kind = ? AND external_id = ?",
             [kind, external_id],
         )
-        return _user(rows[0], names) if rows else None
+        return records.user(rows[0], names) if rows else None
 
     def create_user(self, **values: Any) -> User:
         """Insert a user (INSERT OR IGNORE on (kind, external_id)) and return it."""
@@ -451,7 +446,7 @@ class Store:
             "ORDER BY updated DESC, id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return [_user(row, names) for row in rows]
+        return [records.user(row, names) for row in rows]
 
     def find_users(self, text: str) -> list[User]:
         """Users whose name or external id equals ``text`` (or whose id does)."""
@@ -460,7 +455,7 @@ class Store:
             "WHERE name = ? OR external_id = ? OR CAST(id AS TEXT) = ? ORDER BY id",
             [text, text, text],
         )
-        return [_user(row, names) for row in rows]
+        return [records.user(row, names) for row in rows]
 
     # ---- sessions -----------------------------------------------------------
 
@@ -477,7 +472,7 @@ class Store:
             raise NotFound(
                 f"no session {session_id}", hint="list sessions with `mschat sessions list`"
             )
-        return _session(rows[0], names)
+        return records.session(rows[0], names)
 
     def update_session(self, session_id: int, **values: Any) -> Session:
         """Change a session's fields and return it."""
@@ -539,7 +534,7 @@ class Store:
             f"{_SESSION_SELECT} {where} ORDER BY s.updated DESC, s.id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
-        return [_session(row, names) for row in rows]
+        return [records.session(row, names) for row in rows]
 
     def count_sessions(self, user_id: int | None, *, include_public: bool = False) -> int:
         """How many sessions ``list_sessions`` would page through."""
@@ -564,7 +559,7 @@ class Store:
             f"{_SESSION_SELECT} WHERE s.title = ? COLLATE NOCASE ORDER BY s.updated DESC",
             [title],
         )
-        return [_session(row, names) for row in rows]
+        return [records.session(row, names) for row in rows]
 
     def last_session_of(self, user_id: int) -> Session | None:
         """The session where the user spoke most recently, if any."""
@@ -574,7 +569,7 @@ class Store:
             [user_id],
         )
         if rows:
-            return _session(rows[0], names)
+            return records.session(rows[0], names)
         sessions = self.list_sessions(user_id, limit=1)
         return sessions[0] if sessions else None
 
@@ -601,8 +596,13 @@ class Store:
         # built from what was inserted: a SELECT per message is a third of an ask's cost
         return Message(id=message_id, author_id=values.pop("author_id", None), **values)
 
-    def insert_messages(self, session_id: int, rows: Sequence[dict[str, Any]]) -> int:
-        """Copy messages (fork, import) into a session in one transaction; returns how many."""
+    def insert_messages(
+        self, session_id: int, rows: Sequence[dict[str, Any]], *, ref: str | None = None
+    ) -> int:
+        """Copy messages (fork, import) into a session in one transaction; returns how many.
+
+        ``ref``, if given, becomes the first copied message's ``external_ref``.
+        """
         copied = [c for c in _MESSAGE_COLUMNS if c not in ("id", "session_id", "external_ref")]
         sql = (
             f"INSERT INTO messages (session_id, {', '.join(copied)}) "
@@ -614,8 +614,24 @@ class Store:
             for row in rows
         ]
         with self.write() as conn:
+            first = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
             conn.executemany(sql, values)
+            if ref is not None and values:
+                conn.execute(
+                    "UPDATE messages SET external_ref = ? "
+                    "WHERE id = (SELECT min(id) FROM messages WHERE session_id = ? AND id > ?)",
+                    [ref, session_id, first],
+                )
         return len(values)
+
+    def has_message_ref(self, external_ref: str, creator_id: int) -> bool:
+        """Whether a session of ``creator_id`` holds a message with this reference."""
+        _, rows = self._query(
+            "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
+            "WHERE m.external_ref = ? AND s.creator_id = ? LIMIT 1",
+            [external_ref, creator_id],
+        )
+        return bool(rows)
 
     def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
         """How many questions a user asked since ``since``, and the oldest one's time."""
@@ -631,7 +647,7 @@ class Store:
         names, rows = self._query(f"{_MESSAGE_SELECT} WHERE m.id = ?", [message_id])
         if not rows:
             raise NotFound(f"no message {message_id}")
-        return _message(rows[0], names)
+        return records.message(rows[0], names)
 
     def update_message(self, message_id: int, **values: Any) -> None:
         """Change a message's fields (content while streaming, final status...)."""
@@ -665,7 +681,7 @@ class Store:
             f"{_MESSAGE_SELECT} WHERE m.external_ref = ? ORDER BY m.id DESC LIMIT 1",
             [external_ref],
         )
-        return _message(rows[0], names) if rows else None
+        return records.message(rows[0], names) if rows else None
 
     def delete_messages_from(self, session_id: int, message_id: int) -> int:
         """Delete a session's messages from ``message_id`` on; returns how many."""
@@ -694,11 +710,11 @@ class Store:
         where = " AND ".join(clauses)
         if limit is None:
             names, rows = self._query(f"{_MESSAGE_SELECT} WHERE {where} ORDER BY m.id", params)
-            return [_message(row, names) for row in rows]
+            return [records.message(row, names) for row in rows]
         names, rows = self._query(
             f"{_MESSAGE_SELECT} WHERE {where} ORDER BY m.id DESC LIMIT ?", [*params, limit]
         )
-        return [_message(row, names) for row in reversed(rows)]
+        return [records.message(row, names) for row in reversed(rows)]
 
     def messages_changed_since(self, session_id: int, after_id: int) -> list[Message]:
         """Messages newer than ``after_id`` plus any still streaming (live views)."""
@@ -707,7 +723,7 @@ class Store:
             " ORDER BY m.id",
             [session_id, after_id],
         )
-        return [_message(row, names) for row in rows]
+        return [records.message(row, names) for row in rows]
 
     def search(
         self,
@@ -717,14 +733,9 @@ class Store:
         include_public: bool = True,
         limit: int = 20,
         offset: int = 0,
+        order: SearchOrder = "newest",
     ) -> list[SearchHit]:
-        """Messages visible to a user that contain every term of ``text``, newest first.
-
-        Terms are literal: one with symbols (``C++``, ``foo.bar``) must appear as
-        typed, ignoring ASCII case; a plain word matches a word of the message
-        (accents ignored), the last one as a prefix. A search without any letter
-        or digit finds nothing.
-        """
+        """Messages visible to a user that contain every term of ``text`` (FTS5)."""
         terms = search_terms(text)
         if not any(has_word(term) for term in terms):
             return []
@@ -738,7 +749,7 @@ class Store:
             "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
             "JOIN sessions s ON s.id = m.session_id "
             f"WHERE messages_fts MATCH ?{extra} "
-            "ORDER BY messages_fts.rowid DESC LIMIT ? OFFSET ?"
+            f"ORDER BY {_SEARCH_ORDER[order]} LIMIT ? OFFSET ?"
         )
         try:
             _, rows = self._query(sql, [fts_query(terms), *params, limit, offset])
@@ -774,13 +785,22 @@ class Store:
     def add_interaction(self, **values: Any) -> int:
         """Record an interaction or command received by a front end."""
         values.setdefault("created", utcnow())
-        if isinstance(values.get("payload"), dict | list):
-            values["payload"] = json.dumps(values["payload"], ensure_ascii=False)
-        return self._insert("interactions", values)
+        return self._insert("interactions", records.interaction(values))
 
     def update_interaction(self, interaction_id: int, **values: Any) -> None:
         """Change a recorded interaction (its final status or error)."""
         self._update("interactions", interaction_id, values)
+
+    def read_rows(
+        self, table: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Rows of one of ``TABLES`` with an id above ``after_id``, in id order."""
+        if table not in TABLES:
+            raise ValueError(f"not an mschat table: {table!r}")
+        names, rows = self._query(
+            f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", [after_id, limit]
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of the main tables (diagnostics, tests)."""

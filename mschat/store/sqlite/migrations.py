@@ -7,7 +7,7 @@ import sqlite3
 
 from sqlite_utils import Database, Migrations
 
-from mschat.store.store import MIGRATION_SET
+from mschat.store.sqlite.store import MIGRATION_SET
 
 migrations = Migrations(MIGRATION_SET)
 

@@ -1,0 +1,363 @@
+"""The store contract: every read and write the core and the front ends make.
+
+One abstract class, :class:`Store`, and one implementation per backend
+(``mschat.store.sqlite``, ``mschat.store.postgres``), picked by
+:func:`mschat.store.open_store` from the database's path or URL. The tests of
+``tests/store`` and ``tests/core`` run against both.
+
+What every backend guarantees:
+
+- Times are ISO-8601 UTC text (``utcnow()``'s form) in the dataclasses, however
+  the backend stores them.
+- Every method is one transaction on its own; :meth:`Store.write` makes several
+  calls on one thread one transaction, and nested blocks join the outer one.
+- Methods may be called from up to :attr:`Store.threads` threads at once.
+- A lease (session turns, reply writers, idempotency keys) is taken or renewed by
+  one atomic statement, so two processes never both hold it.
+- Ids are never reused: a deleted row's id is never handed out again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal
+
+from mschat.core.models import Message, SearchHit, Session, User
+
+#: the tables a whole history is made of, parents before children (``read_rows``)
+TABLES = (
+    "users",
+    "sessions",
+    "messages",
+    "api_calls",
+    "feedback",
+    "interactions",
+    "idempotency_keys",
+)
+
+#: how search hits are ordered: newest first (the default), or best match first
+SearchOrder = Literal["newest", "relevance"]
+
+
+class Store(ABC):
+    """Repository over one mschat database; thread-safe."""
+
+    #: which backend this is: "sqlite" or "postgresql"
+    backend: str = ""
+
+    # ---- the database itself ------------------------------------------------
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The database's path or URL without any secret, for display and errors."""
+
+    @property
+    def identity(self) -> str:
+        """A stable, secret-free key of this database (remembered state is keyed by it)."""
+        return self.url
+
+    @property
+    def threads(self) -> int:
+        """How many threads may call the store at once (the manager's worker threads)."""
+        return 1
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connections."""
+
+    @abstractmethod
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in this database, in order."""
+
+    @abstractmethod
+    def data_version(self) -> int:
+        """A number that changes when the data changes (cheap polling by live views).
+
+        The backend's change hook: SQLite's ``PRAGMA data_version``; on PostgreSQL
+        the ``mschat_changes`` sequence that every write to users, sessions or
+        messages advances (a push of changes to other instances starts there).
+        """
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[object]:
+        """One transaction across the store calls made in the block, on this thread.
+
+        Nested blocks join the outer transaction, so several writes commit once;
+        an error rolls all of them back. A read-only database is one clear
+        ``DatabaseError``.
+        """
+
+    @abstractmethod
+    def read_rows(
+        self, table: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Rows of one of :data:`TABLES` with an id above ``after_id``, in id order.
+
+        Every column as stored, times as ISO text and flags as 0/1, so a whole
+        history can be read page by page the same way from any backend.
+        """
+
+    @abstractmethod
+    def table_counts(self) -> dict[str, int]:
+        """Row counts of the main tables (diagnostics, tests)."""
+
+    # ---- users --------------------------------------------------------------
+
+    @abstractmethod
+    def get_user(self, user_id: int) -> User:
+        """The user with this id, or NotFound."""
+
+    @abstractmethod
+    def find_user(self, kind: str, external_id: str) -> User | None:
+        """The user of this kind and external id, if any."""
+
+    @abstractmethod
+    def create_user(self, **values: Any) -> User:
+        """Insert a user unless one of this (kind, external_id) exists; return the user."""
+
+    @abstractmethod
+    def update_user(self, user_id: int, **values: Any) -> User:
+        """Change a user's fields and return the user."""
+
+    @abstractmethod
+    def list_users(self, kind: str | None = None, limit: int = 1000, offset: int = 0) -> list[User]:
+        """Users, most recently active first."""
+
+    @abstractmethod
+    def find_users(self, text: str) -> list[User]:
+        """Users whose name or external id equals ``text`` (or whose id does)."""
+
+    # ---- sessions -----------------------------------------------------------
+
+    @abstractmethod
+    def create_session(self, **values: Any) -> Session:
+        """Insert a session and return it."""
+
+    @abstractmethod
+    def get_session(self, session_id: int) -> Session:
+        """The session with this id, or NotFound."""
+
+    @abstractmethod
+    def update_session(self, session_id: int, **values: Any) -> Session:
+        """Change a session's fields and return it."""
+
+    @abstractmethod
+    def touch_session(self, session_id: int) -> None:
+        """Bump a session's ``updated`` time (a dialogue happened)."""
+
+    @abstractmethod
+    def retitle_untouched_session(self, session_id: int, default: str, title: str) -> bool:
+        """Give a session still titled ``default`` and without messages a title.
+
+        A session the user renamed, or one that already has messages, keeps its title.
+        """
+
+    @abstractmethod
+    def take_lease(self, session_id: int, owner: str, now: str, until: str) -> bool:
+        """Take (or renew) a session's lease unless another owner holds a live one."""
+
+    @abstractmethod
+    def release_lease(self, session_id: int, owner: str) -> None:
+        """Give a session's lease back (if this owner still holds it)."""
+
+    @abstractmethod
+    def delete_session(self, session_id: int) -> None:
+        """Delete a session and (by cascade) its messages."""
+
+    @abstractmethod
+    def delete_user_sessions(self, user_id: int) -> int:
+        """Delete every session a user created; returns how many."""
+
+    @abstractmethod
+    def list_sessions(
+        self,
+        user_id: int | None,
+        *,
+        include_public: bool = False,
+        include_hidden: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Session]:
+        """Sessions visible to a user (own, plus others' public), most recent first.
+
+        ``user_id=None`` lists every session (admin view).
+        """
+
+    @abstractmethod
+    def count_sessions(self, user_id: int | None, *, include_public: bool = False) -> int:
+        """How many sessions ``list_sessions`` would page through."""
+
+    @abstractmethod
+    def find_sessions_by_title(self, title: str) -> list[Session]:
+        """Sessions whose title equals ``title`` (case-insensitive), newest first."""
+
+    @abstractmethod
+    def last_session_of(self, user_id: int) -> Session | None:
+        """The session where the user spoke most recently, if any."""
+
+    # ---- messages -----------------------------------------------------------
+
+    @abstractmethod
+    def add_message(self, *, touch_session: bool = True, **values: Any) -> Message:
+        """Insert a message; bumps the session's and author's ``updated`` time."""
+
+    @abstractmethod
+    def insert_messages(
+        self, session_id: int, rows: Sequence[dict[str, Any]], *, ref: str | None = None
+    ) -> int:
+        """Copy messages (fork, import) into a session in one transaction; returns how many.
+
+        ``ref``, if given, becomes the first copied message's ``external_ref``.
+        """
+
+    @abstractmethod
+    def has_message_ref(self, external_ref: str, creator_id: int) -> bool:
+        """Whether a session of ``creator_id`` holds a message with this reference."""
+
+    @abstractmethod
+    def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
+        """How many questions a user asked since ``since``, and the oldest one's time."""
+
+    @abstractmethod
+    def get_message(self, message_id: int) -> Message:
+        """The message with this id, or NotFound."""
+
+    @abstractmethod
+    def update_message(self, message_id: int, **values: Any) -> None:
+        """Change a message's fields (content while streaming, final status...)."""
+
+    @abstractmethod
+    def find_message_by_ref(self, external_ref: str) -> Message | None:
+        """The message carrying this external reference (e.g. a Discord message id)."""
+
+    @abstractmethod
+    def delete_messages_from(self, session_id: int, message_id: int) -> int:
+        """Delete a session's messages from ``message_id`` on; returns how many."""
+
+    @abstractmethod
+    def messages(
+        self,
+        session_id: int,
+        *,
+        limit: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+    ) -> list[Message]:
+        """A session's messages in order; ``limit`` keeps the last ones (paging back)."""
+
+    @abstractmethod
+    def messages_changed_since(self, session_id: int, after_id: int) -> list[Message]:
+        """Messages newer than ``after_id`` plus any still streaming (live views)."""
+
+    @abstractmethod
+    def search(
+        self,
+        text: str,
+        *,
+        user_id: int | None,
+        include_public: bool = True,
+        limit: int = 20,
+        offset: int = 0,
+        order: SearchOrder = "newest",
+    ) -> list[SearchHit]:
+        """Messages visible to a user that contain every term of ``text``, newest first.
+
+        Terms are literal: one with symbols (``C++``, ``foo.bar``) must appear as
+        typed, ignoring ASCII case; a plain word matches a word of the message
+        (accents ignored), the last one as a prefix. Quotes and operators are
+        text, never query syntax. A search without any letter or digit finds
+        nothing. ``order="relevance"`` puts the best matches first instead.
+        Snippets are bounded whatever a message's size.
+        """
+
+    # ---- replies and their leases (the answer pipeline) ---------------------
+
+    @abstractmethod
+    def add_reply(self, session_id: int, model: str, lease_until: str) -> Message:
+        """Insert an empty ``streaming`` reply, leased to its writer until ``lease_until``."""
+
+    @abstractmethod
+    def renew_reply_lease(self, message_id: int, lease_until: str) -> None:
+        """Push a streaming reply's lease forward (its writer is alive)."""
+
+    @abstractmethod
+    def interrupt_stale_replies(self, now: str, legacy_before: str, reason: str) -> int:
+        """Mark replies still ``streaming`` whose writer is gone as interrupted.
+
+        A writer is gone when its lease ended before ``now``; a reply from before
+        reply leases (none stored) when it was made before ``legacy_before``. A
+        process killed mid-reply cannot mark its own reply, so others do. Returns
+        how many.
+        """
+
+    # ---- operations logs ----------------------------------------------------
+
+    @abstractmethod
+    def add_api_call(self, **values: Any) -> int:
+        """Record one provider request."""
+
+    @abstractmethod
+    def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:
+        """The provider requests made for one reply, oldest first."""
+
+    @abstractmethod
+    def add_feedback(self, **values: Any) -> int:
+        """Record a user's feedback on a reply."""
+
+    @abstractmethod
+    def add_interaction(self, **values: Any) -> int:
+        """Record an interaction or command received by a front end."""
+
+    @abstractmethod
+    def update_interaction(self, interaction_id: int, **values: Any) -> None:
+        """Change a recorded interaction (its final status or error)."""
+
+    # ---- idempotency keys ---------------------------------------------------
+
+    @abstractmethod
+    def claim_idempotency_key(
+        self,
+        *,
+        user_id: int,
+        key: str,
+        endpoint: str,
+        request_hash: str,
+        owner: str,
+        now: str,
+        until: str,
+        expired: str,
+    ) -> tuple[bool, dict[str, Any]]:
+        """Claim a request's key for ``owner`` until ``until``, or read who holds it.
+
+        One transaction: keys created before ``expired`` are forgotten first; the
+        unique (user_id, key) pair decides who claims a new key; a key still running
+        under a lease that ended before ``now`` is taken over by the same request.
+        Returns whether ``owner`` now holds the key, and its row.
+        """
+
+    @abstractmethod
+    def renew_idempotency_key(self, key_id: int, owner: str, until: str) -> bool:
+        """Extend the lease of a key ``owner`` still runs; False when it lost it."""
+
+    @abstractmethod
+    def finish_idempotency_key(
+        self,
+        key_id: int,
+        owner: str,
+        *,
+        status_code: int,
+        response: str,
+        session_id: int | None,
+        message_id: int | None,
+    ) -> None:
+        """Record the answer to a key's first request; retries get it from now on."""
+
+    @abstractmethod
+    def release_idempotency_key(self, key_id: int, owner: str) -> None:
+        """Forget a running key (its request stored nothing), so a retry runs again."""
