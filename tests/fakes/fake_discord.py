@@ -521,7 +521,8 @@ class FakeDiscord:
             interaction["context"] = 1
             interaction["authorizing_integration_owners"] = {"0": "0"}
         else:
-            guild_id = str(self.guild_of(channel_id))
+            # a channel of no known guild is taken as the first test guild's
+            guild_id = str(self.guild_of(channel_id) or GUILD_ID)
             interaction["guild_id"] = guild_id
             interaction["guild_locale"] = "en-US"
             interaction["channel_id"] = str(channel_id)
