@@ -1,0 +1,225 @@
+"""The bot's REST calls per channel: the answers first, everything cosmetic best effort.
+
+Discord counts a channel's calls in buckets: sending and editing messages share
+one (about 5 per 5 s), reactions another (about 1 per 0.25 s). discord.py
+waits for a bucket inside the call, so a call queued there goes out with the
+payload it had when it was queued. mschat queues its calls one step earlier,
+per channel, in a :class:`Lane`: a call leaves the lane only when the one
+before it returned, its payload is computed then (so a stream's edits
+coalesce), and the most urgent call goes first (an answer's messages before
+streaming edits).
+
+Reactions go through a :class:`ReactionLane`: each question says which marks
+it wants (✍🏻 while it is answered, ⏳ while it waits, then 👌 or ❌) and the
+lane makes the fewest calls that get there. When questions queue up faster
+than the bucket allows, marks that no longer help are skipped rather than
+queued behind everything else: a ✍🏻 whose answer is already out, the removal
+of ✍🏻 before the final mark.
+
+A channel's events all reach one shard, hence one process: this state is
+per process on purpose and needs no sharing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import discord
+
+log = logging.getLogger("mschat.discord")
+
+T = TypeVar("T")
+
+#: priorities of message calls (lower goes first)
+ANSWER = 0
+STREAMING = 1
+#: questions waiting for reactions in one channel beyond which only final marks are made
+PRESSURE = 3
+#: questions one channel's reaction lane remembers at most (the oldest are given up)
+BACKLOG = 200
+
+WRITING = "✍🏻"
+DONE = "👌"
+FAILED = "❌"
+WAITING = "⏳"
+
+
+class Lane:
+    """One channel's message calls: one at a time, the most urgent first, built when sent."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: list[tuple[int, Callable[[], int], asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs or waits."""
+        return not self._busy and not self._waiting
+
+    async def run(self, priority: int | Callable[[], int], call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()`` when its turn comes (``priority`` is asked again at every turn).
+
+        Cancelled while waiting, nothing is sent. Once started, the call runs to its end
+        even if the caller is cancelled, so whatever it records is never half done.
+        """
+        urgency = priority if callable(priority) else (lambda: priority)
+        if self._busy or self._waiting:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (next(self._order), urgency, turn)
+            self._waiting.append(entry)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if entry in self._waiting:
+                    self._waiting.remove(entry)
+                elif turn.done() and not turn.cancelled():
+                    self._next()  # the turn was given just now: pass it on
+                raise
+        else:
+            self._busy = True
+        task = asyncio.ensure_future(call())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            raise
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        if not self._waiting:
+            self._busy = False
+            return
+        entry = min(self._waiting, key=lambda e: (e[1](), e[0]))
+        self._waiting.remove(entry)
+        entry[2].set_result(None)
+
+
+class Marks:
+    """The reactions the bot wants on one question, and those it has put there."""
+
+    def __init__(self, message: discord.Message, me: discord.abc.Snowflake) -> None:
+        self.message = message
+        self.me = me
+        self.placed: list[str] = []
+        self.working = True
+        self.waiting = False
+        self.final: str | None = None
+        self.skipped = False  # ✍🏻 came too late to help: never put it now
+
+    def next_call(self, pressure: bool) -> tuple[str, bool] | None:
+        """The next (emoji, add) call towards the wanted marks; None when nothing is left."""
+        transient = [e for e in (WAITING, WRITING) if e in self.placed]
+        if self.final is not None:
+            if pressure:
+                # the final mark alone: the removals would queue behind other questions
+                return None if self.final in self.placed else (self.final, True)
+            if transient:
+                return transient[0], False
+            return None if self.final in self.placed else (self.final, True)
+        if self.working and WRITING not in self.placed and not self.skipped:
+            if pressure:
+                self.skipped = True
+            else:
+                return WRITING, True
+        if self.waiting and WAITING not in self.placed and not pressure:
+            return WAITING, True
+        if not self.waiting and WAITING in self.placed and not pressure:
+            return WAITING, False
+        return None
+
+    def did(self, emoji: str, add: bool) -> None:
+        """Record a call made (or given up: it is not tried again)."""
+        if add and emoji not in self.placed:
+            self.placed.append(emoji)
+        elif not add and emoji in self.placed:
+            self.placed.remove(emoji)
+
+
+class ReactionLane:
+    """One channel's reactions: the marks of its questions, made oldest first."""
+
+    def __init__(self, finished: Callable[[ReactionLane], None] = lambda lane: None) -> None:
+        self.pending: dict[int, Marks] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._finished = finished
+        self.done = asyncio.Event()
+        self.done.set()
+
+    def want(self, marks: Marks) -> None:
+        """Bring ``marks`` about (queued behind the questions already waiting)."""
+        self.pending.setdefault(marks.message.id, marks)
+        while len(self.pending) > BACKLOG:
+            oldest = next(iter(self.pending))
+            del self.pending[oldest]
+        self.done.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._work(), name="mschat-reactions")
+
+    async def _work(self) -> None:
+        try:
+            while self.pending:
+                key, marks = next(iter(self.pending.items()))
+                call = marks.next_call(pressure=len(self.pending) > PRESSURE)
+                if call is None:
+                    self.pending.pop(key, None)
+                    continue
+                emoji, add = call
+                try:
+                    if add:
+                        await marks.message.add_reaction(emoji)
+                    else:
+                        await marks.message.remove_reaction(emoji, marks.me)
+                except discord.HTTPException as exc:
+                    log.debug("reaction %s on %s failed: %s", emoji, marks.message.id, exc)
+                marks.did(emoji, add)
+        finally:
+            self.done.set()
+            self._finished(self)
+
+
+class Lanes:
+    """Every channel's lanes; a channel's lanes go away once nothing uses them."""
+
+    def __init__(self) -> None:
+        self._messages: weakref.WeakValueDictionary[int, Lane] = weakref.WeakValueDictionary()
+        self._reactions: dict[int, ReactionLane] = {}
+
+    def messages(self, channel_id: int) -> Lane:
+        """The message lane of a channel."""
+        lane = self._messages.get(channel_id)
+        if lane is None:
+            lane = self._messages[channel_id] = Lane()
+        return lane
+
+    def react(self, channel_id: int, marks: Marks) -> None:
+        """Queue a question's marks in its channel's reaction lane."""
+        lane = self._reactions.get(channel_id)
+        if lane is None:
+
+            def finished(done: ReactionLane) -> None:
+                # a quiet channel's lane goes; a busy one has been given new marks meanwhile
+                if self._reactions.get(channel_id) is done and not done.pending:
+                    del self._reactions[channel_id]
+
+            lane = self._reactions[channel_id] = ReactionLane(finished)
+        lane.want(marks)
+
+    async def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the queued reactions; whether all were made."""
+        waits = [lane.done.wait() for lane in self._reactions.values() if not lane.done.is_set()]
+        if not waits:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            return False
+        return True
