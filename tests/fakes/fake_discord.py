@@ -177,6 +177,7 @@ class FakeDiscord:
         self.bot_user = user_payload(BOT_ID, "mschat-bot", bot=True)
         self.identified = 0
         self.identifies: list[tuple[int, int] | None] = []  # the shard field of each IDENTIFY
+        self.ready_guilds: list[list[int]] = []  # the guilds of each READY
         #: (event, shard id or None, id of the message or interaction) per delivery
         self.deliveries: list[tuple[str, int | None, str]] = []
         self.guilds: dict[int, Guild] = {
@@ -369,6 +370,7 @@ class FakeDiscord:
             await self._send(conn.ws, "GUILD_CREATE", self.guild_payload(guild.id))
         self.identified += 1
         self.identifies.append(conn.shard)
+        self.ready_guilds.append([g.id for g in guilds])
         self._touch()
 
     async def _send(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
