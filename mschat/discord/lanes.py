@@ -4,10 +4,10 @@ Discord counts a channel's calls in buckets: sending and editing messages share
 one (about 5 per 5 s), reactions another (about 1 per 0.25 s). discord.py
 waits for a bucket inside the call, so a call queued there goes out with the
 payload it had when it was queued. mschat queues its calls one step earlier,
-per channel, in a :class:`Lane`: a call leaves the lane only when the one
-before it returned, its payload is computed then (so a stream's edits
-coalesce), and the most urgent call goes first (an answer's messages before
-streaming edits).
+per channel, in a :class:`Lane`: a few calls are in flight at a time, a
+call's payload is computed when it leaves the lane (so a stream's edits
+coalesce while the channel is busy), and the most urgent call goes first (an
+answer's messages before streaming edits).
 
 Reactions go through a :class:`ReactionLane`: each question says which marks
 it wants (✍🏻 while it is answered, ⏳ while it waits, then 👌 or ❌) and the
@@ -38,8 +38,15 @@ T = TypeVar("T")
 #: priorities of message calls (lower goes first)
 ANSWER = 0
 STREAMING = 1
+#: calls one channel's lanes have in flight at most (more wait in mschat, where they coalesce)
+MESSAGE_SLOTS = 4
+REACTION_SLOTS = 2
+#: a call slower than this waited for its bucket: the lane lets one call out at a time
+SLOW_CALL = 0.2
+#: quick calls in a row after which a lane lets out several again
+WIDEN_AFTER = 5
 #: questions waiting for reactions in one channel beyond which only final marks are made
-PRESSURE = 3
+PRESSURE = 4
 #: questions one channel's reaction lane remembers at most (the oldest are given up)
 BACKLOG = 200
 
@@ -49,18 +56,43 @@ FAILED = "❌"
 WAITING = "⏳"
 
 
-class Lane:
-    """One channel's message calls: one at a time, the most urgent first, built when sent."""
+class Width:
+    """How many calls a lane lets out at once: one while Discord makes them wait, more when not.
 
-    def __init__(self) -> None:
-        self._busy = False
+    discord.py waits for an exhausted bucket inside the call, so a slow call means
+    the channel is throttled: then one call at a time, each built when it goes
+    (what waits in mschat still coalesces). After a run of quick calls, up to
+    ``most`` at once, so a channel that Discord does not throttle is not queued.
+    """
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.now = 1
+        self._quick = 0
+
+    def took(self, seconds: float) -> None:
+        """Record how long a call took."""
+        if seconds > SLOW_CALL:
+            self.now, self._quick = 1, 0
+        else:
+            self._quick += 1
+            if self._quick >= WIDEN_AFTER:
+                self.now = self.most
+
+
+class Lane:
+    """One channel's message calls: the most urgent first, each built when it goes."""
+
+    def __init__(self, slots: int = MESSAGE_SLOTS) -> None:
+        self.width = Width(slots)
+        self._running = 0
         self._waiting: list[tuple[int, Callable[[], int], asyncio.Future[None]]] = []
         self._order = itertools.count()
 
     @property
     def idle(self) -> bool:
         """Nothing runs or waits."""
-        return not self._busy and not self._waiting
+        return not self._running and not self._waiting
 
     async def run(self, priority: int | Callable[[], int], call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()`` when its turn comes (``priority`` is asked again at every turn).
@@ -69,7 +101,7 @@ class Lane:
         even if the caller is cancelled, so whatever it records is never half done.
         """
         urgency = priority if callable(priority) else (lambda: priority)
-        if self._busy or self._waiting:
+        if self._running >= self.width.now or self._waiting:
             turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (next(self._order), urgency, turn)
             self._waiting.append(entry)
@@ -79,10 +111,12 @@ class Lane:
                 if entry in self._waiting:
                     self._waiting.remove(entry)
                 elif turn.done() and not turn.cancelled():
-                    self._next()  # the turn was given just now: pass it on
+                    self._done()  # the turn was given just now: pass it on
                 raise
         else:
-            self._busy = True
+            self._running += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         task = asyncio.ensure_future(call())
         try:
             return await asyncio.shield(task)
@@ -91,15 +125,17 @@ class Lane:
                 await asyncio.wait([task])
             raise
         finally:
-            self._next()
+            self.width.took(loop.time() - started)
+            self._done()
 
-    def _next(self) -> None:
-        if not self._waiting:
-            self._busy = False
-            return
-        entry = min(self._waiting, key=lambda e: (e[1](), e[0]))
-        self._waiting.remove(entry)
-        entry[2].set_result(None)
+    def _done(self) -> None:
+        """A call is over: give free slots to the most urgent calls waiting."""
+        self._running -= 1
+        while self._waiting and self._running < self.width.now:
+            entry = min(self._waiting, key=lambda e: (e[1](), e[0]))
+            self._waiting.remove(entry)
+            self._running += 1
+            entry[2].set_result(None)
 
 
 class Marks:
@@ -144,11 +180,23 @@ class Marks:
 
 
 class ReactionLane:
-    """One channel's reactions: the marks of its questions, made oldest first."""
+    """One channel's reactions: a few calls at a time, ✍🏻 and ⏳ of waiting questions first.
 
-    def __init__(self, finished: Callable[[ReactionLane], None] = lambda lane: None) -> None:
+    A ✍🏻 helps only while its question is answered, so it goes before the final
+    marks of questions already answered, which can wait.
+    """
+
+    def __init__(
+        self,
+        finished: Callable[[ReactionLane], None] = lambda lane: None,
+        *,
+        slots: int = REACTION_SLOTS,
+    ) -> None:
+        self.width = Width(slots)
         self.pending: dict[int, Marks] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._busy: set[int] = set()  # questions with a call in flight
+        self._running = 0
+        self._workers: set[asyncio.Task[None]] = set()  # references, so none is collected
         self._finished = finished
         self.done = asyncio.Event()
         self.done.set()
@@ -157,32 +205,54 @@ class ReactionLane:
         """Bring ``marks`` about (queued behind the questions already waiting)."""
         self.pending.setdefault(marks.message.id, marks)
         while len(self.pending) > BACKLOG:
-            oldest = next(iter(self.pending))
-            del self.pending[oldest]
+            del self.pending[next(iter(self.pending))]
         self.done.clear()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._work(), name="mschat-reactions")
+        idle = len(self.pending) - len(self._busy)
+        for _ in range(min(self.width.now - self._running, idle)):
+            self._running += 1
+            worker = asyncio.create_task(self._work(), name="mschat-reactions")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+
+    def _pick(self) -> tuple[Marks, tuple[str, bool]] | None:
+        """The next call to make, and its question; questions with nothing left are dropped."""
+        pressure = len(self.pending) > PRESSURE
+        for answered in (False, True):
+            for key, marks in list(self.pending.items()):
+                if key in self._busy or (marks.final is not None) != answered:
+                    continue
+                call = marks.next_call(pressure)
+                if call is None:
+                    del self.pending[key]
+                    continue
+                return marks, call
+        return None
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while self.pending:
-                key, marks = next(iter(self.pending.items()))
-                call = marks.next_call(pressure=len(self.pending) > PRESSURE)
-                if call is None:
-                    self.pending.pop(key, None)
-                    continue
-                emoji, add = call
+            while self._running <= self.width.now and (picked := self._pick()) is not None:
+                marks, (emoji, add) = picked
+                key = marks.message.id
+                self._busy.add(key)
+                started = loop.time()
                 try:
                     if add:
                         await marks.message.add_reaction(emoji)
                     else:
                         await marks.message.remove_reaction(emoji, marks.me)
                 except discord.HTTPException as exc:
-                    log.debug("reaction %s on %s failed: %s", emoji, marks.message.id, exc)
+                    log.debug("reaction %s on %s failed: %s", emoji, key, exc)
+                finally:
+                    self._busy.discard(key)
+                    self.width.took(loop.time() - started)
                 marks.did(emoji, add)
         finally:
-            self.done.set()
-            self._finished(self)
+            # no await between the last pick and here: want() sees the true count
+            self._running -= 1
+            if not self._running:
+                self.done.set()
+                self._finished(self)
 
 
 class Lanes:

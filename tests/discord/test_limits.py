@@ -10,7 +10,17 @@ import aiohttp
 import discord
 import pytest
 
-from mschat.discord.lanes import ANSWER, DONE, FAILED, STREAMING, WAITING, WRITING, Lane, Marks
+from mschat.discord.lanes import (
+    ANSWER,
+    DONE,
+    FAILED,
+    REACTION_SLOTS,
+    STREAMING,
+    WAITING,
+    WRITING,
+    Lane,
+    Marks,
+)
 from tests.discord.conftest import Harness
 from tests.fakes.fake_discord import (
     MESSAGES,
@@ -82,7 +92,7 @@ async def test_discord_py_waits_out_the_announced_limits(h: Harness) -> None:
 
 
 async def test_a_lane_sends_answers_before_streaming_edits_and_builds_each_call_when_sent() -> None:
-    lane = Lane()
+    lane = Lane(slots=1)
     order: list[str] = []
     release = asyncio.Event()
     text = {"value": "old"}
@@ -170,16 +180,16 @@ async def test_answers_never_wait_for_a_reaction(h: Harness) -> None:
     for q in questions:
         assert final_answer(h, q)["content"] == f"Echo: {q['content']}"  # type: ignore[index]
     reacting = h.fake.calls_to("PUT", "/reactions/")
-    assert len(reacting) == 1 and reacting[0].status == 0  # one held, no other was even tried
+    # the lane's few calls are held; no other was even tried
+    assert 0 < len(reacting) <= REACTION_SLOTS and all(c.status == 0 for c in reacting)
     release.set()
     await h.fake.wait_until(
         lambda: all(DONE in h.fake.reactions.get(int(q["id"]), []) for q in questions)
     )
-    # six questions queued behind one held ✍🏻: the others get their 👌 alone
-    assert (
-        len(h.fake.calls_to("PUT", "/reactions/")) + len(h.fake.calls_to("DELETE", "/reactions/"))
-        <= 8
-    )
+    # six questions queued behind the held ✍🏻s: most get their 👌 alone (not three calls each)
+    assert len(h.fake.calls_to("PUT", "/reactions/")) + len(
+        h.fake.calls_to("DELETE", "/reactions/")
+    ) < 2 * len(questions)
 
 
 @pytest.mark.slow

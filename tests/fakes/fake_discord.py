@@ -167,6 +167,7 @@ class FakeDiscord:
         self.port = port
         self.calls: list[RestCall] = []
         self.messages: dict[int, dict[str, Any]] = {}
+        self._replies: dict[str, list[int]] = {}  # message id -> ids of the bot's replies
         self.files: dict[int, dict[str, bytes]] = {}
         self.reactions: dict[int, list[str]] = {}  # message id -> bot's current reactions
         self.edits: dict[int, int] = {}  # message id -> number of PATCHes
@@ -636,12 +637,8 @@ class FakeDiscord:
 
     def replies_to(self, message_id: int | str) -> list[dict[str, Any]]:
         """Bot messages that reply to ``message_id`` (a split answer has several)."""
-        ref = str(message_id)
-        return [
-            m
-            for m in self.bot_messages()
-            if (m.get("message_reference") or {}).get("message_id") == ref
-        ]
+        found = [self.messages.get(i) for i in self._replies.get(str(message_id), [])]
+        return [m for m in found if m is not None]
 
     def interaction_messages(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
         """@original plus followups of an interaction, oldest first."""
@@ -844,6 +841,8 @@ class FakeDiscord:
             message["message_reference"] = {
                 k: str(v) if k.endswith("_id") else v for k, v in ref.items()
             }
+            if message["author"]["id"] == str(BOT_ID) and ref.get("message_id"):
+                self._replies.setdefault(str(ref["message_id"]), []).append(message_id)
         self._attach(message, body, files)
         self.messages[message_id] = message
         return message
