@@ -125,7 +125,7 @@ async def bench(opts: Options) -> None:
     home = Path(tempfile.mkdtemp(prefix="mschat-bench-discord-"))
     os.environ["MSCHAT_HOME"] = str(home)
     llm, llm_url = start_process(ROOT, chunk_size=16)
-    fake = FakeDiscord(rate_limits=opts.limits)
+    fake = FakeDiscord(rate_limits=opts.limits, echo=True)
     await fake.start()
     try:
         # the channels' guilds, one per shard, so the shards share the load
@@ -243,7 +243,8 @@ def report(
     print(f"  failed / unanswered: {failed} / {unanswered}")
     print(
         f"  reactions        : ✍🏻 on {len(writing)}, 👌 on {marks} of {len(sent)}; "
-        f"429s: {len(fake.throttled)}; REST calls per message: {len(fake.calls) / len(sent):.2f}"
+        f"429s: {len(fake.throttled)}; REST calls per message: {len(fake.calls) / len(sent):.2f}; "
+        f"gateway echoes per message: {fake.echoed / len(sent):.2f}"
     )
     print(f"  bot CPU          : {cpu:.1f} s, {cpu / max(len(sent), 1) * 1000:.2f} ms per message")
     for name, values in (

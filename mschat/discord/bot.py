@@ -34,6 +34,14 @@ log = logging.getLogger("mschat.discord")
 SHUTDOWN_GRACE = 10.0
 #: seconds the reactions still queued at shutdown may take
 REACTIONS_GRACE = 5.0
+#: the gateway events the bot uses, and no more: every event asked for is parsed, and
+#: Discord sends the bot its own reactions and typing users of busy channels otherwise
+INTENTS = discord.Intents(
+    guilds=True,  # guilds and channels: where a message or a command comes from
+    guild_messages=True,  # Q&A in server channels and mentions
+    dm_messages=True,  # Q&A in DMs
+    message_content=True,  # privileged: the text of plain messages in server channels
+)
 TOKEN_HINT = (
     "set discord.token in the config file, or MSCHAT_DISCORD_TOKEN / DISCORD_TOKEN "
     "(Developer Portal → your application → Bot → Reset Token)"
@@ -52,8 +60,7 @@ class MschatBot(discord.Client):
         edit_interval: float = 1.0,
         **options: Any,
     ) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = True  # privileged: plain-message Q&A in guild channels
+        intents = INTENTS
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         options.setdefault("max_messages", 200)
         super().__init__(intents=intents, **options)

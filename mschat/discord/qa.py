@@ -29,7 +29,7 @@ from mschat.core.events import (
     TextDelta,
     WaitingForTurn,
 )
-from mschat.core.models import Origin, User
+from mschat.core.models import Origin, User, utcnow
 from mschat.discord.components import feedback_view
 from mschat.discord.lanes import ANSWER, DONE, FAILED, Marks
 from mschat.discord.relay import ReplyStream
@@ -155,16 +155,22 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
 
     reactions = Reactions(bot, message)
     reactions.writing()
-    log_id = await manager.log_interaction(
-        user_id=user.id,
-        source="discord",
-        kind="message",
-        name="qa",
-        guild_id=str(message.guild.id) if message.guild else None,
-        channel_id=str(message.channel.id),
-        payload={"message_id": str(message.id), "length": len(text)},
-        status="received",
-    )
+    received = utcnow()
+
+    async def record(status: str, error: str | None = None) -> None:
+        # one row once the answer is over (one write per question, not two)
+        await manager.log_interaction(
+            user_id=user.id,
+            source="discord",
+            kind="message",
+            name="qa",
+            guild_id=str(message.guild.id) if message.guild else None,
+            channel_id=str(message.channel.id),
+            payload={"message_id": str(message.id), "length": len(text)},
+            status=status,
+            error=error,
+            created=received,
+        )
 
     # the question may be deleted meanwhile: then the answer is a plain message
     reference = message.to_reference(fail_if_not_exists=False)
@@ -203,7 +209,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
                 error = None
     except asyncio.CancelledError:
         await _finish(bot, reactions, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
-        await manager.finish_interaction(log_id, "interrupted")
+        await record("interrupted")
         raise
     except MschatError as exc:
         error = exc
@@ -219,9 +225,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         suffix=note if error is None else "",
         error_note=error_text(error) if error is not None else None,
     )
-    await manager.finish_interaction(
-        log_id, "ok" if error is None else "error", None if error is None else str(error)
-    )
+    await record("ok" if error is None else "error", None if error is None else str(error))
 
 
 def _left_session_note(started: Started) -> str:

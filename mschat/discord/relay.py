@@ -15,6 +15,7 @@ answer itself and go first; streaming edits wait for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,10 @@ from mschat.discord.lanes import ANSWER, STREAMING, Lane
 from mschat.discord.split import DISCORD_LIMIT, close_open_fence, split_message
 
 log = logging.getLogger("mschat.discord")
+
+#: seconds the first part waits for its answer to complete: a short answer then goes out
+#: once, whole and with its buttons, instead of being sent and edited at once
+FIRST_PART_GRACE = 0.05
 
 Send = Callable[[str, discord.ui.View | None], Awaitable[discord.Message]]
 
@@ -48,6 +53,8 @@ class ReplyStream:
         self.sent: list[discord.Message] = []
         self.shown: list[tuple[str, bool]] = []  # each part's text, and whether it has the view
         self._final: tuple[str, discord.ui.View | None] | None = None
+        self._finishing = asyncio.Event()
+        self._waited = False  # the first part waited its grace already
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_call = 0.0
@@ -96,6 +103,11 @@ class ReplyStream:
                     return
                 self._dirty.clear()
                 await self._dirty.wait()
+                continue
+            if step == "send" and not self.sent and not self._waited:
+                self._waited = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finishing.wait(), FIRST_PART_GRACE)
                 continue
             if step == "edit":
                 # at most one edit per interval for each message
@@ -149,6 +161,7 @@ class ReplyStream:
         if suffix:
             text = close_open_fence(text) + suffix
         self._final = (text, view)
+        self._finishing.set()
         if not text.strip() and not self.sent:
             if self._task is not None:
                 self._dirty.set()

@@ -12,6 +12,10 @@ the connection serving ``(guild_id >> 22) % count`` (DMs: shard 0), as Discord
 routes them. ``add_guild`` makes more guilds (on a chosen shard), and
 ``GET /gateway/bot`` recommends ``recommended_shards``.
 
+Echoes (``echo=True``): like Discord, the bot also receives its own messages,
+edits and reactions, and a TYPING_START before each user message, when the
+intents of its IDENTIFY ask for them.
+
 Rate limits (``rate_limits=True`` or :meth:`FakeDiscord.limit_rates`): the
 routes the bot uses are counted in per-channel buckets and announced in
 ``X-RateLimit-*`` headers the way Discord does; a call over the limit gets a
@@ -47,6 +51,9 @@ OTHER_CHANNEL_ID = 900_000_000_000_000_011
 BOT_ID = 900_000_000_000_000_100
 APP_ID = 900_000_000_000_000_200
 EPHEMERAL = 1 << 6
+#: gateway intents (bits of IDENTIFY's ``intents``) the echoes depend on
+GUILD_MESSAGES, REACTIONS_INTENT, TYPING = 1 << 9, 1 << 10, 1 << 11
+DM_MESSAGES, DM_REACTIONS, DM_TYPING = 1 << 12, 1 << 13, 1 << 14
 LOADING = 1 << 7
 TIMESTAMP = "2026-01-01T00:00:00.000000+00:00"
 
@@ -102,6 +109,7 @@ class Connection:
 
     ws: web.WebSocketResponse
     shard: tuple[int, int] | None = None
+    intents: int = 0
 
     def serves(self, guild_id: int | None) -> bool:
         """Whether Discord would route an event of this guild (None: a DM) to this shard."""
@@ -161,6 +169,7 @@ class FakeDiscord:
         rate_limits: bool = False,
         rate_scale: float = 1.0,
         recommended_shards: int = 1,
+        echo: bool = False,
     ) -> None:
         self.token = token
         self.host = host
@@ -187,11 +196,14 @@ class FakeDiscord:
             )
         }
         self.recommended_shards = recommended_shards
+        self.echo = echo
+        self.echoed = 0  # events sent back to the bot about its own doings
         self.rate_limits = rate_limits
         self.rate_scale = rate_scale
         self.throttled: list[RestCall] = []  # calls answered 429
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}  # bucket -> (reset, used)
         self._holds: list[tuple[str, str, asyncio.Event]] = []
+        self._echoes: set[asyncio.Future[None]] = set()
         self._guild_keys = itertools.count(220_000_000_000)
         self.api_base = ""
         self.gateway_url = ""
@@ -351,6 +363,7 @@ class FakeDiscord:
         return ws
 
     async def _identify(self, conn: Connection, data: dict[str, Any]) -> None:
+        conn.intents = int(data.get("intents") or 0)
         shard = data.get("shard")
         if shard is not None:
             conn.shard = (int(shard[0]), int(shard[1]))
@@ -386,6 +399,21 @@ class FakeDiscord:
         for conn in targets:
             self.deliveries.append((event, conn.shard[0] if conn.shard else None, data["id"]))
             await self._send(conn.ws, event, data)
+
+    def _echo(self, event: str, data: dict[str, Any], guild_intent: int, dm_intent: int) -> None:
+        """Tell the bot what it did itself, as Discord does when its intents ask for it."""
+        if not self.echo:
+            return
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        intent = guild_intent if guild_id is not None else dm_intent
+        for conn in self._connections:
+            if conn.serves(guild_id) and conn.intents & intent and not conn.ws.closed:
+                self.echoed += 1
+                self._seq += 1
+                payload = json.dumps({"op": 0, "t": event, "s": self._seq, "d": data})
+                task = asyncio.ensure_future(conn.ws.send_str(payload))
+                self._echoes.add(task)
+                task.add_done_callback(self._echoes.discard)
 
     def guild_payload(self, guild_id: int = GUILD_ID) -> dict[str, Any]:
         """The GUILD_CREATE payload of a guild (by default the first test guild)."""
@@ -497,6 +525,14 @@ class FakeDiscord:
             message["guild_id"] = str(guild_id)
             message["member"] = member_payload()
         self.messages[int(message["id"])] = message
+        typing = {
+            "channel_id": message["channel_id"],
+            "user_id": str(user_id),
+            "timestamp": int(time.time()),
+        }
+        if not dm:
+            typing |= {"guild_id": message["guild_id"], "member": member_payload(author)}
+        self._echo("TYPING_START", typing, TYPING, DM_TYPING)
         await self.dispatch("MESSAGE_CREATE", message)
         return message
 
@@ -886,14 +922,18 @@ class FakeDiscord:
             guild_id = self.guild_of(channel_id)
             if guild_id is not None:
                 extra["guild_id"] = str(guild_id)
-            return _json(self._new_message(channel_id, call.body or {}, call.files, **extra))
+            created = self._new_message(channel_id, call.body or {}, call.files, **extra)
+            self._echo("MESSAGE_CREATE", created, GUILD_MESSAGES, DM_MESSAGES)
+            return _json(created)
         message_id = int(parts[3])
         if len(parts) == 4:
             message = self.messages.get(message_id)
             if message is None:
                 return _json({"message": "Unknown Message", "code": 10008}, 404)
             if call.method == "PATCH":
-                return _json(self._edit(message, call))
+                edited = self._edit(message, call)
+                self._echo("MESSAGE_UPDATE", edited, GUILD_MESSAGES, DM_MESSAGES)
+                return _json(edited)
             if call.method == "DELETE":
                 self.messages.pop(message_id, None)
                 return web.Response(status=204)
@@ -905,6 +945,19 @@ class FakeDiscord:
                 current.append(emoji)
             elif call.method == "DELETE" and emoji in current:
                 current.remove(emoji)
+            reaction: dict[str, Any] = {
+                "user_id": str(BOT_ID),
+                "channel_id": channel_id,
+                "message_id": str(message_id),
+                "emoji": {"id": None, "name": emoji},
+                "type": 0,
+                "burst": False,
+            }
+            guild_id = self.guild_of(channel_id)
+            if guild_id is not None:
+                reaction |= {"guild_id": str(guild_id), "member": member_payload(self.bot_user)}
+            event = "MESSAGE_REACTION_ADD" if call.method == "PUT" else "MESSAGE_REACTION_REMOVE"
+            self._echo(event, reaction, REACTIONS_INTENT, DM_REACTIONS)
             return web.Response(status=204)
         return _json({"message": "404: Not Found (fake)", "code": 0}, 404)
 
