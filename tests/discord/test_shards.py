@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from mschat.config import load_config
@@ -160,3 +161,15 @@ async def test_a_private_session_takes_turns_across_shards(
     assert "the DM's answer" in [m.content for m in provider.requests[-1].messages]
     await stop_bot(task1, stop1)
     await stop_bot(task0, stop0)
+
+
+async def test_the_fake_recommends_a_shard_count_at_gateway_bot(fake: FakeDiscord) -> None:
+    """What discord.py asks when it is sharded without a shard count."""
+    fake.recommended_shards = 3
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"{fake.api_base}/gateway/bot", headers={"Authorization": f"Bot {fake.token}"}
+        ) as response:
+            body = await response.json()
+    assert body["shards"] == 3 and body["url"] == fake.gateway_url
+    assert body["session_start_limit"]["max_concurrency"] >= 1
