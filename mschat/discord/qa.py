@@ -110,6 +110,10 @@ class Reactions:
         """The answer is on its way."""
         self._want()
 
+    def shown(self) -> None:
+        """The answer's first part is out: a ✍🏻 not put yet would say nothing more."""
+        self.marks.working = False
+
     def wait(self) -> None:
         """Another process answers in the same public session first."""
         if not self.marks.waiting:
@@ -177,10 +181,13 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
 
     async def send(part: str, view: discord.ui.View | None) -> discord.Message:
         if view is None:
-            return await message.channel.send(part, reference=reference, mention_author=False)
-        return await message.channel.send(
-            part, reference=reference, mention_author=False, view=view
-        )
+            sent = await message.channel.send(part, reference=reference, mention_author=False)
+        else:
+            sent = await message.channel.send(
+                part, reference=reference, mention_author=False, view=view
+            )
+        reactions.shown()
+        return sent
 
     lane = bot.lanes.messages(message.channel.id)
     stream = ReplyStream(send, interval=bot.edit_interval, lane=lane)

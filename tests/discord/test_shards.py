@@ -166,10 +166,12 @@ async def test_a_private_session_takes_turns_across_shards(
 async def test_the_fake_recommends_a_shard_count_at_gateway_bot(fake: FakeDiscord) -> None:
     """What discord.py asks when it is sharded without a shard count."""
     fake.recommended_shards = 3
-    async with aiohttp.ClientSession() as session:
-        async with session.get(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
             f"{fake.api_base}/gateway/bot", headers={"Authorization": f"Bot {fake.token}"}
-        ) as response:
-            body = await response.json()
+        ) as response,
+    ):
+        body = await response.json()
     assert body["shards"] == 3 and body["url"] == fake.gateway_url
     assert body["session_start_limit"]["max_concurrency"] >= 1
