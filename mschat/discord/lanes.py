@@ -41,8 +41,10 @@ STREAMING = 1
 #: calls one channel's lanes have in flight at most (more wait in mschat, where they coalesce)
 MESSAGE_SLOTS = 4
 REACTION_SLOTS = 2
-#: a call slower than this waited for its bucket: the lane lets one call out at a time
+#: a call slower than this and than SLOWER times the usual waited for its bucket:
+#: the lane lets one call out at a time
 SLOW_CALL = 0.2
+SLOWER = 4
 #: quick calls in a row after which a lane lets out several again
 WIDEN_AFTER = 5
 #: questions waiting for reactions in one channel beyond which only final marks are made
@@ -59,25 +61,29 @@ WAITING = "⏳"
 class Width:
     """How many calls a lane lets out at once: one while Discord makes them wait, more when not.
 
-    discord.py waits for an exhausted bucket inside the call, so a slow call means
-    the channel is throttled: then one call at a time, each built when it goes
-    (what waits in mschat still coalesces). After a run of quick calls, up to
-    ``most`` at once, so a channel that Discord does not throttle is not queued.
+    discord.py waits for an exhausted bucket inside the call, so a call much slower
+    than the usual round trip means the channel is throttled: then one call at a
+    time, each built when it goes (what waits in mschat still coalesces). After a
+    run of quick calls, up to ``most`` at once, so a channel that Discord does not
+    throttle is not queued. A busy machine or a slow network slows every call
+    alike: that is not taken for throttling.
     """
 
     def __init__(self, most: int) -> None:
         self.most = most
         self.now = 1
         self._quick = 0
+        self._usual = 0.0  # a running average of the quick calls' times
 
     def took(self, seconds: float) -> None:
         """Record how long a call took."""
-        if seconds > SLOW_CALL:
+        if seconds > max(SLOW_CALL, SLOWER * self._usual):
             self.now, self._quick = 1, 0
-        else:
-            self._quick += 1
-            if self._quick >= WIDEN_AFTER:
-                self.now = self.most
+            return
+        self._usual = seconds if not self._usual else 0.8 * self._usual + 0.2 * seconds
+        self._quick += 1
+        if self._quick >= WIDEN_AFTER:
+            self.now = self.most
 
 
 class Lane:
