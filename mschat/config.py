@@ -191,6 +191,16 @@ def _id_list(value: Any) -> list[int]:
         raise ValueError("a list of numeric ids") from None
 
 
+def _shard_ids(value: Any) -> list[int]:
+    try:
+        ids = _id_list(value)
+    except ValueError:
+        raise ValueError("a list of shard numbers") from None
+    if any(i < 0 for i in ids):
+        raise ValueError("a list of shard numbers ≥ 0")
+    return ids
+
+
 def _ids_or_star(value: Any) -> list[int] | str:
     if value == "*" or value == ["*"]:
         return "*"
@@ -253,6 +263,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
             _choice("disabled", "new", "active"), "disabled", "status of new Discord members"
         ),
         "log_level": Key(_choice(*LOG_LEVELS), "info", "log level of the bot"),
+        "shard_count": Key(
+            _positive_int, None, "shards of the whole bot (runs it sharded; unset: one connection)"
+        ),
+        "shard_ids": Key(
+            _shard_ids, [], "shards this process serves (default: all of shard_count)"
+        ),
     },
     "api": {
         "host": Key(_str, "127.0.0.1", "address serve-api binds to"),

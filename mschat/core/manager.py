@@ -753,5 +753,34 @@ class SessionManager:
         async with self._answerer.turns.lock(session.id):
             return await self._run(insert)
 
+    # ---- front ends running as several processes (the sharded bot) ----------
+
+    async def claim_notice(
+        self, user: User, name: str, interval: timedelta, *, source: str
+    ) -> bool:
+        """Whether to send ``user`` the notice ``name`` now: at most once per ``interval``.
+
+        Counted in the database (the ``interactions`` table, kind ``notice``), so every
+        process sharing it agrees: of two claiming at once, one gets True.
+        """
+        now = datetime.now(UTC)
+        since = (now - interval).isoformat(timespec="microseconds")
+        return await self._run(
+            self.store.claim_notice,
+            user.id,
+            source,
+            name,
+            since,
+            now.isoformat(timespec="microseconds"),
+        )
+
+    def share_turns(self) -> None:
+        """Take turns across processes in every session, private ones too.
+
+        For a front end running as several processes that serve the same users (a
+        sharded bot: a DM and a guild message of one user may reach two processes).
+        """
+        self._answerer.turns.every_session = True
+
 
 __all__ = ["SessionManager"]

@@ -1,4 +1,11 @@
-"""The Discord bot: ``make_bot`` builds it from the core's services, ``run`` serves it."""
+"""The Discord bot: ``make_bot`` builds it from the core's services, ``run`` serves it.
+
+With ``discord.shard_count`` the bot is discord.py's auto-sharded client serving
+``discord.shard_ids`` (all shards when none are given). Several processes with
+disjoint shard ids over one database are one bot: everything a user's events
+depend on is in the database, and the process serving shard 0 (the *leader*)
+is the one that syncs the application commands and logs the invite URL.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +25,23 @@ from mschat.core.services import Services
 from mschat.discord import commands, qa
 from mschat.discord.components import CustomId, MschatItem
 from mschat.discord.invite import invite_url
+from mschat.discord.lanes import Lanes
 from mschat.visible import visible
 
 log = logging.getLogger("mschat.discord")
 
 #: seconds replies in flight may take to finish on shutdown before being interrupted
 SHUTDOWN_GRACE = 10.0
+#: seconds the reactions still queued at shutdown may take
+REACTIONS_GRACE = 5.0
+#: the gateway events the bot uses, and no more: every event asked for is parsed, and
+#: Discord sends the bot its own reactions and typing users of busy channels otherwise
+INTENTS = discord.Intents(
+    guilds=True,  # guilds and channels: where a message or a command comes from
+    guild_messages=True,  # Q&A in server channels and mentions
+    dm_messages=True,  # Q&A in DMs
+    message_content=True,  # privileged: the text of plain messages in server channels
+)
 TOKEN_HINT = (
     "set discord.token in the config file, or MSCHAT_DISCORD_TOKEN / DISCORD_TOKEN "
     "(Developer Portal → your application → Bot → Reset Token)"
@@ -42,8 +60,7 @@ class MschatBot(discord.Client):
         edit_interval: float = 1.0,
         **options: Any,
     ) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = True  # privileged: plain-message Q&A in guild channels
+        intents = INTENTS
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         options.setdefault("max_messages", 200)
         super().__init__(intents=intents, **options)
@@ -52,7 +69,7 @@ class MschatBot(discord.Client):
         self.guild_ids = list(guild_ids or [])
         self.qa_channels: list[int] | str = qa_channels if qa_channels is not None else []
         self.edit_interval = edit_interval
-        self.hints: dict[int, float] = {}  # user id -> when the disabled hint was sent
+        self.lanes = Lanes()
         self.accepting = True
         self.invited = False  # the invite URL was logged (READY comes again on reconnects)
         self.inflight: set[asyncio.Task[Any]] = set()
@@ -63,10 +80,19 @@ class MschatBot(discord.Client):
     def __repr__(self) -> str:
         return f"<MschatBot guilds={self.guild_ids} qa_channels={self.qa_channels!r}>"
 
+    @property
+    def leader(self) -> bool:
+        """Whether this process syncs the commands and logs the invite (it serves shard 0)."""
+        shard_ids = getattr(self, "shard_ids", None)
+        return shard_ids is None or 0 in shard_ids
+
     async def setup_hook(self) -> None:
         """Register the persistent components, watch for dead replies, sync the commands."""
         self.add_dynamic_items(MschatItem)
         self.manager.watch_replies()
+        if not self.leader:
+            log.info("commands are synced by the process serving shard 0")
+            return
         if self.guild_ids:
             for guild_id in self.guild_ids:
                 guild = discord.Object(id=guild_id)
@@ -85,7 +111,7 @@ class MschatBot(discord.Client):
             getattr(self.user, "id", "?"),
             len(self.guilds),
         )
-        if not self.invited and self.application_id is not None:
+        if not self.invited and self.leader and self.application_id is not None:
             self.invited = True
             log.info("invite the bot to a server: %s", invite_url(self.application_id))
 
@@ -108,6 +134,11 @@ class MschatBot(discord.Client):
         """Called by MschatItem for every mschat button or select."""
         await commands.on_component(self, interaction, cid, values)
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Modal submissions are routed by custom_id, whichever process opened the modal."""
+        if interaction.type == discord.InteractionType.modal_submit:
+            await commands.on_modal(self, interaction)
+
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
@@ -124,7 +155,37 @@ class MschatBot(discord.Client):
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        if not await self.lanes.settle(REACTIONS_GRACE):
+            log.info("reactions still queued at shutdown were given up")
         return len(pending)
+
+
+class ShardedMschatBot(MschatBot, discord.AutoShardedClient):
+    """The bot as discord.py's auto-sharded client (``discord.shard_count``)."""
+
+    def __repr__(self) -> str:
+        return f"<ShardedMschatBot shards={self.shard_ids}/{self.shard_count}>"
+
+
+def shard_options(config: Any) -> dict[str, Any]:
+    """``shard_count`` / ``shard_ids`` for discord.py from the config, checked; {} unsharded."""
+    count = config.get("discord", "shard_count")
+    ids = config.get("discord", "shard_ids")
+    if count is None:
+        if ids:
+            raise ConfigError(
+                "discord.shard_ids needs discord.shard_count",
+                hint="set discord.shard_count to the number of shards of the whole bot",
+            )
+        return {}
+    ids = list(ids or range(count))
+    wrong = [i for i in ids if not 0 <= i < count]
+    if wrong or len(set(ids)) != len(ids):
+        raise ConfigError(
+            f"discord.shard_ids must be distinct numbers from 0 to {count - 1}, got {ids}",
+            hint="each process serves its own shards of discord.shard_count",
+        )
+    return {"shard_count": count, "shard_ids": sorted(ids)}
 
 
 def make_bot(
@@ -135,9 +196,19 @@ def make_bot(
     edit_interval: float | None = None,
     **options: Any,
 ) -> MschatBot:
-    """Build the bot from the services; settings default to the ``discord.*`` config."""
+    """Build the bot from the services; settings default to the ``discord.*`` config.
+
+    With ``discord.shard_count`` (or ``shard_count=`` in ``options``) it is sharded.
+    """
     config = services.config
-    return MschatBot(
+    if "shard_count" not in options:
+        options.update(shard_options(config))
+    cls: type[MschatBot] = MschatBot
+    if options.get("shard_count") is not None:
+        cls = ShardedMschatBot
+        # a user's DM and guild messages may reach two processes: take turns through the database
+        services.manager.share_turns()
+    return cls(
         services,
         guild_ids=config.get("discord", "guild_ids") if guild_ids is None else guild_ids,
         qa_channels=config.get("discord", "qa_channels") if qa_channels is None else qa_channels,
@@ -154,6 +225,15 @@ def configure_endpoints(api_base: str | None, gateway_url: str | None) -> None:
         discord.http.Route.BASE = api_base.rstrip("/")
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def describe(bot: MschatBot) -> str:
+    """What this process serves, for its first log line."""
+    if isinstance(bot, discord.AutoShardedClient):
+        ids = ", ".join(str(i) for i in bot.shard_ids or [])
+        role = "syncs commands" if bot.leader else "leaves commands to shard 0"
+        return f"shards {ids} of {bot.shard_count} ({role})"
+    return "unsharded"
 
 
 class VisibleFormatter(logging.Formatter):
@@ -185,6 +265,7 @@ async def serve(
 ) -> None:
     """Log in, run until ``stop`` is set (or the gateway gives up), then shut down cleanly."""
     stop = stop or asyncio.Event()
+    log.info("starting the bot: %s", describe(bot))
     try:
         await bot.login(token)
     except discord.LoginFailure:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -317,8 +318,16 @@ async def on_component(
     await handle(bot, interaction, "component", f"{cid.scope}:{cid.action}", body, update=True)
 
 
+#: the feedback modal's custom_id carries the reply it is about
+FEEDBACK_MODAL = re.compile(r"mschat:fbtext:(\d{1,20})")
+
+
 class FeedbackModal(discord.ui.Modal):
-    """Free-text feedback on one answer."""
+    """Free-text feedback on one answer.
+
+    Its submission is routed by its custom_id (``on_modal``), not by this object:
+    it may reach another process (a shard) or come after a restart.
+    """
 
     text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
         label="What was wrong or missing?",
@@ -327,20 +336,40 @@ class FeedbackModal(discord.ui.Modal):
         max_length=1000,
     )
 
-    def __init__(self, bot: MschatBot, reply_id: int) -> None:
+    def __init__(self, reply_id: int) -> None:
         super().__init__(title="Feedback on this answer", custom_id=f"mschat:fbtext:{reply_id}")
-        self.bot = bot
-        self.reply_id = reply_id
+        # finished before it is sent: discord.py keeps no copy waiting for the submission
+        self.stop()
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        """Store the text as feedback of kind "other"."""
-        text = str(self.text.value)
 
-        async def body(ctx: Ctx) -> None:
-            await ctx.manager.add_feedback(ctx.user, self.reply_id, "other", text)
-            await ctx.show("Thanks, your feedback was recorded.")
+def _submitted_text(data: dict[str, Any], custom_id: str) -> str:
+    """The value of a modal's text input, from the raw submission."""
+    stack = list(data.get("components") or [])
+    while stack:
+        component = stack.pop(0)
+        if isinstance(component, dict):
+            if component.get("custom_id") == custom_id and "value" in component:
+                return str(component["value"])
+            stack.extend(component.get("components") or [])
+            if isinstance(component.get("component"), dict):
+                stack.append(component["component"])
+    return ""
 
-        await handle(self.bot, interaction, "modal", "feedback:other", body)
+
+async def on_modal(bot: MschatBot, interaction: discord.Interaction) -> None:
+    """A submitted mschat modal: the text feedback on an answer is stored as kind "other"."""
+    data: dict[str, Any] = dict(interaction.data or {})  # type: ignore[arg-type]
+    match = FEEDBACK_MODAL.fullmatch(str(data.get("custom_id", "")))
+    if match is None:
+        return
+    reply_id = int(match[1])
+    text = _submitted_text(data, "text")[:1000]
+
+    async def body(ctx: Ctx) -> None:
+        await ctx.manager.add_feedback(ctx.user, reply_id, "other", text)
+        await ctx.show("Thanks, your feedback was recorded.")
+
+    await handle(bot, interaction, "modal", "feedback:other", body)
 
 
 async def _feedback(bot: MschatBot, interaction: discord.Interaction, cid: CustomId) -> None:
@@ -348,7 +377,7 @@ async def _feedback(bot: MschatBot, interaction: discord.Interaction, cid: Custo
     kind = cid.arg or "other"
     if kind == "other":
         # the modal is the acknowledgement; nothing is stored until it is submitted
-        await interaction.response.send_modal(FeedbackModal(bot, cid.target))
+        await interaction.response.send_modal(FeedbackModal(cid.target))
         return
 
     async def body(ctx: Ctx) -> None:

@@ -2,6 +2,10 @@
 
 Whether a user may chat is the core's to say (``mschat.core.eligibility``);
 the bot only turns its typed refusals into silence, a hint or a ❌.
+
+Reactions are best effort: a question never waits for one (they go through
+the channel's reaction lane, ``lanes.py``), while the answer's messages go
+through its message lane ahead of streaming edits.
 """
 
 from __future__ import annotations
@@ -9,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -25,8 +29,9 @@ from mschat.core.events import (
     TextDelta,
     WaitingForTurn,
 )
-from mschat.core.models import Origin, User
+from mschat.core.models import Origin, User, utcnow
 from mschat.discord.components import feedback_view
+from mschat.discord.lanes import ANSWER, DONE, FAILED, Marks
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text
 
@@ -35,13 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mschat.discord")
 
-WRITING = "✍🏻"
-DONE = "👌"
-FAILED = "❌"
-#: the question waits while another process answers in the same public session
-WAITING = "⏳"
-#: seconds between two "you are disabled" hints to the same user
-HINT_INTERVAL = 3600.0
+#: the shortest time between two "you are disabled" hints to the same user (every shard)
+HINT_INTERVAL = timedelta(hours=1)
 INTERRUPTED_NOTE = "\n\n*(interrupted: the bot is shutting down)*"
 
 
@@ -73,11 +73,11 @@ def eligible(bot: MschatBot, message: discord.Message) -> bool:
 
 
 async def _quietly(action: Awaitable[object]) -> None:
-    """Await a reaction or note; when Discord refuses it, the answer goes on regardless."""
+    """Await a note; when Discord refuses it, the answer goes on regardless."""
     try:
         await action
     except discord.HTTPException as exc:
-        log.debug("reaction failed: %s", exc)
+        log.debug("a note failed: %s", exc)
 
 
 def check_may_chat(user: User) -> None:
@@ -91,35 +91,46 @@ def check_may_chat(user: User) -> None:
 
 
 class Reactions:
-    """The bot's reactions on a question: ✍🏻 while it works (⏳ while it waits), then 👌 or ❌."""
+    """The bot's reactions on a question: ✍🏻 while it works (⏳ while it waits), then 👌 or ❌.
+
+    Each method only says what the question should show; the channel's reaction
+    lane makes the calls when Discord allows, and never holds up the answer.
+    """
 
     def __init__(self, bot: MschatBot, message: discord.Message) -> None:
         assert bot.user is not None
-        self.me = bot.user
+        self.bot = bot
         self.message = message
-        self.waiting = False
+        self.marks = Marks(message, bot.user)
 
-    async def writing(self) -> None:
+    def _want(self) -> None:
+        self.bot.lanes.react(self.message.channel.id, self.marks)
+
+    def writing(self) -> None:
         """The answer is on its way."""
-        await _quietly(self.message.add_reaction(WRITING))
+        self._want()
 
-    async def wait(self) -> None:
+    def shown(self) -> None:
+        """The answer's first part is out: a ✍🏻 not put yet would say nothing more."""
+        self.marks.working = False
+
+    def wait(self) -> None:
         """Another process answers in the same public session first."""
-        if not self.waiting:
-            self.waiting = True
-            await _quietly(self.message.add_reaction(WAITING))
+        if not self.marks.waiting:
+            self.marks.waiting = True
+            self._want()
 
-    async def stop_waiting(self) -> None:
+    def stop_waiting(self) -> None:
         """This question's turn came (or it ended)."""
-        if self.waiting:
-            self.waiting = False
-            await _quietly(self.message.remove_reaction(WAITING, self.me))
+        if self.marks.waiting:
+            self.marks.waiting = False
+            self._want()
 
-    async def finish(self, ok: bool) -> None:
+    def finish(self, ok: bool) -> None:
         """✍🏻 becomes 👌 or ❌."""
-        await self.stop_waiting()
-        await _quietly(self.message.remove_reaction(WRITING, self.me))
-        await _quietly(self.message.add_reaction(DONE if ok else FAILED))
+        self.marks.waiting = self.marks.working = False
+        self.marks.final = DONE if ok else FAILED
+        self._want()
 
 
 async def handle_message(bot: MschatBot, message: discord.Message) -> None:
@@ -141,35 +152,45 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         return  # nothing is stored or answered, and nothing says so
     except ChatDisabled:
         if addressed:
-            await _hint(bot, message, user.id)
+            await _hint(bot, message, user)
         return
     if not text:
         return
 
     reactions = Reactions(bot, message)
-    await reactions.writing()
-    log_id = await manager.log_interaction(
-        user_id=user.id,
-        source="discord",
-        kind="message",
-        name="qa",
-        guild_id=str(message.guild.id) if message.guild else None,
-        channel_id=str(message.channel.id),
-        payload={"message_id": str(message.id), "length": len(text)},
-        status="received",
-    )
+    reactions.writing()
+    received = utcnow()
+
+    async def record(status: str, error: str | None = None) -> None:
+        # one row once the answer is over (one write per question, not two)
+        await manager.log_interaction(
+            user_id=user.id,
+            source="discord",
+            kind="message",
+            name="qa",
+            guild_id=str(message.guild.id) if message.guild else None,
+            channel_id=str(message.channel.id),
+            payload={"message_id": str(message.id), "length": len(text)},
+            status=status,
+            error=error,
+            created=received,
+        )
 
     # the question may be deleted meanwhile: then the answer is a plain message
     reference = message.to_reference(fail_if_not_exists=False)
 
     async def send(part: str, view: discord.ui.View | None) -> discord.Message:
         if view is None:
-            return await message.channel.send(part, reference=reference, mention_author=False)
-        return await message.channel.send(
-            part, reference=reference, mention_author=False, view=view
-        )
+            sent = await message.channel.send(part, reference=reference, mention_author=False)
+        else:
+            sent = await message.channel.send(
+                part, reference=reference, mention_author=False, view=view
+            )
+        reactions.shown()
+        return sent
 
-    stream = ReplyStream(send, interval=bot.edit_interval)
+    lane = bot.lanes.messages(message.channel.id)
+    stream = ReplyStream(send, interval=bot.edit_interval, lane=lane)
     reply_id: int | None = None
     error: BaseException | None = None
     note = ""
@@ -177,11 +198,11 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     try:
         async for event in manager.chat(user, text, origin=origin, external_ref=str(message.id)):
             if isinstance(event, WaitingForTurn):
-                await reactions.wait()
+                reactions.wait()
             elif isinstance(event, Started):
                 reply_id = event.reply_id
                 note += _left_session_note(event)
-                await reactions.stop_waiting()
+                reactions.stop_waiting()
             elif isinstance(event, TextDelta):
                 stream.feed(event.text)
             elif isinstance(event, HistoryTrimmed):
@@ -195,7 +216,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
                 error = None
     except asyncio.CancelledError:
         await _finish(bot, reactions, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
-        await manager.finish_interaction(log_id, "interrupted")
+        await record("interrupted")
         raise
     except MschatError as exc:
         error = exc
@@ -211,9 +232,7 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         suffix=note if error is None else "",
         error_note=error_text(error) if error is not None else None,
     )
-    await manager.finish_interaction(
-        log_id, "ok" if error is None else "error", None if error is None else str(error)
-    )
+    await record("ok" if error is None else "error", None if error is None else str(error))
 
 
 def _left_session_note(started: Started) -> str:
@@ -254,18 +273,20 @@ async def _finish(
     except discord.HTTPException as exc:
         log.warning("could not deliver the answer to message %s: %s", message.id, exc)
         sent, ok = stream.sent, False
+    if error_note:
+        await _reply(bot, message, error_note)
+    reactions.finish(ok)
     if reply_id is not None and sent:
         await bot.manager.set_external_ref(reply_id, str(sent[0].id))
-    if error_note:
-        await _quietly(message.reply(error_note, mention_author=False))
-    await reactions.finish(ok)
 
 
-async def _hint(bot: MschatBot, message: discord.Message, user_id: int) -> None:
-    """Tell a disabled user how to enable the bot, at most once per hour."""
-    now = time.monotonic()
-    last = bot.hints.get(user_id)
-    if last is not None and now - last < HINT_INTERVAL:
-        return
-    bot.hints[user_id] = now
-    await _quietly(message.reply(DISABLED_HINT, mention_author=False))
+async def _reply(bot: MschatBot, message: discord.Message, text: str) -> None:
+    """A short note replying to ``message``, sent with the answers of its channel."""
+    lane = bot.lanes.messages(message.channel.id)
+    await _quietly(lane.run(ANSWER, lambda: message.reply(text, mention_author=False)))
+
+
+async def _hint(bot: MschatBot, message: discord.Message, user: User) -> None:
+    """Tell a disabled user how to enable the bot, at most once per hour whichever shard hears."""
+    if await bot.manager.claim_notice(user, "disabled_hint", HINT_INTERVAL, source="discord"):
+        await _reply(bot, message, DISABLED_HINT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,9 +68,15 @@ async def stop_bot(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    """A started fake Discord (discord.py's endpoints are restored afterwards)."""
+    """A started fake Discord (discord.py's endpoints are restored afterwards).
+
+    ``FAKE_DISCORD_RATE_LIMITS=1`` runs every test with Discord's rate limits on
+    (``FAKE_DISCORD_RATE_SCALE`` shortens their windows).
+    """
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord() as server:
+    limits = os.environ.get("FAKE_DISCORD_RATE_LIMITS", "") not in ("", "0")
+    scale = float(os.environ.get("FAKE_DISCORD_RATE_SCALE") or 1.0)
+    async with FakeDiscord(rate_limits=limits, rate_scale=scale) as server:
         yield server
     discord.http.Route.BASE = base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway

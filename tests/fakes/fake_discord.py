@@ -6,6 +6,22 @@ It records every REST call, keeps the messages the bot sends (with their
 components, so a test can "click" a button of any stored message, even after a
 bot restart) and lets tests dispatch MESSAGE_CREATE / INTERACTION_CREATE.
 
+Shards: a bot that IDENTIFYs with ``shard: [id, count]`` gets READY and
+GUILD_CREATE for the guilds of its shard only, and the events of a guild reach
+the connection serving ``(guild_id >> 22) % count`` (DMs: shard 0), as Discord
+routes them. ``add_guild`` makes more guilds (on a chosen shard), and
+``GET /gateway/bot`` recommends ``recommended_shards``.
+
+Echoes (``echo=True``): like Discord, the bot also receives its own messages,
+edits and reactions, and a TYPING_START before each user message, when the
+intents of its IDENTIFY ask for them.
+
+Rate limits (``rate_limits=True`` or :meth:`FakeDiscord.limit_rates`): the
+routes the bot uses are counted in per-channel buckets and announced in
+``X-RateLimit-*`` headers the way Discord does; a call over the limit gets a
+429 with a JSON ``retry_after`` (and the ``Via`` header without which
+discord.py would not retry it). ``rate_scale`` shortens every window alike.
+
 Run standalone (then point ``mschat serve-discord`` at the printed URLs)::
 
     python -m tests.fakes.fake_discord --port 8090
@@ -18,6 +34,7 @@ exactly ``application/json``; interaction callbacks answer JSON
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import time
@@ -34,6 +51,9 @@ OTHER_CHANNEL_ID = 900_000_000_000_000_011
 BOT_ID = 900_000_000_000_000_100
 APP_ID = 900_000_000_000_000_200
 EPHEMERAL = 1 << 6
+#: gateway intents (bits of IDENTIFY's ``intents``) the echoes depend on
+GUILD_MESSAGES, REACTIONS_INTENT, TYPING = 1 << 9, 1 << 10, 1 << 11
+DM_MESSAGES, DM_REACTIONS, DM_TYPING = 1 << 12, 1 << 13, 1 << 14
 LOADING = 1 << 7
 TIMESTAMP = "2026-01-01T00:00:00.000000+00:00"
 
@@ -48,6 +68,57 @@ class RestCall:
     body: Any  # parsed JSON (payload_json for multipart), or None
     files: dict[str, bytes] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
+    status: int = 0  # the status answered (0 while it is being handled)
+    bucket: str | None = None  # the rate-limit bucket it counted in, when limits are on
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One of Discord's per-route limits: ``limit`` calls per ``per`` seconds per channel."""
+
+    bucket: str
+    limit: int
+    per: float
+
+    @property
+    def hash(self) -> str:
+        """The ``X-RateLimit-Bucket`` value announced for it (opaque, stable)."""
+        return hashlib.sha1(self.bucket.encode()).hexdigest()[:32]
+
+
+#: reactions (add and remove share one bucket per channel): about 1 per 0.25 s
+REACTIONS = Limit("reactions", 1, 0.25)
+#: sending and editing messages share one bucket per channel: 5 per 5 s
+MESSAGES = Limit("messages", 5, 5.0)
+#: deleting a message has a bucket of its own
+DELETES = Limit("message-delete", 5, 1.0)
+
+
+@dataclass
+class Guild:
+    """A fake guild: its id and its text channels (id, name)."""
+
+    id: int
+    name: str
+    channels: list[tuple[int, str]]
+
+
+@dataclass
+class Connection:
+    """One gateway websocket: the shard it identified for, if any."""
+
+    ws: web.WebSocketResponse
+    shard: tuple[int, int] | None = None
+    intents: int = 0
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether Discord would route an event of this guild (None: a DM) to this shard."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (guild_id >> 22) % count == shard_id
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -90,13 +161,22 @@ class FakeDiscord:
     """Discord REST + gateway on 127.0.0.1 (``await start()``; ``await stop()``)."""
 
     def __init__(
-        self, *, token: str = "test-token", host: str = "127.0.0.1", port: int = 0
+        self,
+        *,
+        token: str = "test-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_limits: bool = False,
+        rate_scale: float = 1.0,
+        recommended_shards: int = 1,
+        echo: bool = False,
     ) -> None:
         self.token = token
         self.host = host
         self.port = port
         self.calls: list[RestCall] = []
         self.messages: dict[int, dict[str, Any]] = {}
+        self._replies: dict[str, list[int]] = {}  # message id -> ids of the bot's replies
         self.files: dict[int, dict[str, bytes]] = {}
         self.reactions: dict[int, list[str]] = {}  # message id -> bot's current reactions
         self.edits: dict[int, int] = {}  # message id -> number of PATCHes
@@ -106,11 +186,30 @@ class FakeDiscord:
         self.users: dict[int, dict[str, Any]] = {}
         self.bot_user = user_payload(BOT_ID, "mschat-bot", bot=True)
         self.identified = 0
+        self.identifies: list[tuple[int, int] | None] = []  # the shard field of each IDENTIFY
+        self.ready_guilds: list[list[int]] = []  # the guilds of each READY
+        #: (event, shard id or None, id of the message or interaction) per delivery
+        self.deliveries: list[tuple[str, int | None, str]] = []
+        self.guilds: dict[int, Guild] = {
+            GUILD_ID: Guild(
+                GUILD_ID, "Fake Guild", [(QA_CHANNEL_ID, "qa"), (OTHER_CHANNEL_ID, "general")]
+            )
+        }
+        self.recommended_shards = recommended_shards
+        self.echo = echo
+        self.echoed = 0  # events sent back to the bot about its own doings
+        self.rate_limits = rate_limits
+        self.rate_scale = rate_scale
+        self.throttled: list[RestCall] = []  # calls answered 429
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}  # bucket -> (reset, used)
+        self._holds: list[tuple[str, str, asyncio.Event]] = []
+        self._echoes: set[asyncio.Future[None]] = set()
+        self._guild_keys = itertools.count(220_000_000_000)
         self.api_base = ""
         self.gateway_url = ""
         self._ids = itertools.count(1_000_000_000_000_000_000)
         self._seq = 0
-        self._sockets: list[web.WebSocketResponse] = []
+        self._connections: list[Connection] = []
         self._changed: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self._refusals: list[tuple[str, str, int, str]] = []
@@ -134,8 +233,10 @@ class FakeDiscord:
 
     async def stop(self) -> None:
         """Close the gateway sockets and the server."""
-        for ws in list(self._sockets):
-            await ws.close()
+        for hold in self._holds:
+            hold[2].set()
+        for conn in list(self._connections):
+            await conn.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -149,16 +250,60 @@ class FakeDiscord:
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket as Discord does on an error (the bot reconnects)."""
-        for ws in list(self._sockets):
-            await ws.close(code=code)
+        for conn in list(self._connections):
+            await conn.ws.close(code=code)
 
     def refuse(self, method: str, fragment: str, status: int = 400, message: str = "") -> None:
         """Answer every later ``method`` call whose path contains ``fragment`` with an error."""
         self._refusals.append((method, fragment, status, message or "Invalid Form Body"))
 
+    def hold(self, method: str, fragment: str) -> asyncio.Event:
+        """Stall later ``method`` calls whose path contains ``fragment`` until the event is set.
+
+        The call is recorded when it arrives; it is answered once released.
+        """
+        release = asyncio.Event()
+        self._holds.append((method, fragment, release))
+        return release
+
+    def limit_rates(self, on: bool = True, *, scale: float | None = None) -> None:
+        """Switch Discord's rate limits on or off (``scale`` shortens their windows)."""
+        self.rate_limits = on
+        if scale is not None:
+            self.rate_scale = scale
+        self._windows.clear()
+
     def new_id(self) -> int:
         """A fresh snowflake."""
         return next(self._ids)
+
+    def add_guild(
+        self, *, channels: int = 1, shard: int = 0, shard_count: int = 1, name: str | None = None
+    ) -> Guild:
+        """A new guild with ``channels`` text channels, on ``shard`` of ``shard_count``.
+
+        A bot already connected does not see it (Discord would send GUILD_CREATE on join;
+        the tests add guilds before the bots start).
+        """
+        key = next(self._guild_keys)
+        while key % shard_count != shard:
+            key = next(self._guild_keys)
+        guild_id = (key << 22) + 1
+        guild = Guild(
+            guild_id,
+            name or f"Guild {len(self.guilds) + 1}",
+            [(self.new_id(), f"qa-{i + 1}") for i in range(channels)],
+        )
+        self.guilds[guild_id] = guild
+        return guild
+
+    def guild_of(self, channel_id: int | str) -> int | None:
+        """The guild a channel belongs to (None: a DM channel)."""
+        channel = int(channel_id)
+        for guild in self.guilds.values():
+            if any(cid == channel for cid, _ in guild.channels):
+                return guild.id
+        return None
 
     def _touch(self) -> None:
         if self._changed is not None:
@@ -196,7 +341,8 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        self._sockets.append(ws)
+        conn = Connection(ws)
+        self._connections.append(conn)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
         try:
             async for msg in ws:
@@ -207,28 +353,38 @@ class FakeDiscord:
                 if op == 1:
                     await ws.send_str(json.dumps({"op": 11}))
                 elif op == 2:
-                    await self._identify(ws)
+                    await self._identify(conn, data.get("d") or {})
                 elif op == 6:
                     # no resume support: ask for a fresh IDENTIFY
                     await ws.send_str(json.dumps({"op": 9, "d": False}))
         finally:
-            if ws in self._sockets:
-                self._sockets.remove(ws)
+            if conn in self._connections:
+                self._connections.remove(conn)
         return ws
 
-    async def _identify(self, ws: web.WebSocketResponse) -> None:
-        ready = {
+    async def _identify(self, conn: Connection, data: dict[str, Any]) -> None:
+        conn.intents = int(data.get("intents") or 0)
+        shard = data.get("shard")
+        if shard is not None:
+            conn.shard = (int(shard[0]), int(shard[1]))
+        guilds = [g for g in self.guilds.values() if conn.serves(g.id)]
+        ready: dict[str, Any] = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": f"fake-session-{self.identified}",
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(APP_ID), "flags": 0},
             "private_channels": [],
         }
-        await self._send(ws, "READY", ready)
-        await self._send(ws, "GUILD_CREATE", self.guild_payload())
+        if conn.shard is not None:
+            ready["shard"] = list(conn.shard)
+        await self._send(conn.ws, "READY", ready)
+        for guild in guilds:
+            await self._send(conn.ws, "GUILD_CREATE", self.guild_payload(guild.id))
         self.identified += 1
+        self.identifies.append(conn.shard)
+        self.ready_guilds.append([g.id for g in guilds])
         self._touch()
 
     async def _send(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
@@ -236,13 +392,32 @@ class FakeDiscord:
         await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a gateway event to every connected bot."""
-        assert self._sockets, "no bot is connected to the fake gateway"
-        for ws in list(self._sockets):
-            await self._send(ws, event, data)
+        """Send a gateway event to the connections of its shard (every one without shards)."""
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        targets = [c for c in self._connections if c.serves(guild_id)]
+        assert targets, f"no bot connected to the fake gateway serves guild {guild_id}"
+        for conn in targets:
+            self.deliveries.append((event, conn.shard[0] if conn.shard else None, data["id"]))
+            await self._send(conn.ws, event, data)
 
-    def guild_payload(self) -> dict[str, Any]:
-        """The GUILD_CREATE payload of the one test guild."""
+    def _echo(self, event: str, data: dict[str, Any], guild_intent: int, dm_intent: int) -> None:
+        """Tell the bot what it did itself, as Discord does when its intents ask for it."""
+        if not self.echo:
+            return
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        intent = guild_intent if guild_id is not None else dm_intent
+        for conn in self._connections:
+            if conn.serves(guild_id) and conn.intents & intent and not conn.ws.closed:
+                self.echoed += 1
+                self._seq += 1
+                payload = json.dumps({"op": 0, "t": event, "s": self._seq, "d": data})
+                task = asyncio.ensure_future(conn.ws.send_str(payload))
+                self._echoes.add(task)
+                task.add_done_callback(self._echoes.discard)
+
+    def guild_payload(self, guild_id: int = GUILD_ID) -> dict[str, Any]:
+        """The GUILD_CREATE payload of a guild (by default the first test guild)."""
+        guild = self.guilds[guild_id]
         channels = [
             {
                 "id": str(cid),
@@ -254,18 +429,16 @@ class FakeDiscord:
                 "topic": None,
                 "parent_id": None,
             }
-            for pos, (cid, name) in enumerate(
-                [(QA_CHANNEL_ID, "qa"), (OTHER_CHANNEL_ID, "general")]
-            )
+            for pos, (cid, name) in enumerate(guild.channels)
         ]
         return {
-            "id": str(GUILD_ID),
-            "name": "Fake Guild",
+            "id": str(guild.id),
+            "name": guild.name,
             "icon": None,
             "owner_id": "1",
             "roles": [
                 {
-                    "id": str(GUILD_ID),
+                    "id": str(guild.id),
                     "name": "@everyone",
                     "permissions": "2251799813685247",
                     "position": 0,
@@ -347,9 +520,19 @@ class FakeDiscord:
             "components": [],
         }
         if not dm:
-            message["guild_id"] = str(GUILD_ID)
+            guild_id = self.guild_of(channel_id)
+            assert guild_id is not None, f"channel {channel_id} is in no guild of the fake"
+            message["guild_id"] = str(guild_id)
             message["member"] = member_payload()
         self.messages[int(message["id"])] = message
+        typing = {
+            "channel_id": message["channel_id"],
+            "user_id": str(user_id),
+            "timestamp": int(time.time()),
+        }
+        if not dm:
+            typing |= {"guild_id": message["guild_id"], "member": member_payload(author)}
+        self._echo("TYPING_START", typing, TYPING, DM_TYPING)
         await self.dispatch("MESSAGE_CREATE", message)
         return message
 
@@ -377,13 +560,15 @@ class FakeDiscord:
             interaction["context"] = 1
             interaction["authorizing_integration_owners"] = {"0": "0"}
         else:
-            interaction["guild_id"] = str(GUILD_ID)
+            # a channel of no known guild is taken as the first test guild's
+            guild_id = str(self.guild_of(channel_id) or GUILD_ID)
+            interaction["guild_id"] = guild_id
             interaction["guild_locale"] = "en-US"
             interaction["channel_id"] = str(channel_id)
             interaction["channel"] = {
                 "id": str(channel_id),
                 "type": 0,
-                "guild_id": str(GUILD_ID),
+                "guild_id": guild_id,
                 "name": "qa",
                 "position": 0,
                 "permission_overwrites": [],
@@ -392,7 +577,7 @@ class FakeDiscord:
             }
             interaction["member"] = member_payload(author)
             interaction["context"] = 0
-            interaction["authorizing_integration_owners"] = {"0": str(GUILD_ID)}
+            interaction["authorizing_integration_owners"] = {"0": guild_id}
         self.interactions[interaction["token"]] = interaction
         return interaction
 
@@ -455,7 +640,7 @@ class FakeDiscord:
         if values is not None:
             data["values"] = values
         channel_id = int(message.get("channel_id") or QA_CHANNEL_ID)
-        dm = channel_id not in (QA_CHANNEL_ID, OTHER_CHANNEL_ID)
+        dm = self.guild_of(channel_id) is None
         interaction = self._interaction(user_id, 3, data, dm=dm, channel_id=channel_id)
         interaction["message"] = message
         self.originals[interaction["token"]] = int(message["id"])
@@ -488,12 +673,8 @@ class FakeDiscord:
 
     def replies_to(self, message_id: int | str) -> list[dict[str, Any]]:
         """Bot messages that reply to ``message_id`` (a split answer has several)."""
-        ref = str(message_id)
-        return [
-            m
-            for m in self.bot_messages()
-            if (m.get("message_reference") or {}).get("message_id") == ref
-        ]
+        found = [self.messages.get(i) for i in self._replies.get(str(message_id), [])]
+        return [m for m in found if m is not None]
 
     def interaction_messages(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
         """@original plus followups of an interaction, oldest first."""
@@ -522,17 +703,89 @@ class FakeDiscord:
             body = json.loads(raw) if raw else None
         call = RestCall(request.method, path, dict(request.query), body, files)
         self.calls.append(call)
+        response: web.Response | None = None
         try:
+            for method, fragment, release in self._holds:
+                if call.method == method and fragment in path:
+                    await release.wait()
             # interaction callbacks and webhooks are authorised by their token instead
             token_auth = path.startswith(("/interactions/", "/webhooks/"))
             if not token_auth and request.headers.get("Authorization") != f"Bot {self.token}":
-                return _json({"message": "401: Unauthorized", "code": 0}, 401)
+                response = _json({"message": "401: Unauthorized", "code": 0}, 401)
+                return response
+            headers, refused = self._count(call) if self.rate_limits else ({}, None)
+            if refused is not None:
+                response = refused
+                self.throttled.append(call)
+                return response
             for method, fragment, status, message in self._refusals:
                 if call.method == method and fragment in path:
-                    return _json({"message": message, "code": 50035}, status)
-            return self._route(call)
+                    response = _json({"message": message, "code": 50035}, status)
+                    return response
+            response = self._route(call)
+            response.headers.update(headers)
+            return response
         finally:
+            call.status = response.status if response is not None else 500
             self._touch()
+
+    # -- rate limits -------------------------------------------------------------------
+
+    @staticmethod
+    def limit_of(method: str, path: str) -> tuple[Limit, str] | None:
+        """The limit a call counts against and its channel, if it is a limited route."""
+        parts = path.strip("/").split("/")
+        if len(parts) < 3 or parts[0] != "channels" or parts[2] != "messages":
+            return None
+        channel = parts[1]
+        if len(parts) >= 6 and parts[4] == "reactions":
+            return REACTIONS, channel
+        if len(parts) == 3 and method == "POST":
+            return MESSAGES, channel
+        if len(parts) == 4 and method == "PATCH":
+            return MESSAGES, channel
+        if len(parts) == 4 and method == "DELETE":
+            return DELETES, channel
+        return None
+
+    def _count(self, call: RestCall) -> tuple[dict[str, str], web.Response | None]:
+        """Count a call in its bucket: its X-RateLimit headers, and the 429 when over the limit."""
+        found = self.limit_of(call.method, call.path)
+        if found is None:
+            return {}, None
+        limit, channel = found
+        call.bucket = f"{limit.bucket}:{channel}"
+        now = time.monotonic()
+        per = limit.per * self.rate_scale
+        reset, used = self._windows.get((limit.bucket, channel), (0.0, 0))
+        if now >= reset:
+            reset, used = now + per, 0
+        after = max(reset - now, 0.0)
+        headers = {
+            "X-RateLimit-Limit": str(limit.limit),
+            "X-RateLimit-Reset": f"{time.time() + after:.3f}",
+            "X-RateLimit-Reset-After": f"{after:.3f}",
+            "X-RateLimit-Bucket": limit.hash,
+        }
+        if used >= limit.limit:
+            headers |= {
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Scope": "user",
+                "Retry-After": str(max(1, round(after))),
+                # discord.py retries a 429 only when it came through Discord's proxy
+                "Via": "1.1 google",
+            }
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": round(after, 3),
+                "global": False,
+            }
+            response = _json(body, 429)
+            response.headers.update(headers)
+            return headers, response
+        self._windows[(limit.bucket, channel)] = (reset, used + 1)
+        headers["X-RateLimit-Remaining"] = str(limit.limit - used - 1)
+        return headers, None
 
     def _route(self, call: RestCall) -> web.Response:
         parts = [unquote(p) for p in call.path.strip("/").split("/")]
@@ -541,6 +794,19 @@ class FakeDiscord:
             return _json(self.bot_user)
         if parts == ["oauth2", "applications", "@me"]:
             return _json(self._app_info())
+        if parts == ["gateway", "bot"]:
+            return _json(
+                {
+                    "url": self.gateway_url,
+                    "shards": self.recommended_shards,
+                    "session_start_limit": {
+                        "total": 1000,
+                        "remaining": 1000,
+                        "reset_after": 0,
+                        "max_concurrency": 1,
+                    },
+                }
+            )
         if parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
             scope = "global" if len(parts) == 3 else parts[3]
             registered = []
@@ -611,6 +877,8 @@ class FakeDiscord:
             message["message_reference"] = {
                 k: str(v) if k.endswith("_id") else v for k, v in ref.items()
             }
+            if message["author"]["id"] == str(BOT_ID) and ref.get("message_id"):
+                self._replies.setdefault(str(ref["message_id"]), []).append(message_id)
         self._attach(message, body, files)
         self.messages[message_id] = message
         return message
@@ -651,16 +919,21 @@ class FakeDiscord:
         channel_id = parts[1]
         if len(parts) == 3 and call.method == "POST":
             extra: dict[str, Any] = {}
-            if int(channel_id) in (QA_CHANNEL_ID, OTHER_CHANNEL_ID):
-                extra["guild_id"] = str(GUILD_ID)
-            return _json(self._new_message(channel_id, call.body or {}, call.files, **extra))
+            guild_id = self.guild_of(channel_id)
+            if guild_id is not None:
+                extra["guild_id"] = str(guild_id)
+            created = self._new_message(channel_id, call.body or {}, call.files, **extra)
+            self._echo("MESSAGE_CREATE", created, GUILD_MESSAGES, DM_MESSAGES)
+            return _json(created)
         message_id = int(parts[3])
         if len(parts) == 4:
             message = self.messages.get(message_id)
             if message is None:
                 return _json({"message": "Unknown Message", "code": 10008}, 404)
             if call.method == "PATCH":
-                return _json(self._edit(message, call))
+                edited = self._edit(message, call)
+                self._echo("MESSAGE_UPDATE", edited, GUILD_MESSAGES, DM_MESSAGES)
+                return _json(edited)
             if call.method == "DELETE":
                 self.messages.pop(message_id, None)
                 return web.Response(status=204)
@@ -672,6 +945,19 @@ class FakeDiscord:
                 current.append(emoji)
             elif call.method == "DELETE" and emoji in current:
                 current.remove(emoji)
+            reaction: dict[str, Any] = {
+                "user_id": str(BOT_ID),
+                "channel_id": channel_id,
+                "message_id": str(message_id),
+                "emoji": {"id": None, "name": emoji},
+                "type": 0,
+                "burst": False,
+            }
+            guild_id = self.guild_of(channel_id)
+            if guild_id is not None:
+                reaction |= {"guild_id": str(guild_id), "member": member_payload(self.bot_user)}
+            event = "MESSAGE_REACTION_ADD" if call.method == "PUT" else "MESSAGE_REACTION_REMOVE"
+            self._echo(event, reaction, REACTIONS_INTENT, DM_REACTIONS)
             return web.Response(status=204)
         return _json({"message": "404: Not Found (fake)", "code": 0}, 404)
 

@@ -56,6 +56,8 @@ class Turns:
         self.run = run
         self.owner = owner
         self.lease = lease
+        #: lease private sessions too (``SessionManager.share_turns``)
+        self.every_session = False
         self._locks: dict[int, asyncio.Lock] = {}
 
     def lock(self, session_id: int) -> asyncio.Lock:
@@ -108,7 +110,7 @@ class Turn:
             yield WaitingForTurn(session_id)
         await lock.acquire()
         self._lock = lock
-        if self.session.public:
+        if self.session.public or turns.every_session:
             waited = 0.0
             poll = FIRST_POLL
             while not await turns.run(self._take_lease):

@@ -944,3 +944,21 @@ class SQLiteStore(Store):
                 "DELETE FROM idempotency_keys WHERE id = ? AND owner = ? AND state = 'running'",
                 [key_id, owner],
             )
+
+    # ---- notices: once per interval across processes (the sharded bot) -------
+
+    def claim_notice(self, user_id: int, source: str, name: str, since: str, now: str) -> bool:
+        """Record the notice ``name`` to a user unless one was recorded after ``since``.
+
+        One statement in one write transaction: of several processes claiming the
+        same notice at once, exactly one gets True (and sends it).
+        """
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO interactions (user_id, source, kind, name, status, created) "
+                "SELECT ?, ?, 'notice', ?, 'sent', ? WHERE NOT EXISTS ("
+                "SELECT 1 FROM interactions WHERE user_id = ? AND kind = 'notice' "
+                "AND name = ? AND created > ?)",
+                [user_id, source, name, now, user_id, name, since],
+            )
+            return cursor.rowcount == 1
