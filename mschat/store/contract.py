@@ -318,6 +318,14 @@ class Store(ABC):
     def update_interaction(self, interaction_id: int, **values: Any) -> None:
         """Change a recorded interaction (its final status or error)."""
 
+    @abstractmethod
+    def claim_notice(self, user_id: int, source: str, name: str, since: str, now: str) -> bool:
+        """Record the notice ``name`` to a user unless one was recorded after ``since``.
+
+        Of several processes claiming the same notice at once, exactly one gets
+        True (and sends it).
+        """
+
     # ---- idempotency keys ---------------------------------------------------
 
     @abstractmethod

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from mschat.core.models import utcnow
 from mschat.store import open_store
 from mschat.store.sqlite import SQLiteStore as Store
 from mschat.store.sqlite.migrations import KNOWN_MIGRATIONS
@@ -194,3 +198,31 @@ def test_rows_of_every_table_are_read_in_id_order_the_same_way(db_url: str):
     with pytest.raises(ValueError):
         store.read_rows("sqlite_master")
     store.close()
+
+
+def utcnow_minus_hour() -> str:
+    return (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="microseconds")
+
+
+def test_one_claim_of_a_notice_among_many_connections(db_url: str):
+    stores = [open_store(db_url) for _ in range(6)]
+    try:
+        user = stores[0].create_user(kind="discord", external_id="7", name="m", status="disabled")
+        start = threading.Barrier(len(stores), timeout=10)
+
+        def claim(index: int) -> bool:
+            start.wait()
+            return stores[index].claim_notice(
+                user.id, "discord", "disabled_hint", utcnow_minus_hour(), utcnow()
+            )
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            claimed = list(pool.map(claim, range(len(stores))))
+        assert claimed.count(True) == 1
+        # within the interval nobody claims it again; after it, one does
+        hour_ago = utcnow_minus_hour()
+        assert not stores[1].claim_notice(user.id, "discord", "disabled_hint", hour_ago, utcnow())
+        assert stores[2].claim_notice(user.id, "discord", "disabled_hint", utcnow(), utcnow())
+    finally:
+        for store in stores:
+            store.close()

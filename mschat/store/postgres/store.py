@@ -810,6 +810,32 @@ class PostgresStore(Store):
             [status_code, response, session_id, message_id, key_id, owner],
         )
 
+    # ---- notices: once per interval across processes (the sharded bot) -------
+
+    def claim_notice(self, user_id: int, source: str, name: str, since: str, now: str) -> bool:
+        """Record the notice ``name`` to a user unless one was recorded after ``since``.
+
+        The check and the insert run under a transaction-scoped advisory lock on
+        (user, notice): under read committed, ``INSERT … WHERE NOT EXISTS`` alone
+        would let two transactions both see no row.
+        """
+        with self.write() as conn:
+            try:
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    [f"notice:{user_id}:{name}"],
+                )
+                cursor = conn.execute(
+                    "INSERT INTO interactions (user_id, source, kind, name, status, created) "
+                    "SELECT %s, %s, 'notice', %s, 'sent', %s WHERE NOT EXISTS ("
+                    "SELECT 1 FROM interactions WHERE user_id = %s AND kind = 'notice' "
+                    "AND name = %s AND created > %s)",
+                    [user_id, source, name, now, user_id, name, since],
+                )
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+            return cursor.rowcount == 1
+
     def release_idempotency_key(self, key_id: int, owner: str) -> None:
         """Forget a running key (its request stored nothing), so a retry runs again."""
         self._execute(
