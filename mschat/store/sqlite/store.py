@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -947,10 +947,12 @@ class SQLiteStore(Store):
         params: list[Any] = []
         answering = "0"
         if live_after is not None:
-            # the partial index of streaming replies, then each one's question
+            # the partial index of streaming replies, then each one's question: the
+            # message before it, by rowid backwards (the session's index would sort
+            # all of a long session's messages)
             answering = (
                 "EXISTS (SELECT 1 FROM messages r WHERE r.status = 'streaming' "
-                "AND r.lease_until > ? AND (SELECT q.author_id FROM messages q "
+                "AND r.lease_until > ? AND (SELECT q.author_id FROM messages q NOT INDEXED "
                 "WHERE q.session_id = r.session_id AND q.id < r.id "
                 "ORDER BY q.id DESC LIMIT 1) = ?)"
             )
