@@ -251,6 +251,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "temperature": Key(_temperature, 0.8, "temperature of new users"),
         "system_msg": Key(_str, None, "default system message of new users"),
         "context_window": Key(_positive_int, 8192, "context window of unknown models"),
+        "one_question_at_a_time": Key(
+            _bool, False, "refuse a user's question while another of theirs is answered"
+        ),
     },
     "discord": {
         "token": Key(_str, None, "bot token (or DISCORD_TOKEN)", secret=True),

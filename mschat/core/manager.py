@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from mschat.core.answer import (
     FLUSH_INTERVAL,
     LEASE,
     Answerer,
+    NewSession,
     WriterSettings,
     recover_replies,
 )
@@ -39,7 +40,7 @@ from mschat.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from mschat.core.events import Event
+from mschat.core.events import Event, Started
 from mschat.core.export import parse_export, render_markdown
 from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
@@ -95,6 +96,7 @@ class SessionManager:
             "temperature": DEFAULT_TEMPERATURE,
             "system_msg": None,
             "discord_status": DEFAULT_STATUS[UserKind.DISCORD].value,
+            "one_question_at_a_time": False,
             **(defaults or {}),
         }
         self.local_user_name = local_user_name
@@ -311,17 +313,32 @@ class SessionManager:
         public: bool | None = None,
     ) -> Session:
         """A new session; public when created in a guild channel, else private."""
-        origin_value = Origin(origin)
         resolved = await self.resolve_model(model or user.model)
-        return await self._run(
-            self.store.create_session,
-            creator_id=user.id,
-            title=clean_title(title) if title else DEFAULT_TITLE,
-            model=resolved.full_name,
-            system_msg=system_msg if system_msg is not None else user.system_msg,
-            public=int(origin_value.starts_public if public is None else public),
-            origin=origin_value.value,
+        values = self._session_values(
+            user, origin=origin, title=title, model=resolved, system_msg=system_msg, public=public
         )
+        return await self._run(self.store.create_session, **values)
+
+    @staticmethod
+    def _session_values(
+        user: User,
+        *,
+        origin: str,
+        title: str | None,
+        model: ResolvedModel,
+        system_msg: str | None,
+        public: bool | None = None,
+    ) -> dict[str, Any]:
+        """The columns of a new session of ``user``."""
+        origin_value = Origin(origin)
+        return {
+            "creator_id": user.id,
+            "title": clean_title(title) if title else DEFAULT_TITLE,
+            "model": model.full_name,
+            "system_msg": system_msg if system_msg is not None else user.system_msg,
+            "public": int(origin_value.starts_public if public is None else public),
+            "origin": origin_value.value,
+        }
 
     async def list_sessions(
         self,
@@ -606,56 +623,79 @@ class SessionManager:
         elif not new_session:
             session, left = await self.route(user)
         left_session = (user.current_session_id, left) if left else None
-        if session is None and explicit_model is None:
-            await self.resolve_model(user.model)  # fail before storing anything
-        created = session is None
+        target: Session | NewSession
         if session is None:
-            session = await self.create_session(
-                user,
-                origin=origin,
-                title=title or make_title(text),
-                model=explicit_model.full_name if explicit_model else None,
-                system_msg=system,
+            # made in the question's transaction: a refused question leaves no session
+            explicit_model = explicit_model or await self.resolve_model(user.model)
+            target = NewSession(
+                self._session_values(
+                    user,
+                    origin=origin,
+                    title=title or make_title(text),
+                    model=explicit_model,
+                    system_msg=system,
+                ),
+                user_changes=self._attach_changes(user),
             )
-            await self._after_new_session(user, session)
+        else:
+            target = session
         async for event in self._answerer.answer(
             user,
-            session,
+            target,
             text,
-            created=created,
             model=explicit_model,
             left_session=left_session,
+            admit=self._admission(user),
             system=system,
             temperature=temperature,
             max_tokens=max_tokens,
             external_ref=external_ref,
         ):
+            if isinstance(event, Started) and isinstance(target, NewSession):
+                self._attached(user, event.session, target.user_changes)
             yield event
 
     async def _check_allowed(self, user: User) -> None:
-        """Ignored users and users over their rate limit are refused before storing."""
-        eligibility.check_not_ignored(user)
-        if user.rate_limit is None:
-            return  # no limit: spare the count of recent questions
-        since = (datetime.now(UTC) - eligibility.RATE_WINDOW).isoformat(timespec="microseconds")
-        used, oldest = await self._run(self.store.questions_since, user.id, since)
-        eligibility.check_rate(user, used, oldest)
+        """Refusals due before anything is done: an ignored user, and (when questions
+        are one at a time) a user whose question is being answered.
 
-    async def _after_new_session(self, user: User, session: Session) -> None:
+        The rate limit is counted where the question is stored (:meth:`_admission`).
+        """
+        eligibility.check_not_ignored(user)
+        if self.defaults["one_question_at_a_time"]:
+            # said at once rather than after waiting for a busy session's turn
+            await self._run(eligibility.check_not_answering, self.store, user)
+
+    def _admission(self, user: User, *, counted: bool = True) -> Callable[[], None] | None:
+        """The rate limit and one question at a time, checked as the question is stored."""
+        return eligibility.admission(
+            self.store,
+            user,
+            one_at_a_time=bool(self.defaults["one_question_at_a_time"]),
+            counted=counted,
+        )
+
+    @staticmethod
+    def _attach_changes(user: User) -> dict[str, Any] | None:
         """With attach on, a new session becomes current and the status active."""
         if user.status == Status.NEW and not user.attach:
+            return None
+        return {"status": Status.ACTIVE.value} if user.status == Status.NEW else {}
+
+    @staticmethod
+    def _attached(user: User, session: Session, changes: dict[str, Any] | None) -> None:
+        """The caller's user as the transaction that created ``session`` left it."""
+        if changes is None:
             return
-        changes: dict[str, Any] = {"current_session_id": session.id}
-        if user.status == Status.NEW:
-            changes["status"] = Status.ACTIVE.value
-        await self._run(self.store.update_user, user.id, **changes)
         user.current_session_id = session.id
         user.status = changes.get("status", user.status)
 
     async def regenerate(self, user: User, session_id: int, **options: Any) -> AsyncIterator[Event]:
         """Replace the last reply of a session by a new one (creator only)."""
         session = await self._editable(user, session_id)
-        async for event in self._answerer.answer_again(user, session, **options):
+        await self._check_allowed(user)
+        admit = self._admission(user, counted=False)  # the same question, asked again
+        async for event in self._answerer.answer_again(user, session, admit=admit, **options):
             yield event
 
     async def fork(self, user: User, message_id: int, new_text: str) -> Session:

@@ -52,6 +52,7 @@ def build_services(
         "temperature": config.get("defaults", "temperature"),
         "system_msg": config.get("defaults", "system_msg"),
         "discord_status": config.get("discord", "default_status"),
+        "one_question_at_a_time": config.get("defaults", "one_question_at_a_time"),
     }
     manager = SessionManager(
         store,

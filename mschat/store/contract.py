@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from mschat.core.models import Message, SearchHit, Session, User
 
@@ -221,10 +221,6 @@ class Store(ABC):
         """Whether a session of ``creator_id`` holds a message with this reference."""
 
     @abstractmethod
-    def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
-        """How many questions a user asked since ``since``, and the oldest one's time."""
-
-    @abstractmethod
     def get_message(self, message_id: int) -> Message:
         """The message with this id, or NotFound."""
 
@@ -369,3 +365,36 @@ class Store(ABC):
     @abstractmethod
     def release_idempotency_key(self, key_id: int, owner: str) -> None:
         """Forget a running key (its request stored nothing), so a retry runs again."""
+
+    # ---- a user's questions, checked and stored in one step (any instance) --
+
+    @abstractmethod
+    def lock_user(self, user_id: int) -> None:
+        """Hold the user's lock until the enclosing :meth:`write` block ends.
+
+        Called first in the block that stores a user's question: one such block
+        at a time, in any process, so what it checks (:meth:`user_asks`) still
+        holds when the question is stored. SQLite's write transaction is already
+        exclusive (a no-op there); PostgreSQL locks the user's row.
+        """
+
+    @abstractmethod
+    def user_asks(self, user_id: int, *, since: str | None, live_after: str | None) -> UserAsks:
+        """A user's questions since ``since``, and whether one of them is being answered.
+
+        Being answered: a reply right after one of the user's questions is still
+        ``streaming`` under a lease ending after ``live_after`` (a dead writer's
+        reply does not count). A part whose time is None is not looked up (0 and
+        None, False). One statement.
+        """
+
+
+class UserAsks(NamedTuple):
+    """What :meth:`Store.user_asks` found about a user's questions."""
+
+    #: questions asked since the time given
+    questions: int
+    #: when the oldest of them was asked
+    oldest: str | None
+    #: whether a reply to one of the user's questions is still being written
+    answering: bool

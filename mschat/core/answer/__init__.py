@@ -19,9 +19,16 @@ hands the question to :class:`Answerer`, which
 Replies whose writer died are marked interrupted by ``recovery.py``.
 """
 
-from mschat.core.answer.pipeline import Answerer
+from mschat.core.answer.pipeline import Answerer, NewSession
 from mschat.core.answer.recovery import recover_replies
 from mschat.core.answer.turns import LEASE
 from mschat.core.answer.writer import FLUSH_INTERVAL, WriterSettings
 
-__all__ = ["FLUSH_INTERVAL", "LEASE", "Answerer", "WriterSettings", "recover_replies"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "LEASE",
+    "Answerer",
+    "NewSession",
+    "WriterSettings",
+    "recover_replies",
+]

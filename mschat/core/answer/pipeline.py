@@ -20,6 +20,36 @@ from mschat.providers.base import ChatRequest
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.contract import Store
 
+#: checks run first in the transaction that stores a question, on the store thread;
+#: they refuse the question by raising (see ``eligibility.admission``)
+Admit = Callable[[], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session an ask creates in the transaction that stores its question.
+
+    ``values`` are the session's columns (``Store.create_session``). With
+    ``user_changes``, the same transaction changes the asking user too, and makes
+    the new session their current one (attach).
+    """
+
+    values: dict[str, Any]
+    user_changes: dict[str, Any] | None = None
+
+    @property
+    def public(self) -> bool:
+        """Whether the session starts public (then its lease is written with it)."""
+        return bool(self.values.get("public"))
+
+
+def _create(store: Store, user: User, new: NewSession, lease: dict[str, str]) -> Session:
+    """Insert the new session (in the caller's transaction) and attach the user to it."""
+    session = store.create_session(**new.values, **lease)
+    if new.user_changes is not None:
+        store.update_user(user.id, current_session_id=session.id, **new.user_changes)
+    return session
+
 
 class Answerer:
     """Answers questions in sessions the caller already checked the user may use."""
@@ -42,17 +72,21 @@ class Answerer:
     def answer(
         self,
         user: User,
-        session: Session,
+        session: Session | NewSession,
         text: str,
         *,
-        created: bool = False,
         model: ResolvedModel | None = None,
         left_session: tuple[int | None, str] | None = None,
+        admit: Admit | None = None,
         **options: Any,
     ) -> AsyncIterator[Event]:
         """Wait for the turn, store the question and stream the reply into its row.
 
-        ``options``: ``system``, ``temperature``, ``max_tokens``, ``external_ref``.
+        ``session`` is a session to ask in, or a :class:`NewSession` to create with
+        the question. ``admit`` runs first in the transaction that stores the
+        question and may refuse it (see ``eligibility.admission``): then nothing
+        is stored. ``options``: ``system``, ``temperature``, ``max_tokens``,
+        ``external_ref``.
         """
 
         def body(turn: Turn) -> AsyncIterator[Event]:
@@ -61,15 +95,17 @@ class Answerer:
                 user,
                 session,
                 text,
-                created=created,
                 model=model,
                 left_session=left_session,
+                admit=admit,
                 **options,
             )
 
-        return self._in_turn(session, body)
+        return self._in_turn(session if isinstance(session, Session) else None, body)
 
-    def answer_again(self, user: User, session: Session, **options: Any) -> AsyncIterator[Event]:
+    def answer_again(
+        self, user: User, session: Session, *, admit: Admit | None = None, **options: Any
+    ) -> AsyncIterator[Event]:
         """Replace the last reply of a session by a new answer to its last question."""
 
         async def body(turn: Turn) -> AsyncIterator[Event]:
@@ -77,23 +113,26 @@ class Answerer:
             question = next((m for m in reversed(history) if m.role == "user"), None)
             if question is None:
                 raise InvalidInput("this session has no question to answer again")
-            await self.run(self.store.delete_messages_from, session.id, question.id + 1)
             async for event in self._answer(
-                turn, user, session, question.content, question=question, **options
+                turn, user, session, question.content, question=question, admit=admit, **options
             ):
                 yield event
 
         return self._in_turn(session, body)
 
     async def _in_turn(
-        self, session: Session, body: Callable[[Turn], AsyncIterator[Event]]
+        self, session: Session | None, body: Callable[[Turn], AsyncIterator[Event]]
     ) -> AsyncIterator[Event]:
-        """Run ``body`` holding the session's turn; says first if it had to wait."""
+        """Run ``body`` holding the session's turn; says first if it had to wait.
+
+        Without a session, ``body`` creates one and takes its turn then.
+        """
         turn = self.turns.turn(session)
         try:
-            async with contextlib.aclosing(turn.take()) as waits:
-                async for waiting in waits:
-                    yield waiting
+            if session is not None:
+                async with contextlib.aclosing(turn.take()) as waits:
+                    async for waiting in waits:
+                        yield waiting
             async for event in body(turn):
                 yield event
         except BaseException:
@@ -106,10 +145,9 @@ class Answerer:
         self,
         turn: Turn,
         user: User,
-        session: Session,
+        target: Session | NewSession,
         text: str,
         *,
-        created: bool = False,
         model: ResolvedModel | None = None,
         system: str | None = None,
         temperature: float | None = None,
@@ -117,22 +155,43 @@ class Answerer:
         external_ref: str | None = None,
         question: Message | None = None,
         left_session: tuple[int | None, str] | None = None,
+        admit: Admit | None = None,
     ) -> AsyncIterator[Event]:
         store = self.store
-        resolved = model or await self.registry.resolve_async(session.model or user.model)
+        new = target if isinstance(target, NewSession) else None
+        if new is not None:
+            resolved = model or await self.registry.resolve_async(new.values.get("model"))
+        else:
+            assert isinstance(target, Session)
+            resolved = model or await self.registry.resolve_async(target.model or user.model)
         # an empty session made by a front end (TUI, API) is named by its first question
         title = (
             make_title(text)
-            if question is None and session.title == DEFAULT_TITLE and not session.message_count
+            if isinstance(target, Session)
+            and question is None
+            and target.title == DEFAULT_TITLE
+            and not target.message_count
             else None
         )
 
-        def start_turn() -> tuple[bool, Message, Message, list[Message]]:
-            # one transaction for the title, the question and the empty reply row
+        def start_turn() -> tuple[Session, Message, Message, list[Message]]:
+            # one transaction for the checks, the session or its title, the question
+            # and the empty reply row: a refused question leaves nothing behind
             with store.write():
-                retitled = title is not None and store.retitle_untouched_session(
-                    session.id, DEFAULT_TITLE, title
-                )
+                if admit is not None:
+                    admit()
+                if new is not None:
+                    session = _create(store, user, new, turn.lease_columns(new.public))
+                else:
+                    assert isinstance(target, Session)
+                    session = target
+                    if title is not None and store.retitle_untouched_session(
+                        session.id, DEFAULT_TITLE, title
+                    ):
+                        session = dataclasses.replace(session, title=title)
+                if question is not None:
+                    # answered again: the old reply goes in the same transaction
+                    store.delete_messages_from(session.id, question.id + 1)
                 asked = question or store.add_message(
                     session_id=session.id,
                     author_id=user.id,
@@ -142,20 +201,22 @@ class Answerer:
                 )
                 asked.author_name = asked.author_name or user.name
                 reply = store.add_reply(session.id, resolved.full_name, stamp(self.settings.lease))
+            if new is not None:
+                return session, asked, reply, [asked]  # a new session holds just the question
             # the newest page of history, in the same trip to the store thread
             recent = store.messages(session.id, limit=HISTORY_PAGE, before_id=reply.id)
-            return retitled, asked, reply, recent
+            return session, asked, reply, recent
 
-        retitled, asked, reply, recent = await self.run(start_turn)
-        if retitled and title is not None:
-            session = dataclasses.replace(session, title=title)
+        session, asked, reply, recent = await self.run(start_turn)
+        if new is not None:
+            await turn.took(session)
         yield Started(
             session=session,
             user_message=asked,
             reply_id=reply.id,
             model=resolved.full_name,
             context_window=resolved.context_window,
-            created_session=created,
+            created_session=new is not None,
             left_session_id=left_session[0] if left_session else None,
             left_reason=left_session[1] if left_session else None,
         )

@@ -67,8 +67,8 @@ class Turns:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
-    def turn(self, session: Session) -> Turn:
-        """A turn in ``session``, not taken yet."""
+    def turn(self, session: Session | None) -> Turn:
+        """A turn in ``session``, not taken yet (None: a session the ask will create)."""
         return Turn(self, session)
 
 
@@ -89,8 +89,9 @@ class Turn:
         await turn.release()
     """
 
-    def __init__(self, turns: Turns, session: Session) -> None:
+    def __init__(self, turns: Turns, session: Session | None) -> None:
         self._turns = turns
+        #: None until the ask creates its session (see :meth:`took`)
         self.session = session
         self._lock: asyncio.Lock | None = None
         self._leased = False
@@ -103,6 +104,7 @@ class Turn:
         Raises Busy when another process holds a public session for longer than
         :data:`WAIT`.
         """
+        assert self.session is not None
         turns, session_id = self._turns, self.session.id
         lock = turns.lock(session_id)
         waiting = lock.locked()
@@ -128,12 +130,31 @@ class Turn:
             self._leased = True
         self._renewer = asyncio.create_task(self._renew())
 
+    def lease_columns(self, public: bool) -> dict[str, str]:
+        """The lease a new session is created with: no one else may hold it yet."""
+        if not public:
+            return {}
+        return {"lease_owner": self._turns.owner, "lease_until": stamp(self._turns.lease)}
+
+    async def took(self, session: Session) -> None:
+        """Hold the turn of a session this ask just created with :meth:`lease_columns`.
+
+        No other ask knows the session yet, so nothing is waited for.
+        """
+        lock = self._turns.lock(session.id)
+        await lock.acquire()
+        self._lock = lock
+        self.session = session
+        self._leased = session.public
+        self._renewer = asyncio.create_task(self._renew())
+
     def keep(self, renew: Callable[[], None]) -> None:
         """Also call ``renew`` (on the store thread) at every renewal of this turn."""
         self._renewals.append(renew)
 
     def _take_lease(self) -> bool:
         turns = self._turns
+        assert self.session is not None
         return turns.store.take_lease(self.session.id, turns.owner, stamp(), stamp(turns.lease))
 
     async def _renew(self) -> None:
@@ -156,7 +177,7 @@ class Turn:
         """Give the turn back (on the store thread)."""
         self._stop()
         try:
-            if self._leased:
+            if self._leased and self.session is not None:
                 self._leased = False
                 await self._turns.run(
                     self._turns.store.release_lease, self.session.id, self._turns.owner
@@ -169,7 +190,7 @@ class Turn:
     def release_now(self) -> None:
         """Give the turn back synchronously: the task is being cancelled."""
         self._stop()
-        if self._leased:
+        if self._leased and self.session is not None:
             self._leased = False
             with contextlib.suppress(Exception):
                 self._turns.store.release_lease(self.session.id, self._turns.owner)

@@ -287,4 +287,14 @@ def m006_ids_never_reused(conn: Any) -> None:
     """
 
 
+
+@migration
+def m007_questions_index(conn: Any) -> None:
+    """A user's recent questions without reading all their messages: the rate limit
+    counts them inside the write transaction that stores the next one."""
+    conn.execute(
+        "CREATE INDEX idx_messages_questions ON messages(author_id, created) WHERE role = 'user'"
+    )
+
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

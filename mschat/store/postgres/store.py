@@ -35,7 +35,7 @@ from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
-from mschat.store.contract import TABLES, SearchOrder, Store
+from mschat.store.contract import TABLES, SearchOrder, Store, UserAsks
 from mschat.store.postgres import migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
 from mschat.store.terms import search_terms
@@ -554,15 +554,6 @@ class PostgresStore(Store):
         )
         return bool(found)
 
-    def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
-        """How many questions a user asked since ``since``, and the oldest one's time."""
-        _, found = self._query(
-            "SELECT count(*), min(created) FROM messages "
-            "WHERE author_id = %s AND role = 'user' AND created > %s",
-            [user_id, since],
-        )
-        return int(found[0][0]), found[0][1]
-
     def get_message(self, message_id: int) -> Message:
         """The message with this id, or NotFound."""
         names, found = self._query(f"{_MESSAGE_SELECT} WHERE m.id = %s", [message_id])
@@ -842,6 +833,43 @@ class PostgresStore(Store):
             "DELETE FROM idempotency_keys WHERE id = %s AND owner = %s AND state = 'running'",
             [key_id, owner],
         )
+
+    # ---- a user's questions, checked and stored in one step (any instance) --
+
+    def lock_user(self, user_id: int) -> None:
+        """Lock the user's row until the write block ends (other instances wait).
+
+        ``FOR NO KEY UPDATE``: inserting rows that refer to the user (its
+        messages, its sessions) stays free. The checks that follow are separate
+        statements, so under read committed they see what the previous holder
+        committed.
+        """
+        self._execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", [user_id])
+
+    def user_asks(self, user_id: int, *, since: str | None, live_after: str | None) -> UserAsks:
+        """A user's questions since ``since``, and whether one of them is being answered."""
+        params: list[Any] = []
+        answering = "false"
+        if live_after is not None:
+            # the partial index of streaming replies, then each one's question
+            answering = (
+                "EXISTS (SELECT 1 FROM messages r WHERE r.status = 'streaming' "
+                "AND r.lease_until > %s AND (SELECT q.author_id FROM messages q "
+                "WHERE q.session_id = r.session_id AND q.id < r.id "
+                "ORDER BY q.id DESC LIMIT 1) = %s)"
+            )
+            params += [live_after, user_id]
+        if since is None:
+            sql = f"SELECT 0, NULL::timestamptz, {answering}"
+        else:
+            sql = (
+                f"SELECT count(*), min(created), {answering} FROM messages "
+                "WHERE author_id = %s AND role = 'user' AND created > %s"
+            )
+            params += [user_id, since]
+        _, found = self._query(sql, params)
+        questions, oldest, busy = found[0]
+        return UserAsks(int(questions), oldest, bool(busy))
 
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]

@@ -248,4 +248,14 @@ def _with_autoincrement(create: str, table: str, new_name: str) -> str:
     return f"CREATE TABLE {new_name} ({body}"
 
 
+
+@migrations()
+def m007_questions_index(db: Database) -> None:
+    """A user's recent questions without reading all their messages: the rate limit
+    counts them inside the write transaction that stores the next one."""
+    db.execute(
+        "CREATE INDEX idx_messages_questions ON messages(author_id, created) WHERE role = 'user'"
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -17,7 +17,7 @@ from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
-from mschat.store.contract import TABLES, SearchOrder, Store
+from mschat.store.contract import TABLES, SearchOrder, Store, UserAsks
 from mschat.store.sqlite.search import fts_query, snippet
 from mschat.store.terms import has_word, is_literal, search_terms
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -633,15 +633,6 @@ class SQLiteStore(Store):
         )
         return bool(rows)
 
-    def questions_since(self, user_id: int, since: str) -> tuple[int, str | None]:
-        """How many questions a user asked since ``since``, and the oldest one's time."""
-        _, rows = self._query(
-            "SELECT count(*), min(created) FROM messages "
-            "WHERE author_id = ? AND role = 'user' AND created > ?",
-            [user_id, since],
-        )
-        return int(rows[0][0]), rows[0][1]
-
     def get_message(self, message_id: int) -> Message:
         """The message with this id, or NotFound."""
         names, rows = self._query(f"{_MESSAGE_SELECT} WHERE m.id = ?", [message_id])
@@ -962,3 +953,36 @@ class SQLiteStore(Store):
                 [user_id, source, name, now, user_id, name, since],
             )
             return cursor.rowcount == 1
+
+    # ---- a user's questions, checked and stored in one step (any instance) --
+
+    def lock_user(self, user_id: int) -> None:
+        """Nothing more to take: ``write()`` began with BEGIN IMMEDIATE, which already
+        keeps every other writer, in any process, out until it ends."""
+
+    def user_asks(self, user_id: int, *, since: str | None, live_after: str | None) -> UserAsks:
+        """A user's questions since ``since``, and whether one of them is being answered."""
+        params: list[Any] = []
+        answering = "0"
+        if live_after is not None:
+            # the partial index of streaming replies, then each one's question: the
+            # message before it, by rowid backwards (the session's index would sort
+            # all of a long session's messages)
+            answering = (
+                "EXISTS (SELECT 1 FROM messages r WHERE r.status = 'streaming' "
+                "AND r.lease_until > ? AND (SELECT q.author_id FROM messages q NOT INDEXED "
+                "WHERE q.session_id = r.session_id AND q.id < r.id "
+                "ORDER BY q.id DESC LIMIT 1) = ?)"
+            )
+            params += [live_after, user_id]
+        if since is None:
+            sql = f"SELECT 0, NULL, {answering}"
+        else:
+            sql = (
+                f"SELECT count(*), min(created), {answering} FROM messages "
+                "WHERE author_id = ? AND role = 'user' AND created > ?"
+            )
+            params += [user_id, since]
+        _, rows = self._query(sql, params)
+        questions, oldest, busy = rows[0]
+        return UserAsks(int(questions), oldest, bool(busy))
