@@ -4,9 +4,9 @@ They mirror SQLite's one for one, under the same names, so both backends share
 one schema version and one logical schema: the same tables, columns, indexes,
 foreign keys, message counts and ``session_dialogues`` view. What differs is
 PostgreSQL's own machinery: identity ids, ``timestamptz`` and ``boolean``
-columns, a ``tsvector`` with a GIN index for search, and a ``mschat_changes``
-sequence that every write to users, sessions or messages advances (live views
-poll it; it is also where a LISTEN/NOTIFY layer hooks in).
+columns, a ``tsvector`` with a GIN index for search, a ``mschat_changes``
+sequence that every write to users, sessions or messages advances (``data_version``)
+and triggers that NOTIFY other instances' live views of those writes.
 
 Each migration runs with the others in one transaction, under an advisory lock,
 and is recorded in ``_mschat_migrations``.
@@ -285,6 +285,67 @@ def m006_ids_never_reused(conn: Any) -> None:
     change. The migration is recorded all the same, so both backends share one
     schema version.
     """
+
+
+#: the tables whose changes are pushed, and the column naming the session (or user)
+_NOTIFYING = {"users": "id", "sessions": "id", "messages": "session_id"}
+
+
+@migration
+def m007_change_notices(conn: Any) -> None:
+    """Changes are pushed: ``NOTIFY mschat_changes`` at the commit of every change.
+
+    Live views of other instances LISTEN (``mschat.store.postgres.changes``). The
+    payload is ``<table> <id> <origin>``: the table, the session concerned (of a
+    session row or of messages) or the user, ``*`` when one statement changed more
+    than a hundred, and the writer's ``mschat.origin`` setting, so a store skips
+    its own writes. PostgreSQL sends one notice per distinct payload and
+    transaction, at commit (none on rollback).
+    """
+    statements = [
+        """
+        CREATE FUNCTION mschat_notify(tbl text, ids bigint[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            origin text := coalesce(current_setting('mschat.origin', true), '');
+            one bigint;
+        BEGIN
+            IF cardinality(ids) > 100 THEN
+                PERFORM pg_notify('mschat_changes', tbl || ' * ' || origin);
+                RETURN;
+            END IF;
+            FOREACH one IN ARRAY ids LOOP
+                PERFORM pg_notify('mschat_changes', tbl || ' ' || one || ' ' || origin);
+            END LOOP;
+        END $$
+        """,
+        # statement triggers: one query per statement, whatever its number of rows
+        """
+        CREATE FUNCTION mschat_notify_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM mschat_notify(TG_TABLE_NAME, ARRAY(SELECT DISTINCT id FROM changed));
+            RETURN NULL;
+        END $$
+        """,
+        """
+        CREATE FUNCTION mschat_notify_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM mschat_notify('messages', ARRAY(SELECT DISTINCT session_id FROM changed));
+            RETURN NULL;
+        END $$
+        """,
+    ]
+    for table, column in _NOTIFYING.items():
+        function = "mschat_notify_messages" if column == "session_id" else "mschat_notify_rows"
+        # a trigger with a transition table has one event: three per table
+        for event, rows in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
+            statements.append(
+                f"CREATE TRIGGER {table}_notify_{event} AFTER {event.upper()} ON {table} "
+                f"REFERENCING {rows} TABLE AS changed "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            )
+    for statement in statements:
+        conn.execute(statement)
 
 
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

@@ -21,6 +21,7 @@ writer waits for the first and re-checks the condition on the row it left.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
-from mschat.store.contract import TABLES, SearchOrder, Store
+from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store
 from mschat.store.postgres import migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
 from mschat.store.terms import search_terms
@@ -49,6 +50,8 @@ MIGRATION_SET = "mschat"
 MIGRATION_LOCK = 0x6D736368
 #: every connection: times in UTC (read back as ISO text), no NOTICE chatter
 OPTIONS = "-c TimeZone=UTC -c client_min_messages=warning"
+#: the ``application_name`` of a change feed's LISTEN connection (in ``pg_stat_activity``)
+LISTEN_NAME = "mschat-listen"
 
 _LEFT_ALONE = "it was left unchanged"
 
@@ -112,11 +115,13 @@ class PostgresStore(Store):
             self._check_and_migrate(first)
         finally:
             first.close()
+        #: this store's mark on the change notices its writes cause (m007_change_notices)
+        self.origin = secrets.token_hex(8)
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=threads + 2,
-            kwargs={"autocommit": True, "options": OPTIONS},
+            kwargs={"autocommit": True, "options": f"{OPTIONS} -c mschat.origin={self.origin}"},
             configure=_configure,
             timeout=CONNECT_TIMEOUT,
             name="mschat",
@@ -815,6 +820,35 @@ class PostgresStore(Store):
         self._execute(
             "DELETE FROM idempotency_keys WHERE id = %s AND owner = %s AND state = 'running'",
             [key_id, owner],
+        )
+
+    # ---- change feed (LISTEN/NOTIFY) ----------------------------------------
+
+    def changes(self, poll_interval: float = 0.5) -> ChangeFeed:
+        """Other instances' changes, pushed by the database (no polling).
+
+        A connection of the feed's own LISTENs to the notices of
+        ``m007_change_notices``; those marked with this store's origin are its own
+        writes and skipped. ``poll_interval`` is not used.
+        """
+        from mschat.store.postgres.changes import ListenFeed
+
+        return ListenFeed(self._listen_connection, self.origin)
+
+    def _listen_connection(self) -> psycopg.Connection[Any]:
+        """A new connection outside the pool, for a feed to LISTEN on."""
+        return psycopg.connect(
+            self._secret_url,
+            autocommit=True,
+            options=OPTIONS,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name=LISTEN_NAME,
+            # a silently dropped network is noticed too, not only a closed socket
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=30_000,
         )
 
 

@@ -248,4 +248,13 @@ def _with_autoincrement(create: str, table: str, new_name: str) -> str:
     return f"CREATE TABLE {new_name} ({body}"
 
 
+@migrations()
+def m007_change_notices(db: Database) -> None:
+    """PostgreSQL pushes changes (NOTIFY triggers); SQLite's live views poll instead.
+
+    Nothing to change here; the migration is recorded all the same, so both
+    backends share one schema version.
+    """
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -1,0 +1,173 @@
+"""PostgreSQL's change feed: LISTEN on a connection of its own, woken by the server.
+
+Triggers (migration ``m007_change_notices``) NOTIFY ``mschat_changes`` at the
+commit of every change to users, sessions and messages, with the payload
+``<table> <id> <origin>``. The feed waits on its connection's socket (and on a
+socket pair that :meth:`ListenFeed.close` writes to), so a notice is read the
+moment it arrives and nothing is polled.
+
+A lost connection (the server restarted, the backend was terminated) is
+connected again, with a growing pause between attempts; the feed then reports
+``[Change()]``, as notices may have been missed meanwhile. After a quiet
+:data:`KEEPALIVE` the connection is checked with one query.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from mschat.core.errors import DatabaseError
+from mschat.store.contract import Change, ChangeFeed
+
+CHANNEL = "mschat_changes"
+#: seconds without any notice after which the connection is checked (one query)
+KEEPALIVE = 10.0
+#: the pause before connecting again doubles from the first to the last (seconds)
+RETRY_FIRST = 0.05
+RETRY_LAST = 2.0
+#: what a notice may name
+TABLES = frozenset({"users", "sessions", "messages"})
+
+
+def parse(payload: str, own: str) -> Change | None:
+    """The change a notice names; None for this store's own writes.
+
+    A payload this version does not know (another mschat's, or a hand-made
+    NOTIFY) is ``Change()``: refresh everything rather than miss a change.
+    """
+    parts = payload.split(" ")
+    if len(parts) != 3 or parts[0] not in TABLES:
+        return Change()
+    table, key, origin = parts
+    if origin and origin == own:
+        return None
+    if table == "users" or key == "*":
+        return Change(table)
+    try:
+        return Change(table, int(key))
+    except ValueError:
+        return Change(table)
+
+
+class ListenFeed(ChangeFeed):
+    """Notices of ``mschat_changes`` on a connection made by ``connect``."""
+
+    pushed = True
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], origin: str) -> None:
+        super().__init__()
+        self._connect = connect
+        self._origin = origin
+        self._conn: psycopg.Connection[Any] | None = None
+        #: held by the thread in :meth:`wait`; whoever holds it owns the connection
+        self._using = threading.Lock()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._retry = RETRY_FIRST
+        self._quiet_since = time.monotonic()
+        # listening before returning: a view loading after this misses nothing; if
+        # the server cannot be reached now, wait() connects, then reports [Change()]
+        self._listen()
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the LISTEN connection, while there is one."""
+        conn = self._conn
+        return conn.info.backend_pid if conn is not None and not conn.closed else None
+
+    def _listen(self) -> bool:
+        try:
+            conn = self._connect()
+        except (psycopg.Error, DatabaseError, OSError):
+            return False
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            conn.close()
+            return False
+        self._conn = conn
+        self._quiet_since = time.monotonic()
+        return True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def wait(self, timeout: float | None = None) -> list[Change]:
+        """Block until other instances' notices come; ``[]`` after ``timeout`` or once closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._using:
+            try:
+                while not self.closed:
+                    changes = self._step(deadline)
+                    if changes:
+                        return changes
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return []
+                return []
+            finally:
+                if self.closed:
+                    self._release()
+
+    def _step(self, deadline: float | None) -> list[Change]:
+        """One wait: for the connection's socket, a wake-up or a pause before reconnecting."""
+        now = time.monotonic()
+        left = None if deadline is None else max(0.0, deadline - now)
+        if self._conn is None:
+            if self._listen():
+                self._retry = RETRY_FIRST
+                return [Change()]  # notices may have been missed while it was gone
+            pause = self._retry if left is None else min(self._retry, left)
+            self._retry = min(self._retry * 2, RETRY_LAST)
+            self._closed.wait(pause)
+            return []
+        quiet = max(0.0, self._quiet_since + KEEPALIVE - now)
+        pause = quiet if left is None else min(quiet, left)
+        try:
+            wake = self._wake_in.fileno()
+            ready, _, _ = select.select([self._conn.fileno(), wake], [], [], pause)
+            if wake in ready:
+                self._wake_in.recv(64)
+                return []
+            if ready:
+                return self._read()
+            if time.monotonic() >= self._quiet_since + KEEPALIVE:
+                self._conn.execute("SELECT 1")  # still there? (an error drops it)
+                self._quiet_since = time.monotonic()
+                return self._read()
+        except (psycopg.Error, OSError, ValueError):
+            self._drop()
+        return []
+
+    def _read(self) -> list[Change]:
+        """The notices that arrived, other instances' ones as changes."""
+        assert self._conn is not None
+        self._quiet_since = time.monotonic()
+        changes = (parse(n.payload, self._origin) for n in self._conn.notifies(timeout=0))
+        return list(dict.fromkeys(c for c in changes if c is not None))
+
+    def close(self) -> None:
+        """Stop; the connection is closed by whichever thread holds it."""
+        super().close()
+        try:
+            self._wake_out.send(b"x")
+        except OSError:
+            pass  # already released
+        if self._using.acquire(blocking=False):  # no wait in progress
+            try:
+                self._release()
+            finally:
+                self._using.release()
+
+    def _release(self) -> None:
+        self._drop()
+        self._wake_in.close()
+        self._wake_out.close()
