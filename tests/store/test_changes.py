@@ -1,0 +1,145 @@
+"""The change feed (``Store.changes``): other stores' writes are reported, own ones are not.
+
+PostgreSQL pushes them (LISTEN/NOTIFY, per session); SQLite's ``data_version``
+is polled (anything may have changed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mschat.core.models import User
+from mschat.store import Store, open_store
+from mschat.store.contract import Change, ChangeFeed
+from tests.dbs import sql
+
+#: how long a feed is given to report nothing (a test of an absence must wait)
+QUIET = 0.3
+
+
+@pytest.fixture
+def stores(db_url: str) -> Iterator[tuple[Store, Store]]:
+    """Two stores on one database, as two instances have."""
+    first, second = open_store(db_url), open_store(db_url)
+    yield first, second
+    first.close()
+    second.close()
+
+
+@pytest.fixture
+def feed(stores: tuple[Store, Store]) -> Iterator[ChangeFeed]:
+    """The first store's feed."""
+    made = stores[0].changes(0.02)
+    yield made
+    made.close()
+
+
+def a_user(store: Store) -> User:
+    return store.create_user(kind="local", external_id="me", name="me", status="active")
+
+
+def a_session(store: Store, user: User, title: str = "T") -> int:
+    return store.create_session(
+        creator_id=user.id, title=title, model=None, system_msg=None, public=0, origin="terminal"
+    ).id
+
+
+def collect(feed: ChangeFeed, until: object, timeout: float = 10.0) -> list[Change]:
+    """Changes until ``until(changes)`` holds."""
+    got: list[Change] = []
+    deadline = time.monotonic() + timeout
+    while not until(got):  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"only {got}"
+        got += feed.wait(deadline - time.monotonic())
+    return got
+
+
+def test_other_stores_writes_are_reported_and_own_ones_are_not(
+    stores: tuple[Store, Store], feed: ChangeFeed
+):
+    mine, theirs = stores
+    user = a_user(theirs)
+    session_id = a_session(theirs, user)
+    collect(feed, lambda got: any(c.concerns_session(session_id) for c in got))
+    mine.update_session(session_id, title="renamed here")
+    mine.add_message(session_id=session_id, author_id=user.id, role="user", content="mine")
+    assert feed.wait(QUIET) == []
+    theirs.add_message(session_id=session_id, author_id=user.id, role="user", content="theirs")
+    collect(feed, lambda got: any(c.concerns_session(session_id) for c in got))
+
+
+def test_a_closed_feed_stops_a_wait_on_another_thread_at_once(feed: ChangeFeed):
+    returned: list[list[Change]] = []
+    waiter = threading.Thread(target=lambda: returned.append(feed.wait()))
+    waiter.start()
+    feed.close()
+    waiter.join(5)
+    assert returned == [[]]
+    assert feed.wait() == []
+
+
+def test_postgresql_names_the_session_and_table(pg_url: str):
+    mine, theirs = open_store(pg_url), open_store(pg_url)
+    feed = mine.changes()
+    try:
+        assert feed.pushed
+        user = a_user(theirs)
+        session_id = a_session(theirs, user)
+        other_session = a_session(theirs, user, "other")
+        reply = theirs.add_reply(session_id, "m", "2999-01-01T00:00:00+00:00")
+        collect(feed, lambda got: Change("messages", session_id) in got)
+        theirs.update_message(reply.id, content="streamed")
+        assert collect(feed, bool) == [Change("messages", session_id)]  # a flush: nothing else
+        with theirs.write():
+            theirs.update_session(other_session, title="one")
+            theirs.update_session(other_session, title="two")
+        assert collect(feed, bool) == [Change("sessions", other_session)]  # once, at commit
+        sql(
+            theirs,
+            "INSERT INTO sessions (creator_id, title, public, origin, created, updated, modified)"
+            " SELECT ?, 'bulk', false, 'terminal', now(), now(), now()"
+            " FROM generate_series(1, 101)",
+            [user.id],
+        )
+        assert collect(feed, bool) == [Change("sessions")]  # too many to name one by one
+    finally:
+        feed.close()
+        mine.close()
+        theirs.close()
+
+
+def test_a_dropped_listen_connection_comes_back_and_says_anything_may_have_changed(
+    pg_url: str,
+):
+    mine, theirs = open_store(pg_url), open_store(pg_url)
+    feed = mine.changes()
+    try:
+        user = a_user(theirs)
+        collect(feed, bool)
+        pid = feed.backend_pid  # type: ignore[attr-defined]
+        sql(theirs, "SELECT pg_terminate_backend(?)", [pid])
+        assert collect(feed, bool) == [Change()]
+        assert feed.backend_pid not in (None, pid)  # type: ignore[attr-defined]
+        session_id = a_session(theirs, user)
+        collect(feed, lambda got: Change("sessions", session_id) in got)
+    finally:
+        feed.close()
+        mine.close()
+        theirs.close()
+
+
+def test_notices_are_read_as_data():
+    from mschat.store.postgres.changes import parse
+
+    assert parse("messages 12 abc", "mine") == Change("messages", 12)
+    assert parse("sessions * abc", "mine") == Change("sessions")
+    assert parse("users 3 abc", "mine") == Change("users")
+    assert parse("messages 12 mine", "mine") is None  # own write
+    assert parse("messages 12 ", "mine") == Change("messages", 12)  # a writer without origin
+    for hostile in ("", "drop table", "messages x abc", "messages 1 2 3", "\x1b[2J 1 a"):
+        change = parse(hostile, "mine")
+        assert change is not None and change.concerns_session(1)
