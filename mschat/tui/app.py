@@ -23,7 +23,13 @@ from textual.theme import Theme
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from mschat.core.errors import InvalidInput, MschatError, NotFound, PermissionDenied
+from mschat.core.errors import (
+    DatabaseError,
+    InvalidInput,
+    MschatError,
+    NotFound,
+    PermissionDenied,
+)
 from mschat.core.events import (
     Completed,
     Event,
@@ -52,6 +58,8 @@ from mschat.visible import visible
 
 #: seconds between change checks where the database cannot push changes (SQLite)
 POLL_INTERVAL = 0.5
+#: seconds before a refresh that could not reach the database is tried again
+REFRESH_RETRY = 1.0
 #: a search hit in a session longer than this opens on a window around the hit
 JUMP_CONTIGUOUS_LIMIT = 1000
 SEARCH_LIMIT = 50
@@ -115,6 +123,7 @@ class MschatApp(App[None]):
         #: applies other instances' changes for the app's lifetime (not a worker, so
         #: waiting for the workers to complete does not wait for it)
         self._follower: asyncio.Task[None] | None = None
+        self._applying = asyncio.Lock()  # one refresh at a time (the feed's, or a retry)
         self.state = State.of_home()
 
     def notify(
@@ -442,7 +451,25 @@ class MschatApp(App[None]):
             await changes.aclose()
 
     async def _apply(self, changes: list[Change]) -> None:
-        """Reload what changed: the sidebar if sessions did, the open session if it did."""
+        """Reload what changed; if the database cannot be reached, everything again later.
+
+        After a database restart the feed's first notice says anything may have
+        changed, and the first query may still meet a dropped connection: the
+        refresh is then tried again rather than lost.
+        """
+        try:
+            async with self._applying:
+                await self._reload_changed(changes)
+        except DatabaseError as error:
+            self.log.warning(f"live view not refreshed: {error}")
+            if self.ready:
+                self.set_timer(
+                    REFRESH_RETRY,
+                    lambda: self.spawn(self._apply([Change()]), group="changes"),
+                )
+
+    async def _reload_changed(self, changes: list[Change]) -> None:
+        """The sidebar if sessions changed, the open session's messages if it did."""
         if any(change.concerns_session_list for change in changes):
             await self._refresh_sidebar()
         if self.session is None or self.detached:

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 
 from mschat.core.answer.turns import stamp
+from mschat.core.errors import DatabaseError
 from mschat.core.events import Event, Started
 from mschat.core.manager import SessionManager
 from mschat.core.models import MessageStatus
@@ -139,6 +140,33 @@ async def test_an_open_session_deleted_by_another_instance_closes(
         await other.remove_session(await other.local_user(), doomed.id)
         await wait_for(pilot, lambda: app.session is None, what="view closed")
         assert all(s.id != doomed.id for s in app.sidebar.sessions)
+
+
+async def test_a_refresh_that_cannot_reach_the_database_is_tried_again(
+    services: Services, other: SessionManager, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("mschat.tui.app.REFRESH_RETRY", 0.05)
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        failed: list[int] = []
+        list_sessions = services.manager.list_sessions
+
+        async def unreachable_once(*args: object, **kwargs: object) -> object:
+            if not failed:  # as a pooled connection the database dropped (a restart)
+                failed.append(1)
+                raise DatabaseError("cannot reach database: no connection")
+            return await list_sessions(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(services.manager, "list_sessions", unreachable_once)
+        made = await other.create_session(await other.local_user(), title="Made elsewhere")
+        await wait_for(
+            pilot,
+            lambda: [s.id for s in app.sidebar.sessions] == [made.id],
+            what="the refresh, tried again",
+        )
+        assert failed == [1]
+        assert not app._notifications  # a refresh tried again is no error of the user's
 
 
 def listener_pid(services: Services) -> int | None:
