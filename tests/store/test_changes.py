@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -143,3 +144,71 @@ def test_notices_are_read_as_data():
     for hostile in ("", "drop table", "messages x abc", "messages 1 2 3", "\x1b[2J 1 a"):
         change = parse(hostile, "mine")
         assert change is not None and change.concerns_session(1)
+
+
+def raw_listener(url: str) -> Any:
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("LISTEN mschat_changes")
+    return conn
+
+
+def notices(conn: Any, until: Any, timeout: float = 10.0) -> list[Any]:
+    """Notices on a raw LISTEN connection until ``until(got)`` holds."""
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        assert time.monotonic() < deadline, f"only {got}"
+        got += list(conn.notifies(timeout=deadline - time.monotonic(), stop_after=1))
+    return got
+
+
+def test_a_stores_notices_are_sent_after_its_commit_by_its_announcer(pg_url: str):
+    store = open_store(pg_url)
+    listener = raw_listener(pg_url)
+    try:
+        user = a_user(store)
+        session_id = a_session(store, user)
+        made = f"sessions {session_id} "
+        notices(listener, lambda got: any(made in n.payload for n in got))
+        with store.write():
+            store.update_session(session_id, title="inside")
+            assert list(listener.notifies(timeout=QUIET)) == []  # not before the commit
+        got = notices(
+            listener, lambda got: any(f"sessions {session_id} " in n.payload for n in got)
+        )
+        # sent by a connection of their own: the writer's transaction took no NOTIFY lock
+        (announcer,) = sql(
+            store,
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'mschat-announce' "
+            "AND datname = current_database()",
+        )
+        assert {n.pid for n in got} == {announcer[0]}
+        with pytest.raises(RuntimeError), store.write():
+            store.update_session(session_id, title="rolled back")
+            raise RuntimeError
+        assert list(listener.notifies(timeout=QUIET)) == []
+        store.update_session(session_id, title="last")
+    finally:
+        store.close()  # sends what is still pending first
+    try:
+        notices(listener, lambda got: any(made in n.payload for n in got))
+    finally:
+        listener.close()
+
+
+def test_another_programs_writes_notify_too(pg_url: str):
+    import psycopg
+
+    store = open_store(pg_url)
+    feed = store.changes()
+    try:
+        user = a_user(store)
+        session_id = a_session(store, user)
+        with psycopg.connect(pg_url, autocommit=True) as psql:  # no mschat origin
+            psql.execute("UPDATE sessions SET title = 'by hand' WHERE id = %s", [session_id])
+        collect(feed, lambda got: Change("sessions", session_id) in got)
+    finally:
+        feed.close()
+        store.close()

@@ -1,10 +1,16 @@
-"""PostgreSQL's change feed: LISTEN on a connection of its own, woken by the server.
+"""PostgreSQL's change feed: notices sent after each commit, LISTENed to by other instances.
 
-Triggers (migration ``m007_change_notices``) NOTIFY ``mschat_changes`` at the
-commit of every change to users, sessions and messages, with the payload
-``<table> <id> <origin>``. The feed waits on its connection's socket (and on a
-socket pair that :meth:`ListenFeed.close` writes to), so a notice is read the
-moment it arrives and nothing is polled.
+Sending (:func:`collect_notices`, :class:`Announcer`): the triggers of
+migration ``m007_change_notices`` hand a store's connection the payloads
+``<table> <id> <origin>`` of what each statement changed in users, sessions and
+messages; once the store's transaction has committed, its announcer sends them
+on channel ``mschat_changes`` in a transaction of its own. A NOTIFY inside the
+writer's transaction would hold the server-wide notify lock while the commit
+waits for the disk, so that writers would commit one at a time.
+
+Listening (:class:`ListenFeed`): a connection of its own LISTENs; the feed waits
+on its socket (and on a socket pair that :meth:`ListenFeed.close` writes to),
+so a notice is read the moment it arrives and nothing is polled.
 
 A lost connection (the server restarted, the backend was terminated) is
 connected again, with a growing pause between attempts; the feed then reports
@@ -18,6 +24,7 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +41,103 @@ RETRY_FIRST = 0.05
 RETRY_LAST = 2.0
 #: what a notice may name
 TABLES = frozenset({"users", "sessions", "messages"})
+
+
+#: each store connection's payloads raised by the triggers, not sent yet
+_pending: weakref.WeakKeyDictionary[psycopg.Connection[Any], list[str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def collect_notices(conn: psycopg.Connection[Any]) -> None:
+    """Keep the change payloads the triggers raise on ``conn`` until :func:`take_notices`."""
+    pending: list[str] = []
+    _pending[conn] = pending
+
+    def collect(notice: psycopg.errors.Diagnostic) -> None:
+        if notice.message_primary == CHANNEL and notice.message_detail:
+            pending.extend(notice.message_detail.split("\n"))
+
+    conn.add_notice_handler(collect)
+
+
+def take_notices(conn: psycopg.Connection[Any]) -> list[str]:
+    """The payloads collected on ``conn`` since the last call (once its commit is over)."""
+    pending = _pending.get(conn)
+    if not pending:
+        return []
+    payloads = list(dict.fromkeys(pending))
+    pending.clear()
+    return payloads
+
+
+def forget(conn: psycopg.Connection[Any]) -> None:
+    """Drop the payloads of a transaction that rolled back."""
+    pending = _pending.get(conn)
+    if pending:
+        pending.clear()
+
+
+class Announcer:
+    """Sends committed changes' payloads, in batches, from a thread and a connection of its own.
+
+    A writer only hands them over (no round trip of its own); whatever piles up
+    while a batch is sent goes in the next one. Each batch is one transaction
+    (``mschat_announce``) that does not wait for the disk. A batch that cannot be
+    sent (the server is gone) is dropped: the listeners lost their connections
+    too, and refresh everything when back.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+        self._connect = connect
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pending: dict[str, None] = {}  # an ordered set
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="mschat-announce", daemon=True)
+        self._thread.start()
+
+    def send(self, payloads: list[str]) -> None:
+        """Have ``payloads`` sent soon (the transaction that wrote them has committed)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._pending.update(dict.fromkeys(payloads))
+        self._wake.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is still pending, then close the connection."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, closed = list(self._pending), self._closed
+                self._pending.clear()
+            if batch:
+                self._announce(batch)
+            if closed:
+                break
+        if self._conn is not None:
+            self._conn.close()
+
+    def _announce(self, batch: list[str]) -> None:
+        for _ in range(2):  # a connection that broke while idle: once more on a new one
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                self._conn.execute("SELECT mschat_announce(%s)", [batch])
+                return
+            except (psycopg.Error, DatabaseError, OSError):
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
 
 
 def parse(payload: str, own: str) -> Change | None:

@@ -293,14 +293,21 @@ _NOTIFYING = {"users": "id", "sessions": "id", "messages": "session_id"}
 
 @migration
 def m007_change_notices(conn: Any) -> None:
-    """Changes are pushed: ``NOTIFY mschat_changes`` at the commit of every change.
+    """Changes are pushed: a notice on channel ``mschat_changes`` for every change.
 
     Live views of other instances LISTEN (``mschat.store.postgres.changes``). The
     payload is ``<table> <id> <origin>``: the table, the session concerned (of a
     session row or of messages) or the user, ``*`` when one statement changed more
     than a hundred, and the writer's ``mschat.origin`` setting, so a store skips
-    its own writes. PostgreSQL sends one notice per distinct payload and
-    transaction, at commit (none on rollback).
+    its own writes.
+
+    A NOTIFY holds a lock, one for the whole server, from its transaction's
+    commit until the commit is on disk: writers that notify commit one at a time.
+    So an mschat store's transaction does not notify: its triggers hand the
+    payloads to the store (a NOTICE), which sends them once the commit is over,
+    in a transaction of their own that does not wait for the disk
+    (``mschat_announce``). Another program's writes (psql, a script) notify in
+    their own transaction.
     """
     statements = [
         """
@@ -308,15 +315,32 @@ def m007_change_notices(conn: Any) -> None:
         LANGUAGE plpgsql AS $$
         DECLARE
             origin text := coalesce(current_setting('mschat.origin', true), '');
-            one bigint;
+            payloads text[];
         BEGIN
-            IF cardinality(ids) > 100 THEN
-                PERFORM pg_notify('mschat_changes', tbl || ' * ' || origin);
+            IF cardinality(ids) = 0 THEN
                 RETURN;
+            ELSIF cardinality(ids) > 100 THEN
+                payloads := ARRAY[tbl || ' * ' || origin];
+            ELSE
+                payloads := ARRAY(SELECT tbl || ' ' || id || ' ' || origin FROM unnest(ids) id);
             END IF;
-            FOREACH one IN ARRAY ids LOOP
-                PERFORM pg_notify('mschat_changes', tbl || ' ' || one || ' ' || origin);
-            END LOOP;
+            IF origin = '' THEN
+                PERFORM pg_notify('mschat_changes', p) FROM unnest(payloads) p;
+            ELSE
+                PERFORM set_config('client_min_messages', 'notice', true);
+                RAISE NOTICE USING MESSAGE = 'mschat_changes',
+                    DETAIL = array_to_string(payloads, E'\\n');
+            END IF;
+        END $$
+        """,
+        """
+        CREATE FUNCTION mschat_announce(payloads text[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            -- a notice lost in a crash is harmless: no wait for the disk, so the
+            -- lock NOTIFY takes at commit is held only for an instant
+            PERFORM set_config('synchronous_commit', 'off', true);
+            PERFORM pg_notify('mschat_changes', p) FROM unnest(payloads) p;
         END $$
         """,
         # statement triggers: one query per statement, whatever its number of rows
