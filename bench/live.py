@@ -137,7 +137,7 @@ async def measure(url: str, flushes: int, interval: float, per_reply: int) -> li
         async with app.run_test(size=(120, 40)) as pilot:
             while not (app.ready and app.session is not None and app.session.id == session.id):
                 await pilot.pause(0.01)
-            for _ in range(max(1, -(-flushes // per_reply))):
+            while len(latencies) < flushes:
                 start = len(flushed)
                 drawn.clear()
                 async for _event in writer.ask(me, "stream please", session_id=session.id):
@@ -148,7 +148,11 @@ async def measure(url: str, flushes: int, interval: float, per_reply: int) -> li
                     if time.perf_counter() > deadline:
                         raise TimeoutError("the TUI never showed the whole reply")
                     await pilot.pause(0.01)
+                longest = 0
                 for reply, length, at in flushed[start:]:
+                    if length <= longest:
+                        continue  # the final write of a reply adds no text: nothing new to show
+                    longest = length
                     # text is drawn only once written: the first draw this long is the one
                     shown = min(t for i, n, t in drawn if i == reply and n >= length)
                     latencies.append(shown - at)
@@ -157,7 +161,7 @@ async def measure(url: str, flushes: int, interval: float, per_reply: int) -> li
         MessageView._lines = lines  # type: ignore[method-assign]
         await writer.aclose()
         await services.aclose()
-    return latencies[:flushes] if len(latencies) > flushes else latencies
+    return latencies[:flushes]
 
 
 def report(label: str, latencies: list[float]) -> None:
