@@ -770,26 +770,36 @@ class SessionManager:
         """
         loop = asyncio.get_running_loop()
         feed = await self._run(self.store.changes, poll_interval)
-        batches: asyncio.Queue[list[Change]] = asyncio.Queue()
+        batches: asyncio.Queue[list[Change] | Exception] = asyncio.Queue()
+
+        def hand_over(item: list[Change] | Exception) -> None:
+            try:
+                loop.call_soon_threadsafe(batches.put_nowait, item)
+            except RuntimeError:  # the event loop is closed
+                feed.close()
 
         def listen() -> None:
             # the feed blocks (a socket, or the pauses of a poll): a thread of its own
-            while not feed.closed:
-                batch = feed.wait()
-                if batch:
-                    try:
-                        loop.call_soon_threadsafe(batches.put_nowait, batch)
-                    except RuntimeError:  # the event loop is closed
-                        feed.close()
+            try:
+                while not feed.closed:
+                    batch = feed.wait()
+                    if batch:
+                        hand_over(batch)
+            except Exception as exc:  # a bug (the feed deals with lost connections itself)
+                feed.close()
+                hand_over(exc)
 
         threading.Thread(target=listen, name="mschat-changes", daemon=True).start()
         try:
             batch = [Change()]
             while True:
                 yield batch
-                batch = await batches.get()
-                while not batches.empty():
-                    batch += batches.get_nowait()
+                batch = []
+                while not batch or not batches.empty():
+                    item = await batches.get()
+                    if isinstance(item, Exception):
+                        raise item
+                    batch += item
                 batch = list(dict.fromkeys(batch))
         finally:
             feed.close()

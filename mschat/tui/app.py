@@ -274,7 +274,9 @@ class MschatApp(App[None]):
             await changes.aclose()
             raise
         self.ready = True
-        self._follower = asyncio.create_task(self._follow(changes), name="mschat-changes")
+        self._follower = asyncio.create_task(
+            self._guarded(self._follow(changes)), name="mschat-changes"
+        )
 
     async def _become(self, user: User) -> None:
         assert self.me is not None
