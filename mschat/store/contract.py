@@ -395,11 +395,6 @@ class Change:
     table: str | None = None
     session_id: int | None = None
 
-    @property
-    def everything(self) -> bool:
-        """Whether anything may have changed (refresh everything)."""
-        return self.table is None
-
     def concerns_session(self, session_id: int) -> bool:
         """Whether a view of this session (its row or its messages) may be out of date."""
         return self.table is None or (

@@ -124,6 +124,7 @@ class MschatApp(App[None]):
         #: waiting for the workers to complete does not wait for it)
         self._follower: asyncio.Task[None] | None = None
         self._applying = asyncio.Lock()  # one refresh at a time (the feed's, or a retry)
+        self._retry_due = False
         self.state = State.of_home()
 
     def notify(
@@ -464,11 +465,13 @@ class MschatApp(App[None]):
                 await self._reload_changed(changes)
         except DatabaseError as error:
             self.log.warning(f"live view not refreshed: {error}")
-            if self.ready:
-                self.set_timer(
-                    REFRESH_RETRY,
-                    lambda: self.spawn(self._apply([Change()]), group="changes"),
-                )
+            if self.ready and not self._retry_due:
+                self._retry_due = True
+                self.set_timer(REFRESH_RETRY, self._retry_refresh)
+
+    def _retry_refresh(self) -> None:
+        self._retry_due = False
+        self.spawn(self._apply([Change()]), group="changes")
 
     async def _reload_changed(self, changes: list[Change]) -> None:
         """The sidebar if sessions changed, the open session's messages if it did."""
