@@ -6,6 +6,7 @@ is polled (anything may have changed).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -212,3 +213,28 @@ def test_another_programs_writes_notify_too(pg_url: str):
     finally:
         feed.close()
         store.close()
+
+
+def test_a_listen_connection_that_cannot_be_made_is_tried_again_with_growing_pauses(
+    pg_url: str,
+):
+    import psycopg
+
+    from mschat.store.postgres.changes import RETRY_FIRST, ListenFeed
+
+    attempts: list[float] = []
+
+    def connect() -> Any:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 4:  # the server is restarting
+            raise psycopg.OperationalError("connection refused")
+        return psycopg.connect(pg_url, autocommit=True)
+
+    feed = ListenFeed(connect, "mine")  # not listening yet: no error either
+    try:
+        assert collect(feed, bool) == [Change()]  # back: anything may have changed meanwhile
+        pauses = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+        assert len(pauses) == 4 and pauses[0] >= RETRY_FIRST * 0.9
+        assert all(b > a for a, b in itertools.pairwise(pauses))
+    finally:
+        feed.close()

@@ -20,7 +20,7 @@ connected again, with a growing pause between attempts; the feed then reports
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 import threading
 import time
@@ -170,15 +170,20 @@ class ListenFeed(ChangeFeed):
         self._connect = connect
         self._origin = origin
         self._conn: psycopg.Connection[Any] | None = None
+        self._fd = -1  # its socket, as registered with the selector
         #: held by the thread in :meth:`wait`; whoever holds it owns the connection
         self._using = threading.Lock()
         self._wake_in, self._wake_out = socket.socketpair()
         self._wake_in.setblocking(False)
+        self._selector = selectors.DefaultSelector()  # not select(): any fd number
+        self._selector.register(self._wake_in, selectors.EVENT_READ)
         self._retry = RETRY_FIRST
+        self._next_attempt = time.monotonic()
         self._quiet_since = time.monotonic()
         # listening before returning: a view loading after this misses nothing; if
         # the server cannot be reached now, wait() connects, then reports [Change()]
-        self._listen()
+        if not self._listen():
+            self._back_off()
 
     @property
     def backend_pid(self) -> int | None:
@@ -193,17 +198,27 @@ class ListenFeed(ChangeFeed):
             return False
         try:
             conn.execute(f"LISTEN {CHANNEL}")
-        except psycopg.Error:
+            fd = conn.fileno()
+            self._selector.register(fd, selectors.EVENT_READ)
+        except (psycopg.Error, OSError, ValueError, KeyError):
             conn.close()
             return False
-        self._conn = conn
+        self._conn, self._fd = conn, fd
         self._quiet_since = time.monotonic()
         return True
 
     def _drop(self) -> None:
+        """Forget a broken connection; the next one is tried after a pause."""
         if self._conn is not None:
+            self._selector.unregister(self._fd)
             self._conn.close()
-            self._conn = None
+            self._conn, self._fd = None, -1
+        self._back_off()
+
+    def _back_off(self) -> None:
+        """The next connection attempt after a pause that grows while attempts fail."""
+        self._next_attempt = time.monotonic() + self._retry
+        self._retry = min(self._retry * 2, RETRY_LAST)
 
     def wait(self, timeout: float | None = None) -> list[Change]:
         """Block until other instances' notices come; ``[]`` after ``timeout`` or once closed."""
@@ -226,26 +241,24 @@ class ListenFeed(ChangeFeed):
         now = time.monotonic()
         left = None if deadline is None else max(0.0, deadline - now)
         if self._conn is None:
+            if now < self._next_attempt:
+                pause = self._next_attempt - now
+                self._closed.wait(pause if left is None else min(pause, left))
+                return []
             if self._listen():
-                self._retry = RETRY_FIRST
                 return [Change()]  # notices may have been missed while it was gone
-            pause = self._retry if left is None else min(self._retry, left)
-            self._retry = min(self._retry * 2, RETRY_LAST)
-            self._closed.wait(pause)
+            self._back_off()
             return []
         quiet = max(0.0, self._quiet_since + KEEPALIVE - now)
-        pause = quiet if left is None else min(quiet, left)
         try:
-            wake = self._wake_in.fileno()
-            ready, _, _ = select.select([self._conn.fileno(), wake], [], [], pause)
-            if wake in ready:
+            events = self._selector.select(quiet if left is None else min(quiet, left))
+            if any(key.fileobj is self._wake_in for key, _ in events):
                 self._wake_in.recv(64)
                 return []
-            if ready:
+            if events:
                 return self._read()
             if time.monotonic() >= self._quiet_since + KEEPALIVE:
                 self._conn.execute("SELECT 1")  # still there? (an error drops it)
-                self._quiet_since = time.monotonic()
                 return self._read()
         except (psycopg.Error, OSError, ValueError):
             self._drop()
@@ -255,6 +268,7 @@ class ListenFeed(ChangeFeed):
         """The notices that arrived, other instances' ones as changes."""
         assert self._conn is not None
         self._quiet_since = time.monotonic()
+        self._retry = RETRY_FIRST  # the connection works: after a drop, the short pause again
         changes = (parse(n.payload, self._origin) for n in self._conn.notifies(timeout=0))
         return list(dict.fromkeys(c for c in changes if c is not None))
 
@@ -273,5 +287,6 @@ class ListenFeed(ChangeFeed):
 
     def _release(self) -> None:
         self._drop()
+        self._selector.close()
         self._wake_in.close()
         self._wake_out.close()
