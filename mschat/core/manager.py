@@ -17,10 +17,11 @@ import contextlib
 import getpass
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,7 +67,7 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import Store
+from mschat.store.contract import Change, Store
 
 T = TypeVar("T")
 
@@ -821,6 +822,56 @@ class SessionManager:
         sharded bot: a DM and a guild message of one user may reach two processes).
         """
         self._answerer.turns.every_session = True
+
+    # ---- live views ---------------------------------------------------------
+
+    async def watch_changes(
+        self, *, poll_interval: float = 0.5
+    ) -> AsyncGenerator[list[Change], None]:
+        """Other instances' changes to users, sessions and messages, in batches (live views).
+
+        The first batch, at once, is ``[Change()]``: listening has started, so a
+        view that loads everything now misses nothing after. On PostgreSQL the
+        database pushes the changes (LISTEN/NOTIFY, no polling); on SQLite
+        ``data_version`` is polled every ``poll_interval`` seconds. Notices that
+        arrive while the caller is busy come as one batch. This store's own
+        writes are not reported. Closing the iterator stops the feed.
+        """
+        loop = asyncio.get_running_loop()
+        feed = await self._run(self.store.changes, poll_interval)
+        batches: asyncio.Queue[list[Change] | Exception] = asyncio.Queue()
+
+        def hand_over(item: list[Change] | Exception) -> None:
+            try:
+                loop.call_soon_threadsafe(batches.put_nowait, item)
+            except RuntimeError:  # the event loop is closed
+                feed.close()
+
+        def listen() -> None:
+            # the feed blocks (a socket, or the pauses of a poll): a thread of its own
+            try:
+                while not feed.closed:
+                    batch = feed.wait()
+                    if batch:
+                        hand_over(batch)
+            except Exception as exc:  # a bug (the feed deals with lost connections itself)
+                feed.close()
+                hand_over(exc)
+
+        threading.Thread(target=listen, name="mschat-changes", daemon=True).start()
+        try:
+            batch = [Change()]
+            while True:
+                yield batch
+                batch = []
+                while not batch or not batches.empty():
+                    item = await batches.get()
+                    if isinstance(item, Exception):
+                        raise item
+                    batch += item
+                batch = list(dict.fromkeys(batch))
+        finally:
+            feed.close()
 
 
 __all__ = ["SessionManager"]

@@ -19,9 +19,11 @@ What every backend guarantees:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from mschat.core.models import Message, SearchHit, Session, User
@@ -388,6 +390,19 @@ class Store(ABC):
         None, False). One statement.
         """
 
+    # ---- change feed (live views across instances) --------------------------
+
+    @abstractmethod
+    def changes(self, poll_interval: float = 0.5) -> ChangeFeed:
+        """A feed of what other instances change in users, sessions and messages.
+
+        Listening has started when this returns: a view that loads after it misses
+        nothing. This store's own writes are not reported (as SQLite's
+        ``data_version`` ignores its own connection's commits). A backend that can
+        push changes does (PostgreSQL's LISTEN/NOTIFY); one that cannot polls
+        :meth:`data_version` every ``poll_interval`` seconds (SQLite).
+        """
+
 
 class UserAsks(NamedTuple):
     """What :meth:`Store.user_asks` found about a user's questions."""
@@ -398,3 +413,60 @@ class UserAsks(NamedTuple):
     oldest: str | None
     #: whether a reply to one of the user's questions is still being written
     answering: bool
+
+
+# ---- change feed -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """A notice that another instance changed something.
+
+    ``table`` is ``"users"``, ``"sessions"`` or ``"messages"``, with the session
+    concerned when known: a session's row, or a session's messages. A notice
+    without a table means anything may have changed (a poll saw the database
+    move, or notices may have been missed while a connection was lost): a view
+    refreshes everything.
+    """
+
+    table: str | None = None
+    session_id: int | None = None
+
+    def concerns_session(self, session_id: int) -> bool:
+        """Whether a view of this session (its row or its messages) may be out of date."""
+        return self.table is None or (
+            self.table in ("sessions", "messages") and self.session_id in (None, session_id)
+        )
+
+    @property
+    def concerns_session_list(self) -> bool:
+        """Whether a list of sessions (titles, order, creators' names) may be out of date."""
+        return self.table in (None, "sessions", "users")
+
+
+class ChangeFeed(ABC):
+    """Notices of other instances' changes (:meth:`Store.changes`).
+
+    One thread waits on it; any thread may close it. It never raises: a lost
+    connection is re-established by the feed itself, which then reports
+    ``[Change()]``, since notices may have been missed meanwhile.
+    """
+
+    #: whether the database pushes the notices (False: the feed polls)
+    pushed: bool = False
+
+    def __init__(self) -> None:
+        self._closed = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed.is_set()
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> list[Change]:
+        """Block until notices come and return them; ``[]`` after ``timeout`` s or once closed."""
+
+    def close(self) -> None:
+        """Stop listening; a :meth:`wait` on another thread returns at once. Idempotent."""
+        self._closed.set()

@@ -2,15 +2,15 @@
 
 The app is a thin adapter over the core's SessionManager: every manager call runs
 in a Textual worker (sends in exclusive per-session workers), the core's events are
-rendered as they arrive, and other processes' writes are picked up by polling
-``PRAGMA data_version``.
+rendered as they arrive, and other instances' writes come from the manager's change
+feed (pushed by PostgreSQL; SQLite's ``PRAGMA data_version``, polled).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,13 @@ from textual.theme import Theme
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from mschat.core.errors import InvalidInput, MschatError, NotFound, PermissionDenied
+from mschat.core.errors import (
+    DatabaseError,
+    InvalidInput,
+    MschatError,
+    NotFound,
+    PermissionDenied,
+)
 from mschat.core.events import (
     Completed,
     Event,
@@ -38,6 +44,7 @@ from mschat.core.events import (
 from mschat.core.models import Message, MessageStatus, SearchHit, Session, User
 from mschat.core.services import Services
 from mschat.state import State
+from mschat.store.contract import Change
 from mschat.tui.commands import MschatCommands, bindings
 from mschat.tui.format import code_blocks, one_line, session_mark, title_of
 from mschat.tui.screens.modals import ChoiceScreen, ConfirmScreen, TextInputScreen
@@ -49,8 +56,10 @@ from mschat.tui.widgets.sidebar import PAGE_SIZE, SessionList
 from mschat.tui.widgets.status import WAITING, StatusBar
 from mschat.visible import visible
 
-#: seconds between cheap change checks (PRAGMA data_version)
+#: seconds between change checks where the database cannot push changes (SQLite)
 POLL_INTERVAL = 0.5
+#: seconds before a refresh that could not reach the database is tried again
+REFRESH_RETRY = 1.0
 #: a search hit in a session longer than this opens on a window around the hit
 JUMP_CONTIGUOUS_LIMIT = 1000
 SEARCH_LIMIT = 50
@@ -111,8 +120,11 @@ class MschatApp(App[None]):
         self.remote_streaming: set[int] = set()
         self.local_replies: dict[int, int] = {}  # reply id -> session id
         self.send_workers: dict[int, Worker[None]] = {}
-        self._data_version: int | None = None
-        self._polling = False
+        #: applies other instances' changes for the app's lifetime (not a worker, so
+        #: waiting for the workers to complete does not wait for it)
+        self._follower: asyncio.Task[None] | None = None
+        self._applying = asyncio.Lock()  # one refresh at a time (the feed's, or a retry)
+        self._retry_due = False
         self.state = State.of_home()
 
     def notify(
@@ -134,9 +146,18 @@ class MschatApp(App[None]):
         )
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
-        """Stop polling, then exit."""
+        """Stop following changes, then exit."""
         self.ready = False
+        self._stop_following()
         super().exit(*args, **kwargs)
+
+    def on_unmount(self) -> None:
+        """Stop following changes (the app shuts down)."""
+        self._stop_following()
+
+    def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
 
     def get_default_screen(self) -> Screen[Any]:
         """The main screen."""
@@ -231,25 +252,32 @@ class MschatApp(App[None]):
             self.state.set(STATE_THEME, theme.name)
 
     def on_ready(self) -> None:
-        """Load the user and the first sidebar page; start polling for changes."""
+        """Load the user and the first sidebar page; follow other instances' changes."""
         self.prompt.focus()
         self.manager.watch_replies()
         self.spawn(self._startup(), group="startup")
-        self.set_interval(self.poll_interval, self._tick)
 
     async def _startup(self) -> None:
-        self.me = await self.manager.local_user()
-        self.viewer = self.me
-        if self.user_ref:
-            try:
-                await self._become(await self.manager.find_user(self.user_ref))
-            except MschatError as error:
-                self.notify(f"{error}; showing your own view", severity="error", timeout=8)
-        self._data_version = await self.manager.data_version()
-        self._show_view()
-        await self._reload_sidebar()
-        await self._open_initial()
+        changes = self.manager.watch_changes(poll_interval=self.poll_interval)
+        try:
+            await anext(changes)  # listening: nothing changed after this load is missed
+            self.me = await self.manager.local_user()
+            self.viewer = self.me
+            if self.user_ref:
+                try:
+                    await self._become(await self.manager.find_user(self.user_ref))
+                except MschatError as error:
+                    self.notify(f"{error}; showing your own view", severity="error", timeout=8)
+            self._show_view()
+            await self._reload_sidebar()
+            await self._open_initial()
+        except BaseException:
+            await changes.aclose()
+            raise
         self.ready = True
+        self._follower = asyncio.create_task(
+            self._guarded(self._follow(changes)), name="mschat-changes"
+        )
 
     async def _become(self, user: User) -> None:
         assert self.me is not None
@@ -417,30 +445,51 @@ class MschatApp(App[None]):
 
     # ---- live updates --------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        if self.ready and not self._polling:
-            self._polling = True
-            self.spawn(self._poll(), group="poll")
-
-    async def _poll(self) -> None:
+    async def _follow(self, changes: AsyncGenerator[list[Change], None]) -> None:
+        """Apply other instances' changes as the feed reports them, until the app exits."""
         try:
-            version = await self.manager.data_version()
-            if version == self._data_version:
-                return
-            self._data_version = version
-            await self._refresh_sidebar()
-            if self.session is not None and not self.detached:
-                session_id = self.session.id
-                try:
-                    await self._pull_messages(session_id)
-                except (NotFound, PermissionDenied):
-                    # deleted (or made private) by another process while open here
-                    self.sidebar.drop(session_id)
-                    if self.session is not None and self.session.id == session_id:
-                        await self._show_empty()
-                    self.notify(f"Session {session_id} was removed or made private elsewhere")
+            async for batch in changes:
+                await self._guarded(self._apply(batch))  # an error ends no live view
         finally:
-            self._polling = False
+            await changes.aclose()
+
+    async def _apply(self, changes: list[Change]) -> None:
+        """Reload what changed; if the database cannot be reached, everything again later.
+
+        After a database restart the feed's first notice says anything may have
+        changed, and the first query may still meet a dropped connection: the
+        refresh is then tried again rather than lost.
+        """
+        try:
+            async with self._applying:
+                await self._reload_changed(changes)
+        except DatabaseError as error:
+            self.log.warning(f"live view not refreshed: {error}")
+            if self.ready and not self._retry_due:
+                self._retry_due = True
+                self.set_timer(REFRESH_RETRY, self._retry_refresh)
+
+    def _retry_refresh(self) -> None:
+        self._retry_due = False
+        self.spawn(self._apply([Change()]), group="changes")
+
+    async def _reload_changed(self, changes: list[Change]) -> None:
+        """The sidebar if sessions changed, the open session's messages if it did."""
+        if any(change.concerns_session_list for change in changes):
+            await self._refresh_sidebar()
+        if self.session is None or self.detached:
+            return
+        session_id = self.session.id
+        if not any(change.concerns_session(session_id) for change in changes):
+            return
+        try:
+            await self._pull_messages(session_id)
+        except (NotFound, PermissionDenied):
+            # deleted (or made private) by another instance while open here
+            self.sidebar.drop(session_id)
+            if self.session is not None and self.session.id == session_id:
+                await self._show_empty()
+            self.notify(f"Session {session_id} was removed or made private elsewhere")
 
     async def _pull_messages(self, session_id: int) -> None:
         after = self.last_id

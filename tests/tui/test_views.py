@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mschat.core.models import MessageStatus, Origin
 from mschat.core.services import Services
-from mschat.store.sqlite import SQLiteStore as Store
+from mschat.store import open_store
 from mschat.tui.screens.search import SearchScreen
 from mschat.tui.screens.settings import SettingsScreen
 from mschat.tui.widgets.chat import MESSAGE_PAGE, MessageView
@@ -139,16 +141,16 @@ async def test_admin_view_of_a_discord_user(services: Services):
         await wait_for(pilot, lambda: len(app.sidebar.sessions) == 2, what="everyone")
 
 
+@pytest.mark.backends
 async def test_live_update_from_another_connection(services: Services):
     manager = services.manager
     bob = await manager.user("discord", "77", "bob")
     session = await manager.create_session(bob, title="Bot chat", origin=Origin.DISCORD_GUILD)
     app = build_app(services, user_ref="bob")
-    path = services.store.path
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         assert app.session.id == session.id and shown(app) == []
-        other = await asyncio.to_thread(Store.open, path)  # like the bot's process
+        other = await asyncio.to_thread(open_store, services.config.db)  # like the bot's
         try:
             await asyncio.to_thread(
                 other.add_message,
@@ -246,20 +248,3 @@ async def test_sidebar_loads_further_pages(services: Services):
         await wait_for(pilot, lambda: len(app.sidebar.sessions) == PAGE_SIZE + 20, what="page 2")
         assert app.sidebar.exhausted
         assert len({s.id for s in app.sidebar.sessions}) == PAGE_SIZE + 20
-
-
-async def test_open_session_deleted_by_another_process(services: Services):
-    manager = services.manager
-    me = await manager.local_user()
-    doomed = await manager.create_session(me, title="Doomed")
-    app = build_app(services)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
-        assert app.session is not None and app.session.id == doomed.id
-        other = await asyncio.to_thread(Store.open, services.store.path)
-        try:
-            await asyncio.to_thread(other.delete_session, doomed.id)
-        finally:
-            await asyncio.to_thread(other.close)
-        await wait_for(pilot, lambda: app.session is None, what="view closed")
-        assert all(s.id != doomed.id for s in app.sidebar.sessions)

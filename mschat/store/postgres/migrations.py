@@ -4,9 +4,9 @@ They mirror SQLite's one for one, under the same names, so both backends share
 one schema version and one logical schema: the same tables, columns, indexes,
 foreign keys, message counts and ``session_dialogues`` view. What differs is
 PostgreSQL's own machinery: identity ids, ``timestamptz`` and ``boolean``
-columns, a ``tsvector`` with a GIN index for search, and a ``mschat_changes``
-sequence that every write to users, sessions or messages advances (live views
-poll it; it is also where a LISTEN/NOTIFY layer hooks in).
+columns, a ``tsvector`` with a GIN index for search, a ``mschat_changes``
+sequence that every write to users, sessions or messages advances (``data_version``)
+and triggers that NOTIFY other instances' live views of those writes.
 
 Each migration runs with the others in one transaction, under an advisory lock,
 and is recorded in ``_mschat_migrations``.
@@ -287,7 +287,6 @@ def m006_ids_never_reused(conn: Any) -> None:
     """
 
 
-
 @migration
 def m007_questions_index(conn: Any) -> None:
     """A user's recent questions without reading all their messages: the rate limit
@@ -295,6 +294,91 @@ def m007_questions_index(conn: Any) -> None:
     conn.execute(
         "CREATE INDEX idx_messages_questions ON messages(author_id, created) WHERE role = 'user'"
     )
+
+
+#: the tables whose changes are pushed, and the column naming the session (or user)
+_NOTIFYING = {"users": "id", "sessions": "id", "messages": "session_id"}
+
+
+@migration
+def m008_change_notices(conn: Any) -> None:
+    """Changes are pushed: a notice on channel ``mschat_changes`` for every change.
+
+    Live views of other instances LISTEN (``mschat.store.postgres.changes``). The
+    payload is ``<table> <id> <origin>``: the table, the session concerned (of a
+    session row or of messages) or the user, ``*`` when one statement changed more
+    than a hundred, and the writer's ``mschat.origin`` setting, so a store skips
+    its own writes.
+
+    A NOTIFY holds a lock, one for the whole server, from its transaction's
+    commit until the commit is on disk: writers that notify commit one at a time.
+    So an mschat store's transaction does not notify: its triggers hand the
+    payloads to the store (a NOTICE), which sends them once the commit is over,
+    in a transaction of their own that does not wait for the disk
+    (``mschat_announce``). Another program's writes (psql, a script) notify in
+    their own transaction.
+    """
+    statements = [
+        """
+        CREATE FUNCTION mschat_notify(tbl text, ids bigint[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            origin text := coalesce(current_setting('mschat.origin', true), '');
+            payloads text[];
+        BEGIN
+            IF cardinality(ids) = 0 THEN
+                RETURN;
+            ELSIF cardinality(ids) > 100 THEN
+                payloads := ARRAY[tbl || ' * ' || origin];
+            ELSE
+                payloads := ARRAY(SELECT tbl || ' ' || id || ' ' || origin FROM unnest(ids) id);
+            END IF;
+            IF origin = '' THEN
+                PERFORM pg_notify('mschat_changes', p) FROM unnest(payloads) p;
+            ELSE
+                PERFORM set_config('client_min_messages', 'notice', true);
+                RAISE NOTICE USING MESSAGE = 'mschat_changes',
+                    DETAIL = array_to_string(payloads, E'\\n');
+            END IF;
+        END $$
+        """,
+        """
+        CREATE FUNCTION mschat_announce(payloads text[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            -- a notice lost in a crash is harmless: no wait for the disk, so the
+            -- lock NOTIFY takes at commit is held only for an instant
+            PERFORM set_config('synchronous_commit', 'off', true);
+            PERFORM pg_notify('mschat_changes', p) FROM unnest(payloads) p;
+        END $$
+        """,
+        # statement triggers: one query per statement, whatever its number of rows
+        """
+        CREATE FUNCTION mschat_notify_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM mschat_notify(TG_TABLE_NAME, ARRAY(SELECT DISTINCT id FROM changed));
+            RETURN NULL;
+        END $$
+        """,
+        """
+        CREATE FUNCTION mschat_notify_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM mschat_notify('messages', ARRAY(SELECT DISTINCT session_id FROM changed));
+            RETURN NULL;
+        END $$
+        """,
+    ]
+    for table, column in _NOTIFYING.items():
+        function = "mschat_notify_messages" if column == "session_id" else "mschat_notify_rows"
+        # a trigger with a transition table has one event: three per table
+        for event, rows in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
+            statements.append(
+                f"CREATE TRIGGER {table}_notify_{event} AFTER {event.upper()} ON {table} "
+                f"REFERENCING {rows} TABLE AS changed "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            )
+    for statement in statements:
+        conn.execute(statement)
 
 
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

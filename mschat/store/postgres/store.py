@@ -12,7 +12,10 @@ loop's synchronous calls: a cancelled reply marks itself interrupted). A
 :meth:`~PostgresStore.write` block holds one pooled connection for the thread
 that entered it, and every store call of that thread inside the block runs on
 it, in its transaction. Outside a block each call borrows a connection in
-autocommit mode: a single statement is its own transaction.
+autocommit mode: a single statement is its own transaction. Every use of a
+pooled connection goes through ``_connection()`` or ``write()``: once its
+commit is over they have the change notices its triggers raised sent
+(``changes.py``); a connection used otherwise would leave live views behind.
 
 Every lease (session turns, reply writers, idempotency keys) is one atomic
 ``UPDATE … WHERE`` or ``INSERT … ON CONFLICT``: under read committed, a second
@@ -21,6 +24,7 @@ writer waits for the first and re-checks the condition on the row it left.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,8 +39,8 @@ from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
-from mschat.store.contract import TABLES, SearchOrder, Store, UserAsks
-from mschat.store.postgres import migrations
+from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store, UserAsks
+from mschat.store.postgres import changes, migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
 from mschat.store.terms import search_terms
 
@@ -49,6 +53,10 @@ MIGRATION_SET = "mschat"
 MIGRATION_LOCK = 0x6D736368
 #: every connection: times in UTC (read back as ISO text), no NOTICE chatter
 OPTIONS = "-c TimeZone=UTC -c client_min_messages=warning"
+#: the ``application_name`` of a change feed's LISTEN connection (in ``pg_stat_activity``)
+LISTEN_NAME = "mschat-listen"
+#: and of the connection that sends a store's change notices
+ANNOUNCE_NAME = "mschat-announce"
 
 _LEFT_ALONE = "it was left unchanged"
 
@@ -84,6 +92,7 @@ class IsoTimestampLoader(Loader):
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("timestamptz", IsoTimestampLoader)
+    changes.collect_notices(conn)
 
 
 def _values(values: dict[str, Any]) -> dict[str, Any]:
@@ -112,11 +121,15 @@ class PostgresStore(Store):
             self._check_and_migrate(first)
         finally:
             first.close()
+        #: this store's mark on the change notices its writes cause (m008_change_notices)
+        self.origin = secrets.token_hex(8)
+        self._announcer: changes.Announcer | None = None  # made by the first change
+        self._announcer_lock = threading.Lock()
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=threads + 2,
-            kwargs={"autocommit": True, "options": OPTIONS},
+            kwargs={"autocommit": True, "options": f"{OPTIONS} -c mschat.origin={self.origin}"},
             configure=_configure,
             timeout=CONNECT_TIMEOUT,
             name="mschat",
@@ -143,7 +156,9 @@ class PostgresStore(Store):
         return self._threads
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Send the last change notices; close every connection."""
+        if self._announcer is not None:
+            self._announcer.close()
         self._pool.close()
 
     # ---- connections and errors ---------------------------------------------
@@ -184,7 +199,10 @@ class PostgresStore(Store):
             return
         try:
             with self._pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    self._announce(conn)  # committed (or failed: a needless notice)
         except PoolTimeout as exc:
             raise DatabaseError(f"cannot reach database {self.url}: no connection") from exc
         except psycopg.Error as exc:
@@ -198,12 +216,18 @@ class PostgresStore(Store):
             yield held
             return
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                self._held.conn = conn
+            with self._pool.connection() as conn:
                 try:
-                    yield conn
-                finally:
-                    self._held.conn = None
+                    with conn.transaction():
+                        self._held.conn = conn
+                        try:
+                            yield conn
+                        finally:
+                            self._held.conn = None
+                except BaseException:
+                    changes.forget(conn)
+                    raise
+                self._announce(conn)  # after the commit: see changes.py
         except PoolTimeout as exc:
             raise DatabaseError(f"cannot reach database {self.url}: no connection") from exc
         except psycopg.Error as exc:
@@ -870,6 +894,47 @@ class PostgresStore(Store):
         _, found = self._query(sql, params)
         questions, oldest, busy = found[0]
         return UserAsks(int(questions), oldest, bool(busy))
+
+    # ---- change feed (LISTEN/NOTIFY) ----------------------------------------
+
+    def changes(self, poll_interval: float = 0.5) -> ChangeFeed:
+        """Other instances' changes, pushed by the database (no polling).
+
+        A connection of the feed's own LISTENs to the notices of
+        ``m008_change_notices``; those marked with this store's origin are its own
+        writes and skipped. ``poll_interval`` is not used.
+        """
+        return changes.ListenFeed(self._listen_connection, self.origin)
+
+    def _announce(self, conn: psycopg.Connection[Any]) -> None:
+        """Have the notices of what ``conn`` committed sent (by the announcer's thread)."""
+        payloads = changes.take_notices(conn)
+        if not payloads:
+            return
+        with self._announcer_lock:
+            if self._announcer is None:
+                self._announcer = changes.Announcer(lambda: self._side_connection(ANNOUNCE_NAME))
+        self._announcer.send(payloads)
+
+    def _listen_connection(self) -> psycopg.Connection[Any]:
+        """A new connection outside the pool, for a feed to LISTEN on."""
+        return self._side_connection(LISTEN_NAME)
+
+    def _side_connection(self, name: str) -> psycopg.Connection[Any]:
+        """A connection outside the pool, named in ``pg_stat_activity``."""
+        return psycopg.connect(
+            self._secret_url,
+            autocommit=True,
+            options=OPTIONS,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name=name,
+            # a silently dropped network is noticed too, not only a closed socket
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=30_000,
+        )
 
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]

@@ -248,7 +248,6 @@ def _with_autoincrement(create: str, table: str, new_name: str) -> str:
     return f"CREATE TABLE {new_name} ({body}"
 
 
-
 @migrations()
 def m007_questions_index(db: Database) -> None:
     """A user's recent questions without reading all their messages: the rate limit
@@ -256,6 +255,15 @@ def m007_questions_index(db: Database) -> None:
     db.execute(
         "CREATE INDEX idx_messages_questions ON messages(author_id, created) WHERE role = 'user'"
     )
+
+
+@migrations()
+def m008_change_notices(db: Database) -> None:
+    """PostgreSQL pushes changes (NOTIFY triggers); SQLite's live views poll instead.
+
+    Nothing to change here; the migration is recorded all the same, so both
+    backends share one schema version.
+    """
 
 
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -17,7 +17,7 @@ from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
-from mschat.store.contract import TABLES, SearchOrder, Store, UserAsks
+from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store, UserAsks
 from mschat.store.sqlite.search import fts_query, snippet
 from mschat.store.terms import has_word, is_literal, search_terms
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -986,3 +986,11 @@ class SQLiteStore(Store):
         _, rows = self._query(sql, params)
         questions, oldest, busy = rows[0]
         return UserAsks(int(questions), oldest, bool(busy))
+
+    # ---- change feed (live views across instances) --------------------------
+
+    def changes(self, poll_interval: float = 0.5) -> ChangeFeed:
+        """Other processes' commits, seen by polling ``PRAGMA data_version``."""
+        from mschat.store.sqlite.changes import DataVersionFeed
+
+        return DataVersionFeed(self, poll_interval)
