@@ -61,12 +61,12 @@ class SchemaStatus:
 class OutdatedSchema(DatabaseError):
     """A database at an older schema, opened by a command that does not upgrade it."""
 
-
-def outdated(url: str, pending: Sequence[str]) -> OutdatedSchema:
-    """The one line a server says on an outdated database."""
-    count = len(pending)
-    names = ", ".join(pending)
-    return OutdatedSchema(
-        f"database {url} has an older schema ({count} migration{'s' * (count != 1)} "
-        f"pending: {names}); run `mschat db upgrade` or pass --upgrade"
-    )
+    def __init__(self, url: str, pending: Sequence[str], *, command: str | None = None) -> None:
+        self.url = url
+        self.pending = list(pending)
+        count = len(self.pending)
+        retry = f"start it with `{command} --upgrade`" if command else "pass --upgrade"
+        super().__init__(
+            f"database {url} has an older schema ({count} migration{'s' * (count != 1)} "
+            f"pending: {', '.join(self.pending)}); run `mschat db upgrade` or {retry}"
+        )

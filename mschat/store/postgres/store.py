@@ -39,7 +39,7 @@ from mschat.store import records
 from mschat.store.contract import TABLES, SearchOrder, Store
 from mschat.store.postgres import migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
-from mschat.store.schema import outdated
+from mschat.store.schema import OutdatedSchema
 from mschat.store.terms import search_terms
 
 #: worker threads the manager may run store calls on at once
@@ -266,14 +266,14 @@ class PostgresStore(Store):
             if not pending:
                 return  # the fast path: current
             if not upgrade and len(pending) < len(migrations.MIGRATIONS):
-                raise outdated(self.url, [name for name, _ in pending])
+                raise OutdatedSchema(self.url, [name for name, _ in pending])
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
                 pending = self._pending(conn)  # another process may have migrated meanwhile
                 if not pending:
                     return
                 if not upgrade and len(pending) < len(migrations.MIGRATIONS):
-                    raise outdated(self.url, [name for name, _ in pending])
+                    raise OutdatedSchema(self.url, [name for name, _ in pending])
                 conn.execute(migrations.MIGRATIONS_TABLE)
                 for name, migrate in pending:
                     migrate(conn)

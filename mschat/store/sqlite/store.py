@@ -19,7 +19,7 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
 from mschat.store.contract import TABLES, SearchOrder, Store
-from mschat.store.schema import outdated
+from mschat.store.schema import OutdatedSchema
 from mschat.store.sqlite.search import fts_query, snippet
 from mschat.store.terms import has_word, is_literal, search_terms
 
@@ -965,7 +965,7 @@ class SQLiteStore(Store):
         applied = self.applied_migrations()
         pending = [name for name in KNOWN_MIGRATIONS if name not in applied]
         if applied and pending:
-            raise outdated(self.path, pending)
+            raise OutdatedSchema(self.path, pending)
         self.migrate()  # a blank database, or a current one from before schema marks
 
     def count_rows(self, table: str) -> int:
