@@ -33,7 +33,7 @@ def inspect(path: str) -> SchemaStatus:
     if application_id not in (0, APPLICATION_ID):
         raise _foreign(path, f"its application id is {application_id:#x}")
     marked = int.from_bytes(header[60:64], "big", signed=True) if application_id else 0
-    conn = _read_only(Path(path))
+    conn = _reader(Path(path))
     try:
         tables = {
             row[0]
@@ -66,13 +66,22 @@ def inspect(path: str) -> SchemaStatus:
         conn.close()
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    """The file opened read-only; as an immutable file where even its -shm cannot be made."""
+def _reader(path: Path) -> sqlite3.Connection:
+    """A connection that only reads the file (it must exist).
+
+    Opened for writing if it may be, though nothing is written: the last
+    connection to close then removes the -wal and -shm files a read made, as every
+    mschat does. A file that cannot be written is read as it is.
+    """
     uri = path.resolve().as_uri()
-    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+    for mode in ("mode=rw", "mode=ro"):
+        try:
+            conn = sqlite3.connect(f"{uri}?{mode}", uri=True)
+        except sqlite3.OperationalError:
+            continue
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
