@@ -261,9 +261,9 @@ def _print_report(report: CopyReport, seconds: float, as_json: bool) -> None:
     if not report.changed:
         click.echo("Nothing to copy: DST already holds every row of SRC; nothing was changed.")
     elif report.verified:
-        resumed = "Resumed an earlier copy; " if report.resumed else ""
+        done = "Resumed an earlier copy, copied the rest" if report.resumed else "Copied"
         click.echo(
-            f"{resumed}Copied in {seconds:.1f} s and verified: every table has the same "
+            f"{done} in {seconds:.1f} s and verified: every table has the same "
             "rows and checksum on both sides."
         )
 
