@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,7 +150,11 @@ def copy_history(
         if report.verified:  # the check read both sides whole: nothing is missing
             report.ids_advanced = copier.advance_ids()
             return report
-    copier.copy(report, totals, empty)
+    writer = _Writer(dest)
+    try:
+        copier.copy(report, totals, empty, writer)
+    finally:
+        writer.close()
     report.ids_advanced = copier.advance_ids()
     copier.verify(report, totals)
     return report
@@ -254,7 +260,9 @@ class _Copier:
                 "to add the source's rows to it"
             )
 
-    def copy(self, report: CopyReport, totals: dict[str, int], empty: set[str]) -> None:
+    def copy(
+        self, report: CopyReport, totals: dict[str, int], empty: set[str], writer: _Writer
+    ) -> None:
         """Write what the destination lacks or holds differently, table by table.
 
         The destination's rows of a table it had none of when the copy began are
@@ -284,39 +292,29 @@ class _Copier:
                     if _canonical(wanted) != _canonical(theirs):
                         changed.append(wanted)
                 if len(new) + len(changed) >= self.batch:
-                    result.inserted += self.write(table, new, changed)
+                    result.inserted += len(new)
+                    new, changed = writer.submit(table, new, changed)
                 if done % self.batch == 0:
                     self.progress("copying", table, done, totals[table])
-            result.inserted += self.write(table, new, changed)
+            result.inserted += len(new)
+            writer.submit(table, new, changed)
             self.progress("copying", table, done, totals[table])
+        writer.flush()  # the rows the references point at are all in
         for table in DEFERRED:
-            self.finish_deferred(table, totals[table])
+            self.finish_deferred(table, totals[table], writer)
+        writer.flush()
 
-    def finish_deferred(self, table: str, total: int) -> None:
+    def finish_deferred(self, table: str, total: int, writer: _Writer) -> None:
         """Write the forward references and counts of one table, now that every row is in."""
         changed: list[Row] = []
         for done, (mine, theirs) in enumerate(self.merge(table), 1):
             if mine is not None and theirs is not None and _canonical(mine) != _canonical(theirs):
                 changed.append(mine)
             if len(changed) >= self.batch:
-                self.write(table, [], changed)
+                _, changed = writer.submit(table, [], changed)
             if done % self.batch == 0:
                 self.progress("linking", table, min(done, total), total)
-        self.write(table, [], changed)
-
-    def write(self, table: str, new: list[Row], changed: list[Row]) -> int:
-        """One transaction of the destination: a batch's new and changed rows (then cleared).
-
-        Returns how many rows were inserted.
-        """
-        if not new and not changed:
-            return 0
-        with self.dest.write():
-            inserted = self.dest.insert_rows(table, new)
-            self.dest.insert_rows(table, changed, replace=True)
-        new.clear()
-        changed.clear()
-        return inserted
+        writer.submit(table, [], changed)
 
     def advance_ids(self) -> list[str]:
         """Move each table's next id past every id the source or the destination handed out."""
@@ -338,6 +336,72 @@ class _Copier:
                     self.progress("verifying", table, min(done, totals[table]), totals[table])
                 sums.add(mine, theirs)
             sums.finish(result)
+
+
+class _Writer:
+    """Writes the destination's batches in order, one transaction each.
+
+    A store that serves several threads (PostgreSQL) gets them from a thread of
+    its own: the next batch is read and prepared while the server indexes the
+    last one's words. SQLite does its work in one connection, mostly under
+    Python's lock: it gets them from the copying thread. An error of a batch (its
+    transaction rolled back) is raised by the next :meth:`submit` or
+    :meth:`flush`; the batches after it are not written.
+    """
+
+    def __init__(self, dest: Store) -> None:
+        self.dest = dest
+        self.jobs: queue.Queue[tuple[str, list[Row], list[Row]] | None] = queue.Queue(1)
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.thread: threading.Thread | None = None
+        if dest.threads > 1:
+            self.thread = threading.Thread(target=self._run, name="mschat-copy-writer", daemon=True)
+            self.thread.start()
+
+    def submit(self, table: str, new: list[Row], changed: list[Row]) -> tuple[list[Row], list[Row]]:
+        """Write one batch, or queue it (waiting while one is queued); fresh lists to fill."""
+        self._raise()
+        if self.thread is None:
+            self.write(table, new, changed)
+        elif new or changed:
+            self.jobs.put((table, new, changed))
+        return [], []
+
+    def flush(self) -> None:
+        """Wait until every queued batch is written."""
+        self.jobs.join()
+        self._raise()
+
+    def close(self) -> None:
+        """End the thread once the batch it writes is done; a batch still queued is dropped."""
+        self.stopped = True
+        if self.thread is not None:
+            self.jobs.put(None)
+            self.thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                if not self.stopped:
+                    self.write(*job)
+            except BaseException as exc:  # the copying thread raises it
+                self.error = exc
+                self.stopped = True
+            finally:
+                self.jobs.task_done()
+
+    def write(self, table: str, new: list[Row], changed: list[Row]) -> None:
+        """One transaction of the destination: a batch's new rows and changed rows."""
+        if not new and not changed:
+            return
+        with self.dest.write():
+            self.dest.insert_rows(table, new)
+            self.dest.insert_rows(table, changed, replace=True)
 
 
 class _Checksums:
@@ -379,10 +443,36 @@ def checksum(rows: Iterator[Row]) -> str:
 
 
 def _canonical(row: Row) -> bytes:
-    """One line of JSON: the row's columns sorted by name, values normalised."""
-    pairs = [[key, _normal(key, row[key])] for key in sorted(row)]
-    text = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    return text.encode("utf-8", "surrogatepass") + b"\n"
+    """One line of JSON: the row's values in the order of its column names, normalised."""
+    names = tuple(row)
+    form = _FORMS.get(names)
+    if form is None:
+        form = _FORMS[names] = _Form(names)
+    return form.line(row)
+
+
+class _Form:
+    """The canonical line of rows of one set of columns (a table's)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.columns = sorted(names)
+        self.times = [i for i, name in enumerate(self.columns) if name in TIME_COLUMNS]
+        self.flags = [i for i, name in enumerate(self.columns) if name in FLAG_COLUMNS]
+
+    def line(self, row: Row) -> bytes:
+        """The row's line (ends with a newline)."""
+        values = [row[name] for name in self.columns]
+        for index in self.times:
+            if isinstance(values[index], str):
+                values[index] = _time(values[index])
+        for index in self.flags:
+            if values[index] is not None:
+                values[index] = int(bool(values[index]))
+        return _ENCODER.encode(values).encode("utf-8", "surrogatepass") + b"\n"
+
+
+#: the canonical forms met so far, by column names (one per table)
+_FORMS: dict[tuple[str, ...], _Form] = {}
 
 
 def _normal(column: str, value: Any) -> Any:
@@ -413,6 +503,9 @@ def _json_default(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     return str(value)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def _identity(table: str, row: Row) -> tuple[Any, ...]:

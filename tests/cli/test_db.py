@@ -282,27 +282,26 @@ def test_copy_prints_a_json_report_with_whole_checksums(make_database: MakeDatab
 def test_an_interrupted_copy_says_how_to_resume_and_resumes(
     make_database: MakeDatabase, monkeypatch: pytest.MonkeyPatch
 ):
-    from mschat.store.copy import _Copier
+    from mschat.store.copy import _Writer
 
     source = filled(make_database, "sqlite")
     dest = make_database("postgresql", "dest")
-    write = _Copier.write
-    calls = []
+    write = _Writer.write
 
-    def interrupted(self: _Copier, table: str, new: list[Any], changed: list[Any]) -> int:
-        calls.append(table)
+    def interrupted(self: _Writer, table: str, new: list[Any], changed: list[Any]) -> None:
         if table == "messages":
             raise KeyboardInterrupt
-        return write(self, table, new, changed)
+        write(self, table, new, changed)
 
-    monkeypatch.setattr(_Copier, "write", interrupted)
+    monkeypatch.setattr(_Writer, "write", interrupted)
     result = run("db", "copy", "--batch-size", "2", source, dest)
     assert result.exit_code == 130
     assert result.stderr == (
         "Interrupted: the destination keeps the batches copied so far; "
         "run the same command again to resume.\n"
     )
-    monkeypatch.setattr(_Copier, "write", write)
+    assert inspect_schema(dest).counts["sessions"] == 2
+    monkeypatch.setattr(_Writer, "write", write)
     result = run("db", "copy", "--batch-size", "2", source, dest)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("Resumed an earlier copy, copied the rest in")

@@ -113,6 +113,7 @@ class PostgresStore(Store):
         self._secret_url = url
         self._threads = threads
         self._held = threading.local()
+        self._columns: dict[str, str] = {}
         first = self._connect()
         try:
             self._identity = identity(first)
@@ -337,13 +338,15 @@ class PostgresStore(Store):
         if table not in TABLES:
             raise ValueError(f"not an mschat table: {table!r}")
         names, found = self._query(
-            f"SELECT * FROM {table} WHERE id > %s ORDER BY id LIMIT %s", [after_id, limit]
+            f"SELECT {self._stored_columns(table)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s",
+            [after_id, limit],
         )
-        result = []
-        for row in found:
-            data = dict(zip(names, row, strict=True))
-            data.pop("search", None)  # derived from content
-            result.append({k: int(v) if isinstance(v, bool) else v for k, v in data.items()})
+        flags = [name for name in names if name in _BOOLEANS]
+        result = [dict(zip(names, row, strict=True)) for row in found]
+        for data in result:
+            for name in flags:
+                if data[name] is not None:
+                    data[name] = int(data[name])
         return result
 
     def table_counts(self) -> dict[str, int]:
@@ -837,6 +840,19 @@ class PostgresStore(Store):
         )
 
     # ---- whole-history copies (mschat db) -----------------------------------
+
+    def _stored_columns(self, table: str) -> str:
+        """A table's columns but the generated ones (``messages.search`` is derived from
+        the content: reading it would double what a page of messages costs)."""
+        columns = self._columns.get(table)
+        if columns is None:
+            _, found = self._query(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                [table],
+            )
+            columns = self._columns[table] = ", ".join(f'"{row[0]}"' for row in found)
+        return columns
 
     def count_rows(self, table: str) -> int:
         """How many rows one of ``TABLES`` holds."""
