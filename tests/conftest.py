@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +193,32 @@ def db_url(backend: str, request: pytest.FixtureRequest, mschat_home: Path) -> s
     if backend == "postgresql":
         return str(request.getfixturevalue("pg_url"))
     return str(mschat_home / "mschat.db")
+
+
+#: make_database(backend, name="db", migrated=False) -> a path or URL
+MakeDatabase = Callable[..., str]
+
+
+@pytest.fixture
+def make_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeDatabase]:
+    """A factory of fresh databases of either backend: ``make_database(backend, name)``.
+
+    A SQLite database is a path with no file yet (the first open makes it); a
+    PostgreSQL one is blank (no tables), or with ``migrated=True`` a copy of the
+    session's migrated template.
+    """
+    made: list[str] = []
+
+    def make(backend: str, name: str = "db", *, migrated: bool = False) -> str:
+        if backend == "sqlite":
+            return str(tmp_path / f"{name}.db")
+        cluster = request.getfixturevalue("pg_cluster")
+        database = new_pg_database(cluster, PG_TEMPLATE if migrated else "template0")
+        made.append(database)
+        return str(cluster.url(database))
+
+    yield make
+    for database in made:
+        request.getfixturevalue("pg_cluster").execute(
+            f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+        )

@@ -105,13 +105,15 @@ class Context:
                 note(f"mschat: {warning}")
         return self._config
 
-    def services(self, *, server: bool = False, notice: bool = False) -> Services:
+    def services(
+        self, *, server: bool = False, notice: bool = False, upgrade: bool = True
+    ) -> Services:
         """Load the config and open the store (errors become one-line messages).
 
         ``server``: a long-running aiohttp front end, whose provider requests then go
         through aiohttp too (half the CPU of httpx's own stack per streamed reply).
         ``notice``: the command talks to a model, so say on stderr when it is the
-        bundled offline one.
+        bundled offline one. ``upgrade=False``: an outdated schema is refused.
         """
         from mschat.core.services import build_services
 
@@ -121,7 +123,7 @@ class Context:
             from mschat.aiohttp_transport import AiohttpTransport
 
             transport = AiohttpTransport
-        services = build_services(config, async_transport=transport)
+        services = build_services(config, async_transport=transport, upgrade=upgrade)
         if notice:
             bundled_notice_once(services)
         return services

@@ -1,36 +1,65 @@
-"""The long-running front ends: the terminal UI, the HTTP API, the Discord bot."""
+"""The long-running front ends: the terminal UI, the HTTP API, the Discord bot.
+
+Each refuses a database at an older schema (one line naming ``mschat db
+upgrade``) unless given ``--upgrade``: an upgrade is a step an operator takes,
+not a side effect of restarting one of several instances.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from mschat.cli.base import Context, fail
+from mschat.store.schema import OutdatedSchema
+
+if TYPE_CHECKING:
+    from mschat.core.services import Services
+
+
+def open_services(ctx: Context, command: str, *, upgrade: bool, server: bool = False) -> Services:
+    """A long-running front end's services; an outdated schema is refused unless ``upgrade``."""
+    try:
+        return ctx.services(server=server, notice=True, upgrade=upgrade)
+    except OutdatedSchema as exc:
+        raise OutdatedSchema(exc.url, exc.pending, command=f"mschat {command}") from None
+
+
+upgrade_option = click.option(
+    "--upgrade",
+    is_flag=True,
+    help="Upgrade an outdated database schema first (else refused: see `mschat db upgrade`).",
+)
 
 
 @click.command()
 @click.option("--user", "user_ref", help="Open in another user's view (admin).")
+@upgrade_option
 @click.pass_obj
-def tui(ctx: Context, user_ref: str | None) -> None:
+def tui(ctx: Context, user_ref: str | None, upgrade: bool) -> None:
     """Open the terminal UI (the default command).
 
     \b
     Examples:
       mschat
       mschat tui --user 3
+      mschat tui --upgrade
     """
     try:
         from mschat.tui.app import run as run_tui  # type: ignore[import-not-found]
     except ImportError as exc:
         fail(f"the terminal UI is not available: {exc}")
-    services = ctx.services(notice=True)
+    services = open_services(ctx, "tui", upgrade=upgrade)
     run_tui(services, user_ref=user_ref)
 
 
 @click.command("serve-api")
 @click.option("--host", help="Address to bind (default 127.0.0.1; others need api.token).")
 @click.option("--port", type=int, help="Port (default 5000).")
+@upgrade_option
 @click.pass_obj
-def serve_api(ctx: Context, host: str | None, port: int | None) -> None:
+def serve_api(ctx: Context, host: str | None, port: int | None, upgrade: bool) -> None:
     """Serve the HTTP API: /chat, /chat-stream, sessions REST and OpenAI-compatible /v1.
 
     \b
@@ -40,7 +69,7 @@ def serve_api(ctx: Context, host: str | None, port: int | None) -> None:
     """
     from mschat.api.server import run as run_api  # type: ignore[import-not-found]
 
-    services = ctx.services(server=True, notice=True)
+    services = open_services(ctx, "serve-api", upgrade=upgrade, server=True)
     run_api(services, host=host, port=port)
 
 
@@ -50,8 +79,9 @@ def serve_api(ctx: Context, host: str | None, port: int | None) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level (default: discord.log_level).",
 )
+@upgrade_option
 @click.pass_obj
-def serve_discord(ctx: Context, log_level: str | None) -> None:
+def serve_discord(ctx: Context, log_level: str | None, upgrade: bool) -> None:
     """Run the Discord bot (token from discord.token or MSCHAT_DISCORD_TOKEN).
 
     \b
@@ -60,5 +90,5 @@ def serve_discord(ctx: Context, log_level: str | None) -> None:
     """
     from mschat.discord.bot import run as run_bot  # type: ignore[import-not-found]
 
-    services = ctx.services(server=True, notice=True)
+    services = open_services(ctx, "serve-discord", upgrade=upgrade, server=True)
     run_bot(services, log_level=log_level)

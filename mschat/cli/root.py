@@ -22,6 +22,7 @@ COMMANDS = {
     "users": "mschat.cli.users:users",
     "models": "mschat.cli.models:models",
     "config": "mschat.cli.config:config",
+    "db": "mschat.cli.db:db",
     "tui": "mschat.cli.launchers:tui",
     "serve-api": "mschat.cli.launchers:serve_api",
     "serve-discord": "mschat.cli.launchers:serve_discord",

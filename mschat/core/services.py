@@ -37,14 +37,17 @@ def build_services(
     providers: dict[str, Provider] | None = None,
     store: Store | None = None,
     async_transport: TransportFactory | None = None,
+    upgrade: bool = True,
 ) -> Services:
     """Open the store and wire the manager; tests pass fakes in.
 
     ``async_transport``: a factory of httpx async transports, from a long-running
     front end (bot, API) that streams many replies at once and brings a cheaper one.
+    ``upgrade=False`` (the servers, unless told): a database at an older schema is
+    refused with one line instead of upgraded; a blank one is still created.
     """
     config = config or load_config(db=db)
-    store = store or open_store(db or config.db)
+    store = store or open_store(db or config.db, upgrade=upgrade)
     recover_replies(store)  # every process, at start: replies of dead writers
     registry = Registry(config, providers=providers, async_transport=async_transport)
     defaults = {

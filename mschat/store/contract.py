@@ -403,6 +403,36 @@ class Store(ABC):
         :meth:`data_version` every ``poll_interval`` seconds (SQLite).
         """
 
+    # ---- whole-history copies (mschat db copy) -------------------------------
+
+    @abstractmethod
+    def count_rows(self, table: str) -> int:
+        """How many rows one of :data:`TABLES` holds."""
+
+    @abstractmethod
+    def insert_rows(
+        self, table: str, rows: Sequence[dict[str, Any]], *, replace: bool = False
+    ) -> int:
+        """Write rows of one of :data:`TABLES` as they are, ids included, in one transaction.
+
+        The rows' keys are the columns, with values as :meth:`read_rows` gives them
+        (from either backend). A row whose id is taken is an error, or with
+        ``replace`` overwrites that row where they differ. Triggers run as for any
+        insert (search index, message counts). Returns how many rows changed.
+        """
+
+    @abstractmethod
+    def last_id(self, table: str) -> int:
+        """The largest id ``table`` ever handed out (a deleted row's too, where it is kept)."""
+
+    @abstractmethod
+    def advance_ids(self, table: str, past: int) -> bool:
+        """Make the new ids of ``table`` larger than ``past`` (never lowers them).
+
+        Returns whether anything changed. A table whose backend takes the id after
+        its largest row (SQLite's logs) has nothing to advance.
+        """
+
 
 class UserAsks(NamedTuple):
     """What :meth:`Store.user_asks` found about a user's questions."""

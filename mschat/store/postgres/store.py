@@ -24,6 +24,7 @@ writer waits for the first and re-checks the condition on the row it left.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,7 @@ from mschat.store import records
 from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store, UserAsks
 from mschat.store.postgres import changes, migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
+from mschat.store.schema import OutdatedSchema
 from mschat.store.terms import search_terms
 
 #: worker threads the manager may run store calls on at once
@@ -90,6 +92,14 @@ class IsoTimestampLoader(Loader):
         return f"{day}T{seconds}.{fraction.ljust(6, '0')}+00:00"
 
 
+def identity(conn: psycopg.Connection[Any]) -> str:
+    """``postgresql://user@host:port/dbname`` of a connection: where it is, without secrets."""
+    info = conn.info
+    return "postgresql://{}@{}:{}/{}".format(
+        quote(info.user, safe=""), quote(info.host, safe="/"), info.port, info.dbname
+    )
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("timestamptz", IsoTimestampLoader)
     changes.collect_notices(conn)
@@ -108,17 +118,15 @@ class PostgresStore(Store):
 
     backend = "postgresql"
 
-    def __init__(self, url: str, *, threads: int = THREADS) -> None:
+    def __init__(self, url: str, *, threads: int = THREADS, upgrade: bool = True) -> None:
         self._secret_url = url
         self._threads = threads
         self._held = threading.local()
+        self._columns: dict[str, str] = {}
         first = self._connect()
         try:
-            info = first.info
-            self._identity = "postgresql://{}@{}:{}/{}".format(
-                quote(info.user, safe=""), quote(info.host, safe="/"), info.port, info.dbname
-            )
-            self._check_and_migrate(first)
+            self._identity = identity(first)
+            self._check_and_migrate(first, upgrade=upgrade)
         finally:
             first.close()
         #: this store's mark on the change notices its writes cause (m008_change_notices)
@@ -141,9 +149,13 @@ class PostgresStore(Store):
             raise DatabaseError(f"cannot connect to database {self.url}: timed out") from exc
 
     @classmethod
-    def open(cls, url: str) -> PostgresStore:
-        """Connect to the database at ``url``, migrating it to the current schema."""
-        return cls(url)
+    def open(cls, url: str, *, upgrade: bool = True) -> PostgresStore:
+        """Connect to the database at ``url``, migrating it to the current schema.
+
+        ``upgrade=False``: an older schema is refused (``OutdatedSchema``) instead;
+        a blank database is still made an mschat database.
+        """
+        return cls(url, upgrade=upgrade)
 
     @property
     def url(self) -> str:
@@ -268,17 +280,25 @@ class PostgresStore(Store):
 
     # ---- schema -------------------------------------------------------------
 
-    def _check_and_migrate(self, conn: psycopg.Connection[Any]) -> None:
+    def _check_and_migrate(self, conn: psycopg.Connection[Any], *, upgrade: bool = True) -> None:
         """Refuse, before any write, another application's or a newer mschat's database;
-        then apply the pending migrations in one transaction under an advisory lock."""
+        then apply the pending migrations in one transaction under an advisory lock.
+
+        Without ``upgrade``, only a blank database is migrated; an older one is refused.
+        """
         try:
-            if self._pending(conn) == []:
+            pending = self._pending(conn)
+            if not pending:
                 return  # the fast path: current
+            if not upgrade and len(pending) < len(migrations.MIGRATIONS):
+                raise OutdatedSchema(self.url, [name for name, _ in pending])
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
                 pending = self._pending(conn)  # another process may have migrated meanwhile
                 if not pending:
                     return
+                if not upgrade and len(pending) < len(migrations.MIGRATIONS):
+                    raise OutdatedSchema(self.url, [name for name, _ in pending])
                 conn.execute(migrations.MIGRATIONS_TABLE)
                 for name, migrate in pending:
                     migrate(conn)
@@ -342,13 +362,15 @@ class PostgresStore(Store):
         if table not in TABLES:
             raise ValueError(f"not an mschat table: {table!r}")
         names, found = self._query(
-            f"SELECT * FROM {table} WHERE id > %s ORDER BY id LIMIT %s", [after_id, limit]
+            f"SELECT {self._stored_columns(table)} FROM {table} WHERE id > %s ORDER BY id LIMIT %s",
+            [after_id, limit],
         )
-        result = []
-        for row in found:
-            data = dict(zip(names, row, strict=True))
-            data.pop("search", None)  # derived from content
-            result.append({k: int(v) if isinstance(v, bool) else v for k, v in data.items()})
+        flags = [name for name in names if name in _BOOLEANS]
+        result = [dict(zip(names, row, strict=True)) for row in found]
+        for data in result:
+            for name in flags:
+                if data[name] is not None:
+                    data[name] = int(data[name])
         return result
 
     def table_counts(self) -> dict[str, int]:
@@ -936,6 +958,83 @@ class PostgresStore(Store):
             tcp_user_timeout=30_000,
         )
 
+    # ---- whole-history copies (mschat db) -----------------------------------
+
+    def _stored_columns(self, table: str) -> str:
+        """A table's columns but the generated ones (``messages.search`` is derived from
+        the content: reading it would double what a page of messages costs)."""
+        columns = self._columns.get(table)
+        if columns is None:
+            _, found = self._query(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                [table],
+            )
+            columns = self._columns[table] = ", ".join(f'"{row[0]}"' for row in found)
+        return columns
+
+    def count_rows(self, table: str) -> int:
+        """How many rows one of ``TABLES`` holds."""
+        _, found = self._query(f"SELECT count(*) FROM {_table(table)}")
+        return int(found[0][0])
+
+    def insert_rows(
+        self, table: str, rows: Sequence[dict[str, Any]], *, replace: bool = False
+    ) -> int:
+        """Write rows of one of ``TABLES`` as they are, ids included, in one transaction.
+
+        The rows' keys are the columns (times as ISO text, flags 0/1). New rows go in
+        by ``COPY``; a row whose id is taken is an error, or with ``replace`` overwrites
+        that row where they differ. Returns how many rows changed. Identity sequences
+        are not moved: :meth:`advance_ids` does that once the copy is done.
+        """
+        if not rows:
+            return 0
+        columns = _columns(rows[0])
+        names = ", ".join(columns)
+        values = [[_flag(c, row[c]) for c in columns] for row in rows]
+        try:
+            with self.write() as conn:
+                if not replace:
+                    with conn.cursor().copy(f"COPY {_table(table)} ({names}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                        for row in values:
+                            copy.write_row(row)
+                    return len(values)
+                others = [c for c in columns if c != "id"]
+                cursor = conn.cursor()
+                cursor.executemany(
+                    f"INSERT INTO {_table(table)} AS t ({names}) "  # type: ignore[arg-type]
+                    f"VALUES ({', '.join('%s' for _ in columns)}) ON CONFLICT (id) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in others)
+                    + f" WHERE ({', '.join(f't.{c}' for c in others)}) IS DISTINCT FROM "
+                    f"({', '.join(f'excluded.{c}' for c in others)})",
+                    values,
+                )
+                return max(cursor.rowcount, 0)
+        except (DatabaseError, psycopg.Error) as exc:
+            # inside an outer write block the driver's error arrives as it is
+            reason = self._error(exc) if isinstance(exc, psycopg.Error) else exc
+            first, last = rows[0].get("id"), rows[-1].get("id")
+            raise DatabaseError(f"cannot write {table} rows {first}–{last}: {reason}") from None
+
+    def last_id(self, table: str) -> int:
+        """The largest id ``table`` ever handed out: its identity sequence or its largest row."""
+        _, found = self._query(
+            f"SELECT greatest((SELECT max(id) FROM {_table(table)}), "
+            "pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass), 0)",
+            [table],
+        )
+        return int(found[0][0])
+
+    def advance_ids(self, table: str, past: int) -> bool:
+        """Make the new ids of ``table`` larger than ``past``; whether anything changed."""
+        _, found = self._query(
+            "SELECT setval(seq, %s) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
+            "AS seq) s WHERE coalesce(pg_sequence_last_value(seq), 0) < %s",
+            [past, _table(table), past],
+        )
+        return bool(found)
+
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]
 
@@ -953,3 +1052,27 @@ def _visibility(user_id: int | None, include_public: bool) -> tuple[list[str], l
     if include_public:
         return ["(s.creator_id = %s OR s.public)"], [user_id]
     return ["s.creator_id = %s"], [user_id]
+
+
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _table(name: str) -> str:
+    """``name`` if it is one of mschat's tables (it is then safe in SQL)."""
+    if name not in TABLES:
+        raise ValueError(f"not an mschat table: {name!r}")
+    return name
+
+
+def _columns(row: dict[str, Any]) -> list[str]:
+    """A row's column names, each checked to be a plain identifier (safe in SQL)."""
+    names = list(row)
+    bad = [name for name in names if not _COLUMN_NAME.fullmatch(name)]
+    if bad:
+        raise DatabaseError(f"not a column name: {bad[0]!r}")
+    return names
+
+
+def _flag(column: str, value: Any) -> Any:
+    """A flag given as 0/1 as a boolean (the column is boolean here)."""
+    return bool(value) if column in _BOOLEANS and value is not None else value

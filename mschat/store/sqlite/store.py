@@ -6,6 +6,7 @@ Datasette. One connection, shared by the threads under a lock (``threads`` is 1)
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
 from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store, UserAsks
+from mschat.store.schema import OutdatedSchema
 from mschat.store.sqlite.search import fts_query, snippet
 from mschat.store.terms import has_word, is_literal, search_terms
 
@@ -158,22 +160,29 @@ class SQLiteStore(Store):
 
     backend = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, upgrade: bool = True) -> None:
         self.conn = conn
         self._db: Database | None = None
         self._lock = threading.RLock()
         try:
             self._configure()
-            self.migrate()
+            if upgrade:
+                self.migrate()
+            else:
+                self._create_if_blank()
         except BaseException:
             # closed at once: SQLite removes the -wal and -shm it made to read
             self.conn.close()
             raise
 
     @classmethod
-    def open(cls, path: str | Path) -> SQLiteStore:
-        """Open the database file at ``path``, migrating it to the current schema."""
-        return cls(open_connection(path))
+    def open(cls, path: str | Path, *, upgrade: bool = True) -> SQLiteStore:
+        """Open the database file at ``path``, migrating it to the current schema.
+
+        ``upgrade=False``: an older schema is refused (``OutdatedSchema``) instead;
+        a blank database is still made an mschat database.
+        """
+        return cls(open_connection(path), upgrade=upgrade)
 
     @property
     def db(self) -> Database:
@@ -994,3 +1003,104 @@ class SQLiteStore(Store):
         from mschat.store.sqlite.changes import DataVersionFeed
 
         return DataVersionFeed(self, poll_interval)
+
+    # ---- schema state and whole-history copies (mschat db) ------------------
+
+    def _create_if_blank(self) -> None:
+        """Without upgrading: a blank database is made mschat's, an older schema refused."""
+        if self._version() == (SCHEMA_VERSION, APPLICATION_ID):
+            return
+        from mschat.store.sqlite.migrations import KNOWN_MIGRATIONS
+
+        applied = self.applied_migrations()
+        pending = [name for name in KNOWN_MIGRATIONS if name not in applied]
+        if applied and pending:
+            raise OutdatedSchema(self.path, pending)
+        self.migrate()  # a blank database, or a current one from before schema marks
+
+    def count_rows(self, table: str) -> int:
+        """How many rows one of ``TABLES`` holds."""
+        _, rows = self._query(f"SELECT count(*) FROM {_table(table)}")
+        return int(rows[0][0])
+
+    def insert_rows(
+        self, table: str, rows: Sequence[dict[str, Any]], *, replace: bool = False
+    ) -> int:
+        """Write rows of one of ``TABLES`` as they are, ids included, in one transaction.
+
+        The rows' keys are the columns. A row whose id is taken is an error, or with
+        ``replace`` overwrites that row where they differ. Returns how many rows changed.
+        """
+        if not rows:
+            return 0
+        columns = _columns(rows[0])
+        sql = (
+            f"INSERT INTO {_table(table)} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        if replace:
+            others = [c for c in columns if c != "id"]
+            sql += (
+                " ON CONFLICT (id) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in others)
+                + " WHERE "
+                + " OR ".join(f"{table}.{c} IS NOT excluded.{c}" for c in others)
+            )
+        values = [[row[c] for c in columns] for row in rows]
+        try:
+            with self.write() as conn:
+                return conn.executemany(sql, values).rowcount
+        except sqlite3.DatabaseError as exc:
+            first, last = rows[0].get("id"), rows[-1].get("id")
+            raise DatabaseError(
+                f"cannot write {table} rows {first}–{last} into {self.path}: {exc}"
+            ) from exc
+
+    def last_id(self, table: str) -> int:
+        """The largest id ``table`` ever handed out (deleted rows' too, where SQLite keeps it)."""
+        _, rows = self._query(
+            f"SELECT max(coalesce((SELECT max(id) FROM {_table(table)}), 0), "
+            "coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0))",
+            [table],
+        )
+        return int(rows[0][0])
+
+    def advance_ids(self, table: str, past: int) -> bool:
+        """Make the new ids of ``table`` larger than ``past``; whether anything changed.
+
+        Only the AUTOINCREMENT tables (users, sessions, messages) remember ids
+        beyond their largest row; the others take the one after their largest.
+        """
+        _, rows = self._query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? "
+            "AND sql LIKE '%AUTOINCREMENT%'",
+            [_table(table)],
+        )
+        if not rows or self.last_id(table) >= past:
+            return False
+        with self.write() as conn:
+            changed = conn.execute(
+                "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", [past, table]
+            ).rowcount
+            if not changed:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, past])
+        return True
+
+
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _table(name: str) -> str:
+    """``name`` if it is one of mschat's tables (it is then safe in SQL)."""
+    if name not in TABLES:
+        raise ValueError(f"not an mschat table: {name!r}")
+    return name
+
+
+def _columns(row: dict[str, Any]) -> list[str]:
+    """A row's column names, each checked to be a plain identifier (safe in SQL)."""
+    names = list(row)
+    bad = [name for name in names if not _COLUMN_NAME.fullmatch(name)]
+    if bad:
+        raise DatabaseError(f"not a column name: {bad[0]!r}")
+    return names
