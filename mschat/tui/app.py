@@ -23,7 +23,13 @@ from textual.theme import Theme
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
-from mschat.core.errors import InvalidInput, MschatError, NotFound, PermissionDenied
+from mschat.core.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    MschatError,
+    NotFound,
+    PermissionDenied,
+)
 from mschat.core.events import (
     Completed,
     Event,
@@ -54,6 +60,8 @@ POLL_INTERVAL = 0.5
 #: a search hit in a session longer than this opens on a window around the hit
 JUMP_CONTIGUOUS_LIMIT = 1000
 SEARCH_LIMIT = 50
+#: the worker group of the background refresh (`_tick`), which keeps failing in an outage
+POLL_GROUP = "poll"
 #: remembered in the MSCHAT_HOME's state: the session last open per database and view
 STATE_SESSIONS = "tui.sessions"
 STATE_THEME = "tui.theme"
@@ -113,6 +121,8 @@ class MschatApp(App[None]):
         self.send_workers: dict[int, Worker[None]] = {}
         self._data_version: int | None = None
         self._polling = False
+        #: the database was unreachable, and no background refresh has reached it since
+        self._outage = False
         self.state = State.of_home()
 
     def notify(
@@ -202,12 +212,17 @@ class MschatApp(App[None]):
     ) -> Worker[Any]:
         """Run a manager call off the UI path; errors become notifications."""
         return self.run_worker(
-            self._guarded(coro), group=group, exclusive=exclusive, exit_on_error=False
+            self._guarded(coro, group), group=group, exclusive=exclusive, exit_on_error=False
         )
 
-    async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    async def _guarded(self, coro: Coroutine[Any, Any, Any], group: str = "default") -> Any:
         try:
-            return await coro
+            result = await coro
+        except DatabaseUnavailable as error:
+            # every refused action says so; the background refresh, once per outage
+            if not (self._outage and group == POLL_GROUP):
+                self.notify(str(error), title="mschat", severity="error", timeout=8)
+            self._outage = True
         except MschatError as error:
             self.notify(str(error), title="mschat", severity="error", timeout=8)
         except asyncio.CancelledError:
@@ -215,6 +230,11 @@ class MschatApp(App[None]):
         except Exception as exc:
             self.log.error(repr(exc))
             self.notify(f"unexpected error: {exc!r}", severity="error", timeout=10)
+        else:
+            if self._outage and group == POLL_GROUP:
+                self._outage = False
+                self.notify("The database is reachable again", title="mschat", timeout=5)
+            return result
         return None
 
     # ---- start-up ----------------------------------------------------------------------
