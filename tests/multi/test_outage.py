@@ -430,6 +430,10 @@ async def test_the_api_and_the_bot_ride_out_a_database_restart(
             assert answered.status_code == 200, answered.text
             assert "after the restart" in answered.json()["response"]
             await ask_bot("after the restart, on Discord", "👌")
+            # a restart between two requests goes unnoticed: no dead connection is used
+            await asyncio.to_thread(cluster.restart)
+            assert (await chat("after a second restart")).status_code == 200
+            await ask_bot("after a second restart, on Discord", "👌")
 
         questions = [
             row["content"] for row in open_store_rows(url, "messages") if row["role"] == "user"
@@ -439,6 +443,8 @@ async def test_the_api_and_the_bot_ride_out_a_database_restart(
             "before the restart, on Discord",
             "after the restart",
             "after the restart, on Discord",
+            "after a second restart",
+            "after a second restart, on Discord",
         ]
         assert fake_discord.replies_to(before_bot["id"])
     finally:

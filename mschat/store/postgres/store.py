@@ -17,8 +17,8 @@ autocommit mode: a single statement is its own transaction.
 Outages: a pooled connection the server hung up on (it restarted) is never
 handed out, and once a call finds the server gone, each next call first tries
 one direct connection, refusing at once (:class:`DatabaseUnavailable`) until the
-server is back, when the pool starts afresh. A question is stored in one
-transaction with its reply row, so an outage never leaves half of it.
+server is back, when the pool replaces the connections that died. A question is
+stored in one transaction with its reply row, so an outage never leaves half of it.
 
 Every lease (session turns, reply writers, idempotency keys) is one atomic
 ``UPDATE … WHERE`` or ``INSERT … ON CONFLICT``: under read committed, a second
@@ -231,7 +231,7 @@ class PostgresStore(Store):
 
     def _reconnect(self) -> None:
         """After an outage, one direct connection says whether the server is back:
-        refused at once while it is not; once it is, the pool drops what it holds."""
+        refused at once while it is not; once it is, the pool replaces what died."""
         with self._reconnecting:
             if not self._down:
                 return  # another thread has just reconnected
