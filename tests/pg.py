@@ -81,6 +81,10 @@ class Cluster:
         )
         if done.returncode:
             raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server of the existing cluster; return once it accepts connections."""
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
@@ -97,6 +101,18 @@ class Cluster:
             log = self.log.read_text(errors="replace") if self.log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {done.stdout.strip()} {log.strip()}")
         self.running = True
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (``fast``: clients are disconnected at once)."""
+        done = self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        if done.returncode:
+            raise RuntimeError(f"pg_ctl stop failed: {done.stderr.strip() or done.stdout.strip()}")
+        self.running = False
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop the server and start it again; return once it accepts connections."""
+        self.stop_server(mode)
+        self.start_server()
 
     def url(self, dbname: str = "postgres") -> str:
         """The URL of a database of this cluster, as the superuser."""

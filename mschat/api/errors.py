@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from mschat.api.shapes import Error, ErrorDetail
-from mschat.core.errors import MschatError, ProviderError
+from mschat.core.errors import DatabaseUnavailable, MschatError, ProviderError
 
 #: OpenAI's error ``type`` for each status (clients such as the openai SDK read it)
 ERROR_TYPES = {
@@ -106,7 +106,10 @@ def from_mschat(error: MschatError, *, param: str | None = None) -> ApiError:
     code = error.code
     if isinstance(error, ProviderError):
         code = error.kind
-    return ApiError(status_of(error), str(error), code=code, param=param)
+    headers = None
+    if isinstance(error, DatabaseUnavailable):  # mschat reconnects by itself: ask again
+        headers = {"Retry-After": str(error.retry_after), "x-should-retry": "true"}
+    return ApiError(status_of(error), str(error), code=code, param=param, headers=headers)
 
 
 def bad_request(param: str, message: str, code: str = "invalid_field") -> ApiError:

@@ -81,6 +81,18 @@ class DatabaseError(MschatError):
     http_status = 500
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database server cannot be reached now (it is down or restarting).
+
+    mschat reconnects by itself once the server is back; ``retry_after`` is the
+    seconds a client should wait before asking again.
+    """
+
+    code = "database_unavailable"
+    http_status = 503
+    retry_after = 5
+
+
 class ProviderError(MschatError):
     """A model provider failed; ``kind`` says how, for retries and front ends."""
 

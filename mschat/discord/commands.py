@@ -6,6 +6,7 @@ Every interaction is acknowledged (deferred) first, then logged to the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -16,7 +17,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import discord
 from discord import app_commands
 
-from mschat.core.errors import InvalidInput, MschatError, NotFound, PermissionDenied
+from mschat.core.errors import (
+    DatabaseError,
+    InvalidInput,
+    MschatError,
+    NotFound,
+    PermissionDenied,
+)
 from mschat.core.models import Session, User
 from mschat.core.rules import MAX_TOKENS_LIMIT, validate_max_tokens, validate_temperature
 from mschat.discord import components as ui
@@ -129,7 +136,8 @@ async def handle(
         await ctx.private(error_text(exc))
     finally:
         if log_id is not None:
-            await manager.finish_interaction(log_id, status, error)
+            with contextlib.suppress(DatabaseError):  # gone meanwhile: the user was told
+                await manager.finish_interaction(log_id, status, error)
 
 
 # ---- panels ---------------------------------------------------------------------

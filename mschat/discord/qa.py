@@ -11,6 +11,7 @@ through its message lane ahead of streaming edits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from mschat.core import eligibility
-from mschat.core.errors import ChatDisabled, MschatError, UserIgnored
+from mschat.core.errors import ChatDisabled, DatabaseError, MschatError, UserIgnored
 from mschat.core.events import (
     Completed,
     Failed,
@@ -145,7 +146,11 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     dm = message.guild is None
     addressed = dm or mentions_bot(message, bot.user.id)
     text = strip_mention(message.content, bot.user.id)
-    user = await manager.user("discord", str(message.author.id), name=message.author.name)
+    try:
+        user = await manager.user("discord", str(message.author.id), name=message.author.name)
+    except DatabaseError as exc:
+        await _refuse(bot, message, exc)
+        return
     try:
         check_may_chat(user)
     except UserIgnored:
@@ -162,19 +167,21 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     received = utcnow()
 
     async def record(status: str, error: str | None = None) -> None:
-        # one row once the answer is over (one write per question, not two)
-        await manager.log_interaction(
-            user_id=user.id,
-            source="discord",
-            kind="message",
-            name="qa",
-            guild_id=str(message.guild.id) if message.guild else None,
-            channel_id=str(message.channel.id),
-            payload={"message_id": str(message.id), "length": len(text)},
-            status=status,
-            error=error,
-            created=received,
-        )
+        # one row once the answer is over (one write per question, not two); a
+        # database gone meanwhile has already been reported
+        with contextlib.suppress(DatabaseError):
+            await manager.log_interaction(
+                user_id=user.id,
+                source="discord",
+                kind="message",
+                name="qa",
+                guild_id=str(message.guild.id) if message.guild else None,
+                channel_id=str(message.channel.id),
+                payload={"message_id": str(message.id), "length": len(text)},
+                status=status,
+                error=error,
+                created=received,
+            )
 
     # the question may be deleted meanwhile: then the answer is a plain message
     reference = message.to_reference(fail_if_not_exists=False)
@@ -220,6 +227,8 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         raise
     except MschatError as exc:
         error = exc
+        if isinstance(exc, DatabaseError):
+            log.warning("answering message %s failed: %s", message.id, exc)
     except Exception as exc:
         log.exception("answering message %s failed", message.id)
         error = exc
@@ -277,7 +286,15 @@ async def _finish(
         await _reply(bot, message, error_note)
     reactions.finish(ok)
     if reply_id is not None and sent:
-        await bot.manager.set_external_ref(reply_id, str(sent[0].id))
+        with contextlib.suppress(DatabaseError):  # gone mid-answer: already said
+            await bot.manager.set_external_ref(reply_id, str(sent[0].id))
+
+
+async def _refuse(bot: MschatBot, message: discord.Message, error: MschatError) -> None:
+    """❌ and one short line: the question could not even be looked at (nothing stored)."""
+    log.warning("refused message %s: %s", message.id, error)
+    Reactions(bot, message).finish(False)
+    await _reply(bot, message, error_text(error))
 
 
 async def _reply(bot: MschatBot, message: discord.Message, text: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mschat.core.errors import MschatError, PermissionDenied, ProviderError
+from mschat.core.errors import DatabaseUnavailable, MschatError, PermissionDenied, ProviderError
 from mschat.core.models import Message, MessageStatus, Session, Status, User
 from mschat.discord.split import DISCORD_LIMIT, close_open_fence
 
@@ -18,6 +18,8 @@ DISABLED_HINT = (
     "Run `/user` and choose the status **new** (a new session per question) "
     "or **active** (continue your current session) to chat."
 )
+#: a question while the database is down (which server it is goes to the bot's log)
+UNAVAILABLE = "❌ My database is unreachable right now; try again shortly."
 
 
 def when(iso: str | None) -> str:
@@ -135,6 +137,8 @@ def error_text(error: BaseException) -> str:
         return f"🚫 {clip(str(error), 300)}"
     if isinstance(error, ProviderError):
         return f"❌ The model failed: {clip(str(error), 300)}"
+    if isinstance(error, DatabaseUnavailable):
+        return UNAVAILABLE
     if isinstance(error, MschatError):
         return f"⚠️ {clip(str(error), 300)}"
     return "⚠️ Something went wrong on my side; the error is in the bot's log."

@@ -25,6 +25,7 @@ from textual.worker import Worker, get_current_worker
 
 from mschat.core.errors import (
     DatabaseError,
+    DatabaseUnavailable,
     InvalidInput,
     MschatError,
     NotFound,
@@ -125,6 +126,8 @@ class MschatApp(App[None]):
         self._follower: asyncio.Task[None] | None = None
         self._applying = asyncio.Lock()  # one refresh at a time (the feed's, or a retry)
         self._retry_due = False
+        #: the database was unreachable, and no live refresh has reached it since
+        self._outage = False
         self.state = State.of_home()
 
     def notify(
@@ -228,7 +231,11 @@ class MschatApp(App[None]):
 
     async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
-            return await coro
+            result = await coro
+        except DatabaseUnavailable as error:
+            # every refused action says so (the live refresh, once per outage: _apply)
+            self.notify(str(error), title="mschat", severity="error", timeout=8)
+            self._outage = True
         except MschatError as error:
             self.notify(str(error), title="mschat", severity="error", timeout=8)
         except asyncio.CancelledError:
@@ -236,6 +243,8 @@ class MschatApp(App[None]):
         except Exception as exc:
             self.log.error(repr(exc))
             self.notify(f"unexpected error: {exc!r}", severity="error", timeout=10)
+        else:
+            return result
         return None
 
     # ---- start-up ----------------------------------------------------------------------
@@ -465,9 +474,16 @@ class MschatApp(App[None]):
                 await self._reload_changed(changes)
         except DatabaseError as error:
             self.log.warning(f"live view not refreshed: {error}")
+            if isinstance(error, DatabaseUnavailable) and not self._outage:
+                self._outage = True  # said once, however often the refresh is tried
+                self.notify(str(error), title="mschat", severity="error", timeout=8)
             if self.ready and not self._retry_due:
                 self._retry_due = True
                 self.set_timer(REFRESH_RETRY, self._retry_refresh)
+        else:
+            if self._outage:
+                self._outage = False
+                self.notify("The database is reachable again", title="mschat", timeout=5)
 
     def _retry_refresh(self) -> None:
         self._retry_due = False

@@ -13,8 +13,9 @@ on its socket (and on a socket pair that :meth:`ListenFeed.close` writes to),
 so a notice is read the moment it arrives and nothing is polled.
 
 A lost connection (the server restarted, the backend was terminated) is
-connected again, with a growing pause between attempts; the feed then reports
-``[Change()]``, as notices may have been missed meanwhile. After a quiet
+reported as ``[Change()]`` at once (a view refreshing then learns the server is
+away) and connected again, with a growing pause between attempts; the feed then
+reports ``[Change()]`` again, as notices may have been missed meanwhile. After a quiet
 :data:`KEEPALIVE` the connection is checked with one query.
 """
 
@@ -262,6 +263,7 @@ class ListenFeed(ChangeFeed):
                 return self._read()
         except (psycopg.Error, OSError, ValueError):
             self._drop()
+            return [Change()]  # the server went away: views learn it now, not at their next call
         return []
 
     def _read(self) -> list[Change]:

@@ -17,6 +17,12 @@ pooled connection goes through ``_connection()`` or ``write()``: once its
 commit is over they have the change notices its triggers raised sent
 (``changes.py``); a connection used otherwise would leave live views behind.
 
+Outages: a pooled connection the server hung up on (it restarted) is never
+handed out, and once a call finds the server gone, each next call first tries
+one direct connection, refusing at once (:class:`DatabaseUnavailable`) until the
+server is back, when the pool replaces the connections that died. A question is
+stored in one transaction with its reply row, so an outage never leaves half of it.
+
 Every lease (session turns, reply writers, idempotency keys) is one atomic
 ``UPDATE … WHERE`` or ``INSERT … ON CONFLICT``: under read committed, a second
 writer waits for the first and re-checks the condition on the row it left.
@@ -24,8 +30,10 @@ writer waits for the first and re-checks the condition on the row it left.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,9 +42,9 @@ from urllib.parse import quote, urlsplit
 
 import psycopg
 from psycopg.adapt import Loader
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from mschat.core.errors import DatabaseError, NotFound
+from mschat.core.errors import DatabaseError, DatabaseUnavailable, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
@@ -61,6 +69,9 @@ LISTEN_NAME = "mschat-listen"
 ANNOUNCE_NAME = "mschat-announce"
 
 _LEFT_ALONE = "it was left unchanged"
+#: SQLSTATEs of a server going away or not there yet: shut down (by its
+#: administrator, after a crash), not accepting connections now, too many clients
+_AWAY = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 _SESSION_SELECT = (
     "SELECT "
@@ -123,6 +134,10 @@ class PostgresStore(Store):
         self._threads = threads
         self._held = threading.local()
         self._columns: dict[str, str] = {}
+        #: a call found the server gone: the next ones try a direct connection first
+        self._down = False
+        self._reconnecting = threading.Lock()
+        _quiet_pool_log()
         first = self._connect()
         try:
             self._identity = identity(first)
@@ -140,6 +155,9 @@ class PostgresStore(Store):
             kwargs={"autocommit": True, "options": f"{OPTIONS} -c mschat.origin={self.origin}"},
             configure=_configure,
             timeout=CONNECT_TIMEOUT,
+            # no reconnecting in the background (its back-off would delay the first
+            # call after an outage): a call that needs a connection makes one
+            reconnect_timeout=0,
             name="mschat",
             open=False,
         )
@@ -182,8 +200,15 @@ class PostgresStore(Store):
         """One line, without the URL's password, naming the database."""
         if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
             return DatabaseError(f"cannot write database {self._shown()}: it is read-only")
-        reason = " ".join(str(exc).split()) or type(exc).__name__
         password = urlsplit(self._secret_url).password
+        if _away(exc):
+            self._down = True
+            reason = redact_text(_short_reason(exc), [password])
+            return DatabaseUnavailable(
+                f"cannot {doing} database {self._shown()}: it is unreachable ({reason}); "
+                "try again shortly"
+            )
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         return DatabaseError(
             f"cannot {doing} database {self._shown()}: {redact_text(reason, [password])}"
         )
@@ -210,15 +235,39 @@ class PostgresStore(Store):
             yield held
             return
         try:
-            with self._pool.connection() as conn:
+            with self._borrow() as conn:
                 try:
                     yield conn
                 finally:
                     self._announce(conn)  # committed (or failed: a needless notice)
-        except PoolTimeout as exc:
-            raise DatabaseError(f"cannot reach database {self.url}: no connection") from exc
         except psycopg.Error as exc:
             raise self._error(exc) from None
+
+    @contextmanager
+    def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection to a server that is there; never one it hung up on."""
+        if self._down:
+            self._reconnect()
+        conn = self._pool.getconn()
+        if _hung_up(conn):
+            self._pool.putconn(conn)  # closed: the pool forgets it
+            self._down = True  # the other idle ones are gone too
+            self._reconnect()
+            conn = self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def _reconnect(self) -> None:
+        """After an outage, one direct connection says whether the server is back:
+        refused at once while it is not; once it is, the pool replaces what died."""
+        with self._reconnecting:
+            if not self._down:
+                return  # another thread has just reconnected
+            self._connect().close()
+            self._pool.check()  # every idle connection is checked, dead ones replaced
+            self._down = False
 
     @contextmanager
     def write(self) -> Iterator[psycopg.Connection[Any]]:
@@ -228,7 +277,7 @@ class PostgresStore(Store):
             yield held
             return
         try:
-            with self._pool.connection() as conn:
+            with self._borrow() as conn:
                 try:
                     with conn.transaction():
                         self._held.conn = conn
@@ -240,8 +289,6 @@ class PostgresStore(Store):
                     changes.forget(conn)
                     raise
                 self._announce(conn)  # after the commit: see changes.py
-        except PoolTimeout as exc:
-            raise DatabaseError(f"cannot reach database {self.url}: no connection") from exc
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
@@ -1037,6 +1084,63 @@ class PostgresStore(Store):
 
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]
+
+
+def _quiet_pool_log() -> None:
+    """psycopg_pool warns of each lost connection: in the application's log if it has
+    one, never as raw driver text on a terminal (Python's last-resort handler)."""
+    logger = logging.getLogger("psycopg.pool")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def _away(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the server is out of reach (down, restarting, overloaded),
+    rather than refusing this statement or these credentials."""
+    if not isinstance(exc, psycopg.OperationalError) or isinstance(exc, PoolClosed):
+        return False
+    if exc.sqlstate is not None:
+        return exc.sqlstate.startswith("08") or exc.sqlstate in _AWAY
+    # no SQLSTATE: the client's own failure (refused, timed out, connection lost, no
+    # pooled connection), or the server's FATAL answer to a connection attempt
+    text = str(exc)
+    return "FATAL:" not in text or "the database system is" in text or "too many" in text
+
+
+def _short_reason(exc: psycopg.Error) -> str:
+    """The driver's reason in a few words: the last clause of its first line."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    reason = " ".join(lines[0].rsplit(": ", 1)[-1].split())
+    return reason[:1].lower() + reason[1:]
+
+
+def _hung_up(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server hung up on this idle connection (it restarted or stopped).
+
+    An idle connection receives nothing unasked but the server's goodbye or a
+    notification: a quiet socket costs one poll, a readable one an empty query.
+    """
+    if conn.closed:
+        return True
+    if not _readable(conn.fileno()):
+        return False
+    try:
+        conn.execute("")
+    except psycopg.Error:
+        conn.close()
+        return True
+    return False
+
+
+def _readable(fd: int) -> bool:
+    """Whether data (or the end of the stream) waits on a socket, without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _new_id(cursor: psycopg.Cursor[Any]) -> int:
