@@ -415,12 +415,17 @@ def print_chat(rows_: list[ChatRow], clients: int) -> None:
         )
         if row.load.errors:
             print(f"  {'':<24}errors: {row.load.errors}")
-    sqlite = next((r for r in rows_ if r.label.startswith("SQLite")), None)
-    one_pg = next((r for r in rows_ if r.label == "PostgreSQL, 1 instance"), None)
-    if sqlite and one_pg:
+    # each round's PostgreSQL row against the SQLite row measured just before it
+    ratios = [
+        pg.throughput / sqlite.throughput
+        for sqlite, pg in itertools.pairwise(rows_)
+        if sqlite.label.startswith("SQLite") and pg.label == "PostgreSQL, 1 instance"
+    ]
+    if ratios:
+        shown = ", ".join(f"{r:.2f}" for r in ratios)
         print(
-            f"  PostgreSQL 1 instance / SQLite 1 instance: "
-            f"{one_pg.throughput / sqlite.throughput:.2f}× (budget ≥ 0.7×)"
+            f"  PostgreSQL 1 instance / SQLite 1 instance: {statistics.median(ratios):.2f}×"
+            f"{f' (median of {shown})' if len(ratios) > 1 else ''}   (budget ≥ 0.7×)"
         )
 
 
@@ -590,6 +595,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--instances", default="1,2,4", help="API instances on PostgreSQL, comma-separated"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of the /chat configurations (1)"
+    )
     parser.add_argument("--processes", type=int, default=4, help="ask processes (4)")
     parser.add_argument("--asks", type=int, default=250, help="asks per process (250)")
     parser.add_argument(
@@ -628,7 +636,8 @@ def main() -> None:
                 configurations = [("sqlite", 1)] + [
                     ("postgresql", int(n)) for n in args.instances.split(",")
                 ]
-                for backend, n in configurations:
+                # rounds interleave the configurations: a busy machine slows them alike
+                for backend, n in configurations * args.repeat:
                     name = "SQLite" if backend == "sqlite" else "PostgreSQL"
                     label = f"{name}, {n} instance{'s' if n > 1 else ''}"
                     db = databases.new(backend, f"chat{n}")

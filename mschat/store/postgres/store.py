@@ -40,8 +40,11 @@ from mschat.store.postgres import migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
 from mschat.store.terms import search_terms
 
-#: worker threads the manager may run store calls on at once
-THREADS = 4
+#: worker threads the manager may run store calls on at once: a call mostly waits
+#: for the server (round trips, the WAL flush at commit), so more threads than
+#: cores keep it busy (on 2 cores, /chat answered about a quarter more with 8
+#: than with 4, and no more with 16: ``bench/scale.py``)
+THREADS = 8
 #: seconds to wait for the server when connecting (and for a free pooled connection)
 CONNECT_TIMEOUT = 10
 MIGRATION_SET = "mschat"
