@@ -300,6 +300,19 @@ class Store(ABC):
     def add_api_call(self, **values: Any) -> int:
         """Record one provider request."""
 
+    def finish_reply(
+        self, reply_id: int, session_id: int, values: dict[str, Any], call: dict[str, Any]
+    ) -> None:
+        """A reply's final writes, all or none: its row (lease released), the provider
+        request that made it (``add_api_call``'s values) and the session's time.
+
+        One transaction; a backend may write it in fewer round trips.
+        """
+        with self.write():
+            self.update_message(reply_id, lease_until=None, **values)
+            self.add_api_call(**call)
+            self.touch_session(session_id)
+
     @abstractmethod
     def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:
         """The provider requests made for one reply, oldest first."""

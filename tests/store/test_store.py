@@ -226,3 +226,34 @@ def test_one_claim_of_a_notice_among_many_connections(db_url: str):
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_reply_is_finished_all_at_once_or_not_at_all(db_url: str):
+    store = open_store(db_url)
+    try:
+        user = store.create_user(kind="local", external_id="me", name="me", status="active")
+        session = store.create_session(creator_id=user.id, title="t", origin="terminal", public=1)
+        store.add_message(session_id=session.id, author_id=user.id, role="user", content="q")
+        reply = store.add_reply(session.id, "p/m", "2999-01-01T00:00:00+00:00")
+        before = store.get_session(session.id).updated
+        call = {"message_id": reply.id, "session_id": session.id, "user_id": user.id}
+        call |= {"provider": "p", "model": "m", "status": "completed"}
+        with pytest.raises(Exception):  # noqa: B017 (each backend has its own error)
+            store.finish_reply(reply.id, session.id, {"content": "lost"}, {**call, "nope": 1})
+        assert store.get_message(reply.id).content == ""
+        assert store.api_calls_for(reply.id) == []
+
+        done = {"content": "answer", "status": "completed", "latency_ms": 12}
+        store.finish_reply(reply.id, session.id, done, call)
+        finished = store.get_message(reply.id)
+        assert (finished.content, finished.status, finished.latency_ms) == (
+            "answer",
+            "completed",
+            12,
+        )
+        (row,) = store.read_rows("messages", after_id=reply.id - 1)
+        assert row["lease_until"] is None
+        assert [c["status"] for c in store.api_calls_for(reply.id)] == ["completed"]
+        assert store.get_session(session.id).updated > before
+    finally:
+        store.close()

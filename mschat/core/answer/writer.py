@@ -199,9 +199,6 @@ class ReplyWriter:
 
     def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
         """Final writes of a reply: the message row, its api_calls row, the times."""
-        with self.store.write():
-            self.store.update_message(self.reply.id, lease_until=None, **values)
-            self.store.add_api_call(**call)
-            self.store.touch_session(self.reply.session_id)
+        self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
         self.done = True
         return dataclasses.replace(self.reply, **values)

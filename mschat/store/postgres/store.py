@@ -817,6 +817,22 @@ class PostgresStore(Store):
         values.setdefault("started", utcnow())
         return self._insert("api_calls", values)
 
+    def finish_reply(
+        self, reply_id: int, session_id: int, values: dict[str, Any], call: dict[str, Any]
+    ) -> None:
+        """A reply's final writes in one statement, so one round trip and one transaction:
+        the api_calls row and the session's time ride along as data-modifying CTEs."""
+        changed = _values({**values, "lease_until": None})
+        logged = _values({"started": utcnow(), **call})
+        assignments = ", ".join(f"{key} = %s" for key in changed)
+        self._execute(
+            f"WITH m AS (UPDATE messages SET {assignments} WHERE id = %s), "
+            f"c AS (INSERT INTO api_calls ({', '.join(logged)}) "
+            f"VALUES ({', '.join('%s' for _ in logged)})) "
+            "UPDATE sessions SET updated = %s WHERE id = %s",
+            [*changed.values(), reply_id, *logged.values(), utcnow(), session_id],
+        )
+
     def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:
         """The provider requests made for one reply, oldest first."""
         names, found = self._query(
