@@ -2,7 +2,7 @@
 
 Prints figures; it asserts nothing. Run from the repository root:
 
-    python bench/copy.py [--messages 1000000] [--sessions 20000] [--batch-size 1000]
+    python bench/db_copy.py [--messages 1000000] [--sessions 20000] [--batch-size 1000]
                          [--pg URL]
 
 A SQLite history of ``--messages`` messages (a question and a reply in turn,
