@@ -61,26 +61,30 @@ def one_ask(store: Store, user_id: int, session_id: int, timings: dict[str, list
         return result
 
     def start_turn() -> Any:
+        # as a user with a rate limit asks: the check runs under the user's lock
         with store.write():
+            store.lock_user(user_id)
+            store.user_asks(user_id, since="2000-01-01T00:00:00+00:00", live_after=None)
             store.add_message(session_id=session_id, author_id=user_id, role="user", content="q")
             return store.add_reply(session_id, "fake/fake-model", utcnow())
 
     def finish(reply_id: int) -> None:
-        with store.write():
-            store.update_message(reply_id, lease_until=None, status="complete", content="a" * 400)
-            store.add_api_call(message_id=reply_id, session_id=session_id, status="ok")
-            store.touch_session(session_id)
+        store.finish_reply(
+            reply_id,
+            session_id,
+            {"status": "complete", "content": "a" * 400},
+            {"message_id": reply_id, "session_id": session_id, "status": "ok"},
+        )
 
     begin = time.perf_counter()
     timed("find_user", lambda: store.find_user("api", "bench"))
     timed("get_session", lambda: store.get_session(session_id))
-    timed("questions_since", lambda: store.questions_since(user_id, "2000-01-01T00:00:00+00:00"))
-    reply = timed("start turn (write block)", start_turn)
+    reply = timed("start turn (rate limit checked)", start_turn)
     timed("history page", lambda: store.messages(session_id, limit=50, before_id=reply.id))
     for part in range(1, 5):
         content = "a" * 100 * part
         timed("content flush", lambda: store.update_message(reply.id, content=content))  # noqa: B023
-    timed("finish (write block)", lambda: finish(reply.id))
+    timed("finish (finish_reply)", lambda: finish(reply.id))
     timings.setdefault("= one ask, all calls", []).append(time.perf_counter() - begin)
 
 
