@@ -280,6 +280,29 @@ class Store(ABC):
     def add_reply(self, session_id: int, model: str, lease_until: str) -> Message:
         """Insert an empty ``streaming`` reply, leased to its writer until ``lease_until``."""
 
+    def add_question(
+        self,
+        session_id: int,
+        author_id: int,
+        content: str,
+        *,
+        model: str,
+        lease_until: str,
+        external_ref: str | None = None,
+    ) -> tuple[Message, Message]:
+        """A user's question and the empty reply after it, all or none (``add_message``
+        then ``add_reply``). One transaction; a backend may write it in fewer round trips.
+        """
+        with self.write():
+            asked = self.add_message(
+                session_id=session_id,
+                author_id=author_id,
+                role="user",
+                content=content,
+                external_ref=external_ref,
+            )
+            return asked, self.add_reply(session_id, model, lease_until)
+
     @abstractmethod
     def renew_reply_lease(self, message_id: int, lease_until: str) -> None:
         """Push a streaming reply's lease forward (its writer is alive)."""

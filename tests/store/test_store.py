@@ -257,3 +257,27 @@ def test_a_reply_is_finished_all_at_once_or_not_at_all(db_url: str):
         assert store.get_session(session.id).updated > before
     finally:
         store.close()
+
+
+def test_a_question_and_its_reply_are_stored_together_in_order(db_url: str):
+    store = open_store(db_url)
+    try:
+        user = store.create_user(kind="local", external_id="me", name="me", status="active")
+        session = store.create_session(creator_id=user.id, title="t", origin="terminal", public=1)
+        before = store.get_session(session.id).updated
+        asked, reply = store.add_question(
+            session.id, user.id, "q?", model="p/m", lease_until="2999-01-01T00:00:00+00:00"
+        )
+        assert asked.id < reply.id
+        stored = store.messages(session.id)
+        assert [(m.id, m.role, m.content, m.status) for m in stored] == [
+            (asked.id, "user", "q?", "complete"),
+            (reply.id, "assistant", "", "streaming"),
+        ]
+        assert (stored[1].model, stored[0].author_id) == ("p/m", user.id)
+        assert store.get_session(session.id).updated > before
+        with pytest.raises(Exception):  # noqa: B017 (no such session: each backend's error)
+            store.add_question(10_000, user.id, "lost", model="p/m", lease_until="2999")
+        assert len(store.read_rows("messages")) == 2
+    finally:
+        store.close()

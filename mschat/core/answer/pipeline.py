@@ -176,8 +176,10 @@ class Answerer:
 
         def start_turn() -> tuple[Session, Message, Message, list[Message]]:
             # one transaction for the checks, the session or its title, the question
-            # and the empty reply row: a refused question leaves nothing behind
-            with store.write():
+            # and the empty reply row: a refused question leaves nothing behind (a
+            # plain question is one already: add_question)
+            plain = admit is None and new is None and title is None and question is None
+            with contextlib.nullcontext() if plain else store.write():
                 if admit is not None:
                     admit()
                 if new is not None:
@@ -192,15 +194,20 @@ class Answerer:
                 if question is not None:
                     # answered again: the old reply goes in the same transaction
                     store.delete_messages_from(session.id, question.id + 1)
-                asked = question or store.add_message(
-                    session_id=session.id,
-                    author_id=user.id,
-                    role="user",
-                    content=text,
-                    external_ref=external_ref,
-                )
+                lease = stamp(self.settings.lease)
+                if question is None:
+                    asked, reply = store.add_question(
+                        session.id,
+                        user.id,
+                        text,
+                        model=resolved.full_name,
+                        lease_until=lease,
+                        external_ref=external_ref,
+                    )
+                else:
+                    asked = question
+                    reply = store.add_reply(session.id, resolved.full_name, lease)
                 asked.author_name = asked.author_name or user.name
-                reply = store.add_reply(session.id, resolved.full_name, stamp(self.settings.lease))
             if new is not None:
                 return session, asked, reply, [asked]  # a new session holds just the question
             # the newest page of history, in the same trip to the store thread

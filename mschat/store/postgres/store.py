@@ -794,6 +794,58 @@ class PostgresStore(Store):
             model=model,
         )
 
+    def add_question(
+        self,
+        session_id: int,
+        author_id: int,
+        content: str,
+        *,
+        model: str,
+        lease_until: str,
+        external_ref: str | None = None,
+    ) -> tuple[Message, Message]:
+        """A question and its empty reply in one statement (one round trip, one transaction).
+
+        One multi-row INSERT: its rows take their ids in the order listed, so the
+        reply's id follows the question's, as when inserted one after the other.
+        """
+        now = utcnow()
+        cursor = self._execute(
+            "WITH m AS (INSERT INTO messages (session_id, author_id, role, content, "
+            "external_ref, created, model, status, lease_until) VALUES "
+            "(%s, %s, 'user', %s, %s, %s, DEFAULT, DEFAULT, DEFAULT), "
+            "(%s, NULL, 'assistant', '', NULL, %s, %s, 'streaming', %s) RETURNING id), "
+            "s AS (UPDATE sessions SET updated = %s WHERE id = %s), "
+            "u AS (UPDATE users SET updated = %s WHERE id = %s) "
+            "SELECT id FROM m ORDER BY id",
+            [
+                *(session_id, author_id, content, external_ref, now),
+                *(session_id, now, model, lease_until),
+                *(now, session_id, now, author_id),
+            ],
+        )
+        question_id, reply_id = (row[0] for row in cursor.fetchall())
+        asked = Message(
+            id=question_id,
+            session_id=session_id,
+            author_id=author_id,
+            role="user",
+            content=content,
+            created=now,
+            external_ref=external_ref,
+        )
+        reply = Message(
+            id=reply_id,
+            session_id=session_id,
+            author_id=None,
+            role="assistant",
+            content="",
+            created=now,
+            status="streaming",
+            model=model,
+        )
+        return asked, reply
+
     def renew_reply_lease(self, message_id: int, lease_until: str) -> None:
         """Push a streaming reply's lease forward (its writer is alive)."""
         self._execute(
