@@ -19,6 +19,7 @@ What every backend guarantees:
 
 from __future__ import annotations
 
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from mschat.core.errors import DatabaseError
 from mschat.core.models import Message, SearchHit, Session, User
 
 #: the tables a whole history is made of, parents before children (``read_rows``)
@@ -41,6 +43,25 @@ TABLES = (
 
 #: how search hits are ordered: newest first (the default), or best match first
 SearchOrder = Literal["newest", "relevance"]
+
+
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def checked_table(name: str) -> str:
+    """``name`` if it is one of :data:`TABLES` (it is then safe in SQL), else ValueError."""
+    if name not in TABLES:
+        raise ValueError(f"not an mschat table: {name!r}")
+    return name
+
+
+def checked_columns(row: dict[str, Any]) -> list[str]:
+    """A row's column names, each checked to be a plain identifier (safe in SQL)."""
+    names = list(row)
+    bad = [name for name in names if not _COLUMN_NAME.fullmatch(name)]
+    if bad:
+        raise DatabaseError(f"not a column name: {bad[0]!r}")
+    return names
 
 
 class Store(ABC):

@@ -31,7 +31,6 @@ writer waits for the first and re-checks the condition on the row it left.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import select
 import threading
@@ -48,7 +47,15 @@ from mschat.core.errors import DatabaseError, DatabaseUnavailable, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
-from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store, UserAsks
+from mschat.store.contract import (
+    TABLES,
+    ChangeFeed,
+    SearchOrder,
+    Store,
+    UserAsks,
+    checked_columns,
+    checked_table,
+)
 from mschat.store.postgres import changes, migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
 from mschat.store.schema import OutdatedSchema
@@ -1101,7 +1108,7 @@ class PostgresStore(Store):
 
     def count_rows(self, table: str) -> int:
         """How many rows one of ``TABLES`` holds."""
-        _, found = self._query(f"SELECT count(*) FROM {_table(table)}")
+        _, found = self._query(f"SELECT count(*) FROM {checked_table(table)}")
         return int(found[0][0])
 
     def insert_rows(
@@ -1116,20 +1123,22 @@ class PostgresStore(Store):
         """
         if not rows:
             return 0
-        columns = _columns(rows[0])
+        columns = checked_columns(rows[0])
         names = ", ".join(columns)
         values = [[_flag(c, row[c]) for c in columns] for row in rows]
         try:
             with self.write() as conn:
                 if not replace:
-                    with conn.cursor().copy(f"COPY {_table(table)} ({names}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                    with conn.cursor().copy(
+                        f"COPY {checked_table(table)} ({names}) FROM STDIN"
+                    ) as copy:  # type: ignore[arg-type]
                         for row in values:
                             copy.write_row(row)
                     return len(values)
                 others = [c for c in columns if c != "id"]
                 cursor = conn.cursor()
                 cursor.executemany(
-                    f"INSERT INTO {_table(table)} AS t ({names}) "  # type: ignore[arg-type]
+                    f"INSERT INTO {checked_table(table)} AS t ({names}) "  # type: ignore[arg-type]
                     f"VALUES ({', '.join('%s' for _ in columns)}) ON CONFLICT (id) DO UPDATE SET "
                     + ", ".join(f"{c} = excluded.{c}" for c in others)
                     + f" WHERE ({', '.join(f't.{c}' for c in others)}) IS DISTINCT FROM "
@@ -1146,7 +1155,7 @@ class PostgresStore(Store):
     def last_id(self, table: str) -> int:
         """The largest id ``table`` ever handed out: its identity sequence or its largest row."""
         _, found = self._query(
-            f"SELECT greatest((SELECT max(id) FROM {_table(table)}), "
+            f"SELECT greatest((SELECT max(id) FROM {checked_table(table)}), "
             "pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass), 0)",
             [table],
         )
@@ -1157,7 +1166,7 @@ class PostgresStore(Store):
         _, found = self._query(
             "SELECT setval(seq, %s) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
             "AS seq) s WHERE coalesce(pg_sequence_last_value(seq), 0) < %s",
-            [past, _table(table), past],
+            [past, checked_table(table), past],
         )
         return bool(found)
 
@@ -1243,25 +1252,6 @@ def _visibility(user_id: int | None, include_public: bool) -> tuple[list[str], l
     if include_public:
         return ["(s.creator_id = %s OR s.public)"], [user_id]
     return ["s.creator_id = %s"], [user_id]
-
-
-_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-def _table(name: str) -> str:
-    """``name`` if it is one of mschat's tables (it is then safe in SQL)."""
-    if name not in TABLES:
-        raise ValueError(f"not an mschat table: {name!r}")
-    return name
-
-
-def _columns(row: dict[str, Any]) -> list[str]:
-    """A row's column names, each checked to be a plain identifier (safe in SQL)."""
-    names = list(row)
-    bad = [name for name in names if not _COLUMN_NAME.fullmatch(name)]
-    if bad:
-        raise DatabaseError(f"not a column name: {bad[0]!r}")
-    return names
 
 
 def _flag(column: str, value: Any) -> Any:

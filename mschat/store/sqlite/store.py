@@ -6,7 +6,6 @@ Datasette. One connection, shared by the threads under a lock (``threads`` is 1)
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,15 @@ from mschat.core.errors import DatabaseError, NotFound
 from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
-from mschat.store.contract import TABLES, ChangeFeed, SearchOrder, Store, UserAsks
+from mschat.store.contract import (
+    TABLES,
+    ChangeFeed,
+    SearchOrder,
+    Store,
+    UserAsks,
+    checked_columns,
+    checked_table,
+)
 from mschat.store.schema import OutdatedSchema
 from mschat.store.sqlite.search import fts_query, snippet
 from mschat.store.terms import has_word, is_literal, search_terms
@@ -1020,7 +1027,7 @@ class SQLiteStore(Store):
 
     def count_rows(self, table: str) -> int:
         """How many rows one of ``TABLES`` holds."""
-        _, rows = self._query(f"SELECT count(*) FROM {_table(table)}")
+        _, rows = self._query(f"SELECT count(*) FROM {checked_table(table)}")
         return int(rows[0][0])
 
     def insert_rows(
@@ -1033,9 +1040,9 @@ class SQLiteStore(Store):
         """
         if not rows:
             return 0
-        columns = _columns(rows[0])
+        columns = checked_columns(rows[0])
         sql = (
-            f"INSERT INTO {_table(table)} ({', '.join(columns)}) "
+            f"INSERT INTO {checked_table(table)} ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
         if replace:
@@ -1059,7 +1066,7 @@ class SQLiteStore(Store):
     def last_id(self, table: str) -> int:
         """The largest id ``table`` ever handed out (deleted rows' too, where SQLite keeps it)."""
         _, rows = self._query(
-            f"SELECT max(coalesce((SELECT max(id) FROM {_table(table)}), 0), "
+            f"SELECT max(coalesce((SELECT max(id) FROM {checked_table(table)}), 0), "
             "coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0))",
             [table],
         )
@@ -1074,7 +1081,7 @@ class SQLiteStore(Store):
         _, rows = self._query(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? "
             "AND sql LIKE '%AUTOINCREMENT%'",
-            [_table(table)],
+            [checked_table(table)],
         )
         if not rows or self.last_id(table) >= past:
             return False
@@ -1085,22 +1092,3 @@ class SQLiteStore(Store):
             if not changed:
                 conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, past])
         return True
-
-
-_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-def _table(name: str) -> str:
-    """``name`` if it is one of mschat's tables (it is then safe in SQL)."""
-    if name not in TABLES:
-        raise ValueError(f"not an mschat table: {name!r}")
-    return name
-
-
-def _columns(row: dict[str, Any]) -> list[str]:
-    """A row's column names, each checked to be a plain identifier (safe in SQL)."""
-    names = list(row)
-    bad = [name for name in names if not _COLUMN_NAME.fullmatch(name)]
-    if bad:
-        raise DatabaseError(f"not a column name: {bad[0]!r}")
-    return names
