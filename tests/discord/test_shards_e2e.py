@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,42 +11,12 @@ import pytest
 
 from mschat.config import load_config
 from mschat.core.services import Services, build_services
-from tests.conftest import eventually, fake_model_config
+from tests.conftest import fake_model_config
 from tests.fakes.fake_discord import GUILD_ID, QA_CHANNEL_ID, FakeDiscord, walk_components
 from tests.fakes.fake_openai import FakeOpenAIThread
+from tests.servers import MschatProcess
 
 DONE = "👌"
-
-
-class ShardProcess:
-    """One ``mschat serve-discord`` process serving some shards; its log lines."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for line in self.process.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    @property
-    def log(self) -> str:
-        """Everything it logged so far."""
-        return "".join(self.lines)
-
-    async def stop(self) -> int:
-        """SIGTERM; its exit code."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 20)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        await asyncio.wait_for(self.reader, 5)
-        return self.process.returncode or 0
 
 
 @pytest.fixture
@@ -69,9 +36,9 @@ async def test_two_shard_processes_are_one_bot(
     manager = db_services.manager
     user = await manager.user("discord", "7", name="user7")
     await manager.update_user(user, user.id, status="new", attach=True)
-    processes: list[ShardProcess] = []
+    processes: list[MschatProcess] = []
 
-    async def start(shard_ids: str) -> ShardProcess:
+    async def start(shard_ids: str) -> MschatProcess:
         env = {
             **os.environ,
             "MSCHAT_HOME": str(mschat_home),
@@ -82,20 +49,10 @@ async def test_two_shard_processes_are_one_bot(
             "MSCHAT_DISCORD_SHARD_COUNT": "2",
             "MSCHAT_DISCORD_SHARD_IDS": shard_ids,
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mschat",
-            "serve-discord",
-            "--log-level",
-            "info",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+        shard = await MschatProcess.start(
+            env, "serve-discord", "--log-level", "info", ready="connected as"
         )
-        shard = ShardProcess(process)
         processes.append(shard)
-        await eventually(lambda: "connected as" in shard.log, 30)
         return shard
 
     async def ask(text: str, **where: Any) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from tests.fakes.fake_discord import QA_CHANNEL_ID, FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.pg import Cluster, find_binaries
+from tests.servers import MschatProcess
 from tests.tui.conftest import SIZE, build_app, ready, type_and_send, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -310,54 +311,6 @@ async def test_a_killed_instance_reply_is_interrupted_by_another_within_a_lease(
 # ---- real processes: the API server, the bot, the CLI ---------------------------------
 
 
-class Server:
-    """An ``mschat serve-…`` process and what it logged."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, env: dict[str, str], *args: str, ready: str) -> Server:
-        """Start ``mschat ARGS`` and wait until it logs ``ready``."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mschat",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        server = cls(process)
-        await eventually(lambda: ready in server.log or server.process.returncode is not None, 30)
-        assert ready in server.log, server.log
-        return server
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for line in self.process.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    @property
-    def log(self) -> str:
-        """Everything it logged so far."""
-        return "".join(self.lines)
-
-    async def stop(self) -> int:
-        """SIGTERM; its exit code."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 20)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        await asyncio.wait_for(self.reader, 5)
-        return self.process.returncode or 0
-
-
 @pytest.fixture
 async def fake_discord() -> AsyncIterator[FakeDiscord]:
     """The project's fake Discord, on loopback."""
@@ -383,7 +336,7 @@ async def test_the_api_and_the_bot_ride_out_a_database_restart(
         "MSCHAT_DISCORD_QA_CHANNELS": str(QA_CHANNEL_ID),
         "MSCHAT_DISCORD_DEFAULT_STATUS": "active",
     }
-    servers: list[Server] = []
+    servers: list[MschatProcess] = []
 
     async def ask_bot(text: str, mark: str) -> dict[str, Any]:
         message = await fake_discord.send_message(7, text)
@@ -393,9 +346,9 @@ async def test_the_api_and_the_bot_ride_out_a_database_restart(
         return message
 
     try:
-        api = await Server.start(env, "serve-api", "--port", "0", ready="listening on")
+        api = await MschatProcess.start(env, "serve-api", "--port", "0", ready="listening on")
         servers.append(api)
-        bot = await Server.start(env, "serve-discord", ready="connected as")
+        bot = await MschatProcess.start(env, "serve-discord", ready="connected as")
         servers.append(bot)
         base = api.log.split("listening on", 1)[1].split()[0]
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
