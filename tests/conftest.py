@@ -130,12 +130,8 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    """A PostgreSQL server of the machine's binaries, for the whole test session.
-
-    It holds a migrated template database; each test gets a copy (``pg_url``).
-    """
+def pg_binaries() -> Path:
+    """The machine's PostgreSQL binaries, with psycopg importable; else skip (CI: fail)."""
     binaries = find_binaries()
     if binaries is None:
         unavailable("PostgreSQL is not installed (no pg_ctl; apt-get install postgresql)")
@@ -144,7 +140,16 @@ def pg_cluster() -> Iterator[Cluster]:
     except ImportError:
         unavailable("psycopg is not installed (pip install 'mschat[postgres]')")
     assert binaries is not None
-    cluster = Cluster(binaries)
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server of the machine's binaries, for the whole test session.
+
+    It holds a migrated template database; each test gets a copy (``pg_url``).
+    """
+    cluster = Cluster(pg_binaries())
     try:
         cluster.start()
         cluster.execute(f"CREATE DATABASE {PG_TEMPLATE}")

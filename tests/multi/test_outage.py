@@ -32,11 +32,11 @@ from mschat.providers.registry import Registry
 from mschat.store import Store, open_store
 from mschat.store.contract import TABLES, Change
 from mschat.tui.widgets.chat import MessageView
-from tests.conftest import eventually, fake_model_config, unavailable, write_config
+from tests.conftest import eventually, fake_model_config, pg_binaries, unavailable, write_config
 from tests.fakes.fake_discord import QA_CHANNEL_ID, FakeDiscord
 from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.fakes.scripted_provider import ScriptedProvider
-from tests.pg import Cluster, find_binaries
+from tests.pg import Cluster
 from tests.servers import MschatProcess
 from tests.tui.conftest import SIZE, build_app, ready, type_and_send, wait_for
 
@@ -53,15 +53,7 @@ _databases = itertools.count(1)
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A PostgreSQL server for these tests alone, with a migrated template database."""
-    binaries = find_binaries()
-    if binaries is None:
-        unavailable("PostgreSQL is not installed (no pg_ctl; apt-get install postgresql)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg is not installed (pip install 'mschat[postgres]')")
-    assert binaries is not None
-    server = Cluster(binaries)
+    server = Cluster(pg_binaries())
     try:
         server.start()
         server.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
