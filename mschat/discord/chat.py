@@ -30,6 +30,8 @@ CLEARED = (
     "your earlier sessions are kept in `/user`."
 )
 
+SHUTTING_DOWN = "The bot is restarting; ask again in a moment."
+
 
 class InteractionSurface:
     """An answer as an interaction's response: the first part edits the deferred
@@ -99,6 +101,9 @@ async def ask(
             ctx.outcome = (outcome(error), str(error))
 
     name = "private" if private else "chat"
+    if not bot.accepting:  # shutting down: shutdown would not wait for this answer
+        await interaction.response.send_message(SHUTTING_DOWN, ephemeral=True)
+        return
     with bot.in_flight():
         await handle(
             bot,

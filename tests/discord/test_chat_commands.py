@@ -9,6 +9,7 @@ import pytest
 
 from mschat.core.errors import ProviderError
 from tests.conftest import eventually
+from tests.dbs import sql
 from tests.discord.conftest import Harness, interaction_rows, stop_bot
 from tests.fakes.fake_discord import (
     BOT_ID,
@@ -133,6 +134,12 @@ async def test_private_is_ephemeral_and_its_session_private(h: Harness, dm: bool
     assert second["content"] == "y" * 1500 and feedback_ids(second) and not feedback_ids(first)
     [session] = await own_sessions(h, 1)
     assert not session.public and session.message_count == 2  # still stored
+    # its feedback buttons work like any other's
+    clicked = await h.fake.click(1, second, feedback_ids(second)[0])
+    await h.fake.wait_until(lambda: len(h.fake.interaction_messages(clicked)) == 1)
+    query = "SELECT kind FROM feedback"
+    [(kind,)] = await eventually(lambda: h.manager._run(sql, h.manager.store, query))
+    assert kind == "good"
     logged = await row(h, "private", "ok")
     assert logged["payload"] and "secret" not in str(logged["payload"])
 
@@ -255,3 +262,13 @@ async def test_shutdown_interrupts_an_answer_and_says_so(h: Harness) -> None:
     assert answer["content"].startswith("> a long one\n\nhalf of it")
     assert "interrupted" in answer["content"] and not feedback_ids(answer)
     await row(h, "chat", "interrupted")
+
+
+async def test_a_question_during_shutdown_is_refused_privately(h: Harness) -> None:
+    await h.discord_user(1, status="new")
+    h.bot.accepting = False  # what shutdown does first
+    interaction = await h.fake.slash(1, "chat", {"prompt": "too late"})
+    await h.fake.wait_until(lambda: h.fake.interaction_messages(interaction))
+    [reply] = h.fake.interaction_messages(interaction)
+    assert reply["flags"] & EPHEMERAL and "ask again" in reply["content"]
+    assert await own_sessions(h, 1) == []
