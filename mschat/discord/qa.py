@@ -3,6 +3,10 @@
 Whether a user may chat is the core's to say (``mschat.core.eligibility``);
 the bot only turns its typed refusals into silence, a hint or a ❌.
 
+:func:`answer` streams the core's answer into a :class:`Surface`: replies to
+the question here, the interaction's response for ``/chat`` and ``/private``
+(``chat.py``), so both show answers alike.
+
 Reactions are best effort: a question never waits for one (they go through
 the channel's reaction lane, ``lanes.py``), while the answer's messages go
 through its message lane ahead of streaming edits.
