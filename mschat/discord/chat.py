@@ -10,6 +10,7 @@ a fresh session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -30,6 +31,7 @@ CLEARED = (
     "your earlier sessions are kept in `/user`."
 )
 
+WAITING = "⏳ Another answer in this session comes first; yours follows."
 SHUTTING_DOWN = "The bot is restarting; ask again in a moment."
 
 
@@ -43,11 +45,19 @@ class InteractionSurface:
         # an interaction's token has rate limits of its own, not its channel's
         self.lane = Lane()
         self._first = True
+        self._notice: asyncio.Task[object] | None = None  # "⏳ waiting…" on the deferred reply
+
+    async def _settled(self) -> None:
+        """Let the waiting notice land first, so it never overwrites what follows it."""
+        if self._notice is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._notice
 
     async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
         """The deferred reply becomes the first part; later parts follow it."""
         if self._first:
             self._first = False
+            await self._settled()
             return await self.interaction.edit_original_response(content=part, view=view)
         options: dict[str, Any] = {"ephemeral": self.private, "wait": True}
         if view is not None:
@@ -56,6 +66,7 @@ class InteractionSurface:
 
     async def note(self, text: str, *, shown: bool) -> None:
         """An error line: only for the caller, unless the channel saw part of the answer."""
+        await self._settled()
         if shown:
             await self.interaction.followup.send(text, ephemeral=self.private)
         elif self.private:
@@ -66,7 +77,11 @@ class InteractionSurface:
             await self.interaction.followup.send(text, ephemeral=True)
 
     def waiting(self, on: bool) -> None:
-        """The deferred reply's "thinking…" says it already."""
+        """The deferred reply says so until the answer replaces it."""
+        if on and self._first and self._notice is None:
+            self._notice = asyncio.ensure_future(
+                self.interaction.edit_original_response(content=WAITING)
+            )
 
     def finished(self, ok: bool) -> None:
         """Nothing to mark: the answer's text and buttons say it."""

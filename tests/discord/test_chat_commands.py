@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from mschat.core.errors import ProviderError
+from mschat.core.events import WaitingForTurn
 from tests.conftest import eventually
 from tests.dbs import sql
 from tests.discord.conftest import Harness, interaction_rows, stop_bot
@@ -272,3 +274,30 @@ async def test_a_question_during_shutdown_is_refused_privately(h: Harness) -> No
     [reply] = h.fake.interaction_messages(interaction)
     assert reply["flags"] & EPHEMERAL and "ask again" in reply["content"]
     assert await own_sessions(h, 1) == []
+
+
+async def test_waiting_for_another_process_is_shown_until_the_answer_comes(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core yields WaitingForTurn while another process answers in the session."""
+    await h.discord_user(1, status="new")
+    chat = h.manager.chat
+    turn = asyncio.Event()
+
+    async def waiting_chat(user: Any, text: str, **options: Any) -> AsyncIterator[Any]:
+        yield WaitingForTurn(session_id=1)
+        await turn.wait()
+        async for event in chat(user, text, **options):
+            yield event
+
+    monkeypatch.setattr(h.manager, "chat", waiting_chat)
+    interaction = await h.fake.slash(1, "chat", {"prompt": "my turn?"})
+    notice = await h.fake.wait_until(
+        lambda: next(
+            (m for m in h.fake.interaction_messages(interaction) if "⏳" in m["content"]), None
+        )
+    )
+    assert not feedback_ids(notice)
+    turn.set()
+    [answer] = await final(h, interaction)
+    assert answer["id"] == notice["id"] and answer["content"] == "> my turn?\n\nEcho: my turn?"
