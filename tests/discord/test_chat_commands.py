@@ -301,3 +301,12 @@ async def test_waiting_for_another_process_is_shown_until_the_answer_comes(
     turn.set()
     [answer] = await final(h, interaction)
     assert answer["id"] == notice["id"] and answer["content"] == "> my turn?\n\nEcho: my turn?"
+
+
+async def test_session_info_on_a_chat_answer_shows_its_session(h: Harness) -> None:
+    await h.discord_user(1, status="new")
+    [answer] = await final(h, await h.fake.slash(1, "chat", {"prompt": "which session?"}))
+    [session] = await own_sessions(h, 1)
+    info = await h.fake.message_command(1, "Session info", answer)
+    panel = await refusal(h, info)
+    assert panel["flags"] & EPHEMERAL and f"Session #{session.id}" in panel["content"]
