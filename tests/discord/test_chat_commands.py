@@ -41,8 +41,8 @@ async def final(h: Harness, interaction: dict[str, Any], count: int = 1) -> list
     return await h.fake.wait_until(ready)  # type: ignore[no-any-return]
 
 
-async def refusal(h: Harness, interaction: dict[str, Any]) -> dict[str, Any]:
-    """The one message left of a refused interaction (once the deferred reply is settled)."""
+async def only_reply(h: Harness, interaction: dict[str, Any]) -> dict[str, Any]:
+    """The one message an interaction leaves (once its deferred reply is settled)."""
 
     def ready() -> dict[str, Any] | None:
         messages = h.fake.interaction_messages(interaction)
@@ -168,7 +168,7 @@ async def test_clear_starts_the_next_question_in_a_fresh_session(h: Harness, dm:
     [before] = await own_sessions(h, 1)
     assert (await h.discord_user(1)).current_session_id == before.id
     cleared = await h.fake.slash(1, "clear", dm=dm)
-    reply = await refusal(h, cleared)
+    reply = await only_reply(h, cleared)
     assert reply["flags"] & EPHEMERAL and "next question starts a new session" in reply["content"]
     assert deferral(h, cleared)["flags"] & EPHEMERAL
     user = await h.discord_user(1)
@@ -184,7 +184,7 @@ async def test_a_disabled_user_is_told_privately_how_to_opt_in(h: Harness, comma
     await h.discord_user(1)  # disabled: the default
     options = None if command == "clear" else {"prompt": "hello?"}
     interaction = await h.fake.slash(1, command, options)
-    reply = await refusal(h, interaction)
+    reply = await only_reply(h, interaction)
     assert reply["flags"] & EPHEMERAL and "disabled" in reply["content"]
     if command != "clear":
         assert "/user" in reply["content"]
@@ -202,7 +202,7 @@ async def test_an_ignored_user_is_refused_and_nothing_is_stored(h: Harness, comm
     await h.manager.update_user(admin, user.id, ignored=True)
     options = None if command == "clear" else {"prompt": "let me in"}
     interaction = await h.fake.slash(1, command, options, dm=command == "private")
-    reply = await refusal(h, interaction)
+    reply = await only_reply(h, interaction)
     assert reply["flags"] & EPHEMERAL and "not allowed" in reply["content"]
     assert await own_sessions(h, 1) == [] and not h.provider.requests
     logged = await row(h, command, "refused")
@@ -216,7 +216,7 @@ async def test_a_rate_limited_user_gets_the_cores_message_privately(h: Harness, 
     await h.manager.update_user(admin, user.id, rate_limit=1)
     await final(h, await h.fake.slash(1, "chat", {"prompt": "first"}, dm=dm))
     interaction = await h.fake.slash(1, "chat", {"prompt": "one too many"}, dm=dm)
-    reply = await refusal(h, interaction)
+    reply = await only_reply(h, interaction)
     assert reply["flags"] & EPHEMERAL
     assert "rate limit reached: 1 question per 6 hours" in reply["content"]
     [session] = await own_sessions(h, 1)
@@ -308,5 +308,5 @@ async def test_session_info_on_a_chat_answer_shows_its_session(h: Harness) -> No
     [answer] = await final(h, await h.fake.slash(1, "chat", {"prompt": "which session?"}))
     [session] = await own_sessions(h, 1)
     info = await h.fake.message_command(1, "Session info", answer)
-    panel = await refusal(h, info)
+    panel = await only_reply(h, info)
     assert panel["flags"] & EPHEMERAL and f"Session #{session.id}" in panel["content"]
