@@ -30,7 +30,8 @@ class Started:
     context_window: int
     created_session: bool = False
     #: the user's current session could not be used ("removed", or made "private"
-    #: by its creator), so this message started a new one instead
+    #: by its creator; "public" for a private question), so this message started a
+    #: new one instead
     left_session_id: int | None = None
     left_reason: str | None = None
 

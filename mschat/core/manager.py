@@ -600,13 +600,16 @@ class SessionManager:
         max_tokens: int | None = None,
         title: str | None = None,
         external_ref: str | None = None,
+        private: bool = False,
     ) -> AsyncIterator[Event]:
         """Store the question, stream the reply and store it as it arrives.
 
         Errors before anything is stored (empty text, unknown session or model,
         a private session, UserIgnored, RateLimited, ChatDisabled when routing)
         raise; later failures end the stream with ``Failed``. ``WaitingForTurn``
-        comes first when another ask holds the session.
+        comes first when another ask holds the session. A ``private`` question
+        (Discord's ``/private``) never goes into a public session: one routed
+        there starts a new private session instead.
         """
         if not text or not text.strip():
             raise InvalidInput("the message is empty")
@@ -621,8 +624,14 @@ class SessionManager:
         left: str | None = None
         if session_id is not None:
             session = await self.usable_session(user, session_id)
+            if private and session.public:
+                raise InvalidInput(
+                    f"session {session_id} is public; a private question needs a private one"
+                )
         elif not new_session:
             session, left = await self.route(user)
+            if private and session is not None and session.public:
+                session, left = None, "public"
         left_session = (user.current_session_id, left) if left else None
         target: Session | NewSession
         if session is None:
@@ -635,6 +644,7 @@ class SessionManager:
                     title=title or make_title(text),
                     model=explicit_model,
                     system_msg=system,
+                    public=False if private else None,
                 ),
                 user_changes=self._attach_changes(user),
             )
@@ -872,6 +882,22 @@ class SessionManager:
                 batch = list(dict.fromkeys(batch))
         finally:
             feed.close()
+
+    # ---- Discord's /clear ---------------------------------------------------
+
+    async def clear_current_session(self, user: User) -> User:
+        """Detach the current session and set the status ``new``: the next plain
+        message starts a fresh session. Refused to an ignored or disabled user
+        (it would opt them in)."""
+        eligibility.check_not_ignored(user)
+        eligibility.check_may_route(user)
+        return await self._run(
+            self.store.update_user,
+            user.id,
+            status=Status.NEW.value,
+            current_session_id=None,
+            modified=utcnow(),
+        )
 
 
 __all__ = ["SessionManager"]

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import discord
@@ -22,7 +23,7 @@ from discord import app_commands
 
 from mschat.core.errors import ConfigError
 from mschat.core.services import Services
-from mschat.discord import commands, qa
+from mschat.discord import chat, commands, qa
 from mschat.discord.components import CustomId, MschatItem
 from mschat.discord.invite import invite_url
 from mschat.discord.lanes import Lanes
@@ -76,6 +77,7 @@ class MschatBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
         commands.register(self)
+        chat.register(self)
 
     def __repr__(self) -> str:
         return f"<MschatBot guilds={self.guild_ids} qa_channels={self.qa_channels!r}>"
@@ -119,11 +121,17 @@ class MschatBot(discord.Client):
         """Q&A mode (tracked so shutdown can finish or interrupt it)."""
         if not self.accepting:
             return
+        with self.in_flight():
+            await qa.handle_message(self, message)
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Track the running answer so that shutdown finishes or interrupts it."""
         task = asyncio.current_task()
         if task is not None:
             self.inflight.add(task)
         try:
-            await qa.handle_message(self, message)
+            yield
         finally:
             if task is not None:
                 self.inflight.discard(task)

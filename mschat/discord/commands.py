@@ -48,12 +48,22 @@ class Refused(Exception):
 class Ctx:
     """One interaction being handled: how to answer it, who asked."""
 
-    def __init__(self, bot: MschatBot, interaction: discord.Interaction, *, update: bool) -> None:
+    def __init__(
+        self,
+        bot: MschatBot,
+        interaction: discord.Interaction,
+        *,
+        update: bool,
+        ephemeral: bool = True,
+    ) -> None:
         self.bot = bot
         self.manager = bot.manager
         self.interaction = interaction
         self.update = update  # a component's deferred update (the panel is edited in place)
+        self.ephemeral = ephemeral  # a command's deferred reply only its caller sees
         self.user: User
+        #: how the interaction ended, when the body said so itself (status, error)
+        self.outcome: tuple[str, str | None] | None = None
 
     async def show(
         self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
@@ -69,10 +79,15 @@ class Ctx:
     async def private(
         self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
     ) -> None:
-        """A new ephemeral message (after an update-defer), else the deferred reply."""
-        if not self.update:
+        """A new ephemeral message (after an update-defer), else the deferred reply.
+
+        A public deferred reply ("thinking…" in the channel) makes way for it.
+        """
+        if not self.update and self.ephemeral:
             await self.show(content, view=view, file=file)
             return
+        if not self.update:
+            await self.interaction.delete_original_response()
         kwargs: dict[str, Any] = {"ephemeral": True}
         if view is not None:
             kwargs["view"] = view
@@ -92,14 +107,20 @@ async def handle(
     body: Handler,
     *,
     update: bool = False,
+    ephemeral: bool = True,
+    payload: dict[str, Any] | None = None,
 ) -> None:
-    """Defer, log, run ``body``, translate errors; record how it ended."""
+    """Defer, log, run ``body``, translate errors; record how it ended.
+
+    ``ephemeral=False``: the reply is for the whole channel. ``payload``: what is
+    logged instead of the interaction's data.
+    """
     # 1. acknowledge within Discord's 3 s, before any store or provider call
     if update:
         await interaction.response.defer()
     else:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-    ctx = Ctx(bot, interaction, update=update)
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+    ctx = Ctx(bot, interaction, update=update, ephemeral=ephemeral)
     manager = bot.manager
     log_id: int | None = None
     status, error = "ok", None
@@ -114,7 +135,7 @@ async def handle(
             name=name,
             guild_id=str(interaction.guild_id) if interaction.guild_id else None,
             channel_id=str(interaction.channel_id) if interaction.channel_id else None,
-            payload=dict(interaction.data or {}),  # type: ignore[arg-type]
+            payload=payload if payload is not None else dict(interaction.data or {}),  # type: ignore[arg-type]
             status="received",
         )
         await body(ctx)
@@ -135,6 +156,8 @@ async def handle(
         log.exception("interaction %s failed", name)
         await ctx.private(error_text(exc))
     finally:
+        if ctx.outcome is not None and status == "ok":
+            status, error = ctx.outcome
         if log_id is not None:
             with contextlib.suppress(DatabaseError):  # gone meanwhile: the user was told
                 await manager.finish_interaction(log_id, status, error)

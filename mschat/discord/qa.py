@@ -3,6 +3,10 @@
 Whether a user may chat is the core's to say (``mschat.core.eligibility``);
 the bot only turns its typed refusals into silence, a hint or a ❌.
 
+:func:`answer` streams the core's answer into a :class:`Surface`: replies to
+the question here, the interaction's response for ``/chat`` and ``/private``
+(``chat.py``), so both show answers alike.
+
 Reactions are best effort: a question never waits for one (they go through
 the channel's reaction lane, ``lanes.py``), while the answer's messages go
 through its message lane ahead of streaming edits.
@@ -14,9 +18,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import discord
 
@@ -24,6 +28,7 @@ from mschat.core import eligibility
 from mschat.core.errors import ChatDisabled, DatabaseError, MschatError, UserIgnored
 from mschat.core.events import (
     Completed,
+    Event,
     Failed,
     HistoryTrimmed,
     Started,
@@ -32,9 +37,9 @@ from mschat.core.events import (
 )
 from mschat.core.models import Origin, User, utcnow
 from mschat.discord.components import feedback_view
-from mschat.discord.lanes import ANSWER, DONE, FAILED, Marks
+from mschat.discord.lanes import ANSWER, DONE, FAILED, Lane, Marks
 from mschat.discord.relay import ReplyStream
-from mschat.discord.texts import DISABLED_HINT, error_text
+from mschat.discord.texts import DISABLED_HINT, error_text, refusal_text
 
 if TYPE_CHECKING:
     from mschat.discord.bot import MschatBot
@@ -183,33 +188,98 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
                 created=received,
             )
 
-    # the question may be deleted meanwhile: then the answer is a plain message
-    reference = message.to_reference(fail_if_not_exists=False)
+    origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
+    events = manager.chat(user, text, origin=origin, external_ref=str(message.id))
+    try:
+        error = await answer(bot, MessageSurface(bot, reactions), events)
+    except asyncio.CancelledError:
+        await record("interrupted")
+        raise
+    await record("ok" if error is None else "error", None if error is None else str(error))
 
-    async def send(part: str, view: discord.ui.View | None) -> discord.Message:
+
+class Surface(Protocol):
+    """Where an answer shows: replies to a question (Q&A) or an interaction's response."""
+
+    lane: Lane
+
+    async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
+        """Send a new part of the answer."""
+        ...
+
+    async def note(self, text: str, *, shown: bool) -> None:
+        """Show a short error line (``shown``: some of the answer is out already)."""
+        ...
+
+    def waiting(self, on: bool) -> None:
+        """Another process answers in the same public session first (or no longer)."""
+        ...
+
+    def finished(self, ok: bool) -> None:
+        """The answer is over, well or not."""
+        ...
+
+
+class MessageSurface:
+    """Q&A mode: the answer replies to the question, which carries the reactions."""
+
+    def __init__(self, bot: MschatBot, reactions: Reactions) -> None:
+        self.bot = bot
+        self.reactions = reactions
+        self.message = reactions.message
+        self.lane = bot.lanes.messages(self.message.channel.id)
+        # the question may be deleted meanwhile: then the answer is a plain message
+        self.reference = self.message.to_reference(fail_if_not_exists=False)
+
+    async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
+        """A reply to the question (its ✍🏻 says nothing more once this is out)."""
+        channel = self.message.channel
         if view is None:
-            sent = await message.channel.send(part, reference=reference, mention_author=False)
+            sent = await channel.send(part, reference=self.reference, mention_author=False)
         else:
-            sent = await message.channel.send(
-                part, reference=reference, mention_author=False, view=view
+            sent = await channel.send(
+                part, reference=self.reference, mention_author=False, view=view
             )
-        reactions.shown()
+        self.reactions.shown()
         return sent
 
-    lane = bot.lanes.messages(message.channel.id)
-    stream = ReplyStream(send, interval=bot.edit_interval, lane=lane)
+    async def note(self, text: str, *, shown: bool) -> None:
+        """A short reply to the question."""
+        await _reply(self.bot, self.message, text)
+
+    def waiting(self, on: bool) -> None:
+        """⏳ on the question while it waits."""
+        if on:
+            self.reactions.wait()
+        else:
+            self.reactions.stop_waiting()
+
+    def finished(self, ok: bool) -> None:
+        """✍🏻 becomes 👌 or ❌."""
+        self.reactions.finish(ok)
+
+
+async def answer(
+    bot: MschatBot, surface: Surface, events: AsyncIterator[Event], *, head: str = ""
+) -> Exception | None:
+    """Stream the core's answer into ``surface`` by edits, with the feedback buttons.
+
+    ``head`` goes before the answer's text. Returns the error the answer ended
+    with (None when it is complete). Cancelled (the bot shuts down), the answer
+    says it was interrupted, then the cancellation goes on.
+    """
+    stream = ReplyStream(surface.send, interval=bot.edit_interval, lane=surface.lane, head=head)
     reply_id: int | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
     note = ""
-    origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
     try:
-        async for event in manager.chat(user, text, origin=origin, external_ref=str(message.id)):
+        async for event in events:
             if isinstance(event, WaitingForTurn):
-                reactions.wait()
+                surface.waiting(True)
             elif isinstance(event, Started):
                 reply_id = event.reply_id
                 note += _left_session_note(event)
-                reactions.stop_waiting()
+                surface.waiting(False)
             elif isinstance(event, TextDelta):
                 stream.feed(event.text)
             elif isinstance(event, HistoryTrimmed):
@@ -222,30 +292,30 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
             elif isinstance(event, Completed):
                 error = None
     except asyncio.CancelledError:
-        await _finish(bot, reactions, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
-        await record("interrupted")
+        await _finish(bot, surface, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
         raise
     except MschatError as exc:
         error = exc
         if isinstance(exc, DatabaseError):
-            log.warning("answering message %s failed: %s", message.id, exc)
+            log.warning("answering failed: %s", exc)
     except Exception as exc:
-        log.exception("answering message %s failed", message.id)
+        log.exception("answering failed")
         error = exc
     await _finish(
         bot,
-        reactions,
+        surface,
         stream,
         reply_id,
         ok=error is None,
         suffix=note if error is None else "",
-        error_note=error_text(error) if error is not None else None,
+        error_note=refusal_text(error) if error is not None else None,
     )
-    await record("ok" if error is None else "error", None if error is None else str(error))
+    return error
 
 
 def _left_session_note(started: Started) -> str:
-    """Say so when the current session was removed or made private by its creator.
+    """Say so when the current session was removed or made private by its creator
+    (or is public, for a private question).
 
     The core then starts a new session; the user must not be surprised.
     """
@@ -259,12 +329,17 @@ def _left_session_note(started: Started) -> str:
             f"\n\n-# Session #{started.left_session_id} was removed, "
             "so this question started a new session."
         )
+    if started.left_reason == "public":
+        return (
+            f"\n\n-# Your current session #{started.left_session_id} is public, "
+            "so this private question started a new private session."
+        )
     return ""
 
 
 async def _finish(
     bot: MschatBot,
-    reactions: Reactions,
+    surface: Surface,
     stream: ReplyStream,
     reply_id: int | None,
     *,
@@ -272,19 +347,18 @@ async def _finish(
     suffix: str = "",
     error_note: str | None = None,
 ) -> None:
-    """Final text, the reply's Discord id stored with it, an error note, ✍🏻 → 👌 or ❌."""
-    message = reactions.message
+    """Final text, the reply's Discord id stored with it, an error note, the end shown."""
     try:
         if ok and not stream.text.strip():
             stream.feed("*(the model returned an empty reply)*")
         view = feedback_view(reply_id) if ok and reply_id is not None else None
         sent = await stream.finish(suffix, view)
     except discord.HTTPException as exc:
-        log.warning("could not deliver the answer to message %s: %s", message.id, exc)
+        log.warning("could not deliver the answer: %s", exc)
         sent, ok = stream.sent, False
     if error_note:
-        await _reply(bot, message, error_note)
-    reactions.finish(ok)
+        await _quietly(surface.note(error_note, shown=bool(sent)))
+    surface.finished(ok)
     if reply_id is not None and sent:
         with contextlib.suppress(DatabaseError):  # gone mid-answer: already said
             await bot.manager.set_external_ref(reply_id, str(sent[0].id))

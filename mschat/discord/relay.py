@@ -44,8 +44,10 @@ class ReplyStream:
         interval: float,
         lane: Lane | None = None,
         limit: int = DISCORD_LIMIT,
+        head: str = "",
     ) -> None:
         self._send = send
+        self.head = head  # shown before the answer's text (a slash command's question)
         self.interval = interval
         self.lane = lane or Lane()
         self.limit = limit
@@ -75,7 +77,9 @@ class ReplyStream:
             text, view = self._final
         else:
             text, view = close_open_fence(self.text), None
-        return (split_message(text, self.limit) if text.strip() else []), view
+        if not text.strip():
+            return [], view
+        return split_message(self.head + text, self.limit), view
 
     def _next(self) -> str | None:
         """What the next call would be: "send", "edit", "delete", or None when up to date."""

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from mschat.core.errors import DatabaseUnavailable, MschatError, PermissionDenied, ProviderError
+from mschat.core.errors import (
+    ChatDisabled,
+    DatabaseUnavailable,
+    MschatError,
+    PermissionDenied,
+    ProviderError,
+)
 from mschat.core.models import Message, MessageStatus, Session, Status, User
 from mschat.discord.split import DISCORD_LIMIT, close_open_fence
 
@@ -18,6 +24,9 @@ DISABLED_HINT = (
     "Run `/user` and choose the status **new** (a new session per question) "
     "or **active** (continue your current session) to chat."
 )
+#: characters and lines of a slash command's question quoted above its answer
+QUESTION_CHARS = 300
+QUESTION_LINES = 5
 #: a question while the database is down (which server it is goes to the bot's log)
 UNAVAILABLE = "❌ My database is unreachable right now; try again shortly."
 
@@ -142,3 +151,16 @@ def error_text(error: BaseException) -> str:
     if isinstance(error, MschatError):
         return f"⚠️ {clip(str(error), 300)}"
     return "⚠️ Something went wrong on my side; the error is in the bot's log."
+
+
+def refusal_text(error: BaseException) -> str:
+    """Why a question got no answer: for a disabled user, how to opt in; else the error."""
+    if isinstance(error, ChatDisabled):
+        return DISABLED_HINT
+    return error_text(error)
+
+
+def question_head(prompt: str) -> str:
+    """The question quoted above a ``/chat`` answer: the channel sees what was asked."""
+    lines = clip(prompt, QUESTION_CHARS).splitlines()[:QUESTION_LINES] or [""]
+    return "\n".join(f"> {line}" for line in lines) + "\n\n"

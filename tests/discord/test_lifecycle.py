@@ -45,7 +45,7 @@ async def test_guild_ids_sync_commands_to_those_guilds(
     _bot, task, stop = await start_bot(fake, services, guild_ids=[GUILD_ID])
     assert str(GUILD_ID) in fake.commands
     names = {c["name"] for c in fake.commands[str(GUILD_ID)]}
-    assert names == {"user", "session", "Session info"}
+    assert names == {"user", "session", "Session info", "chat", "private", "clear"}
     await stop_bot(task, stop)
 
 

@@ -1,0 +1,155 @@
+"""``/chat``, ``/private`` and ``/clear``: Q&A mode as slash commands.
+
+``/chat prompt`` answers in the channel and ``/private prompt`` only to its
+caller (an ephemeral response, in a private session), both under the caller's
+status like a plain message, streamed by edits of the interaction's response
+with Q&A mode's code (``qa.answer``). ``/clear`` makes the next question start
+a fresh session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from mschat.core.errors import Busy, PermissionDenied
+from mschat.core.models import Origin
+from mschat.discord import qa
+from mschat.discord.commands import Ctx, handle
+from mschat.discord.lanes import Lane
+from mschat.discord.texts import question_head
+
+if TYPE_CHECKING:
+    from mschat.discord.bot import MschatBot
+
+CLEARED = (
+    "🧹 Your next question starts a new session (status **new**); "
+    "your earlier sessions are kept in `/user`."
+)
+
+WAITING = "⏳ Another answer in this session comes first; yours follows."
+SHUTTING_DOWN = "The bot is restarting; ask again in a moment."
+
+
+class InteractionSurface:
+    """An answer as an interaction's response: the first part edits the deferred
+    reply, further parts are followups (ephemeral ones for ``/private``)."""
+
+    def __init__(self, interaction: discord.Interaction, *, private: bool) -> None:
+        self.interaction = interaction
+        self.private = private
+        # an interaction's token has rate limits of its own, not its channel's
+        self.lane = Lane()
+        self._first = True
+        self._notice: asyncio.Task[object] | None = None  # "⏳ waiting…" on the deferred reply
+
+    async def _settled(self) -> None:
+        """Let the waiting notice land first, so it never overwrites what follows it."""
+        if self._notice is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._notice
+
+    async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
+        """The deferred reply becomes the first part; later parts follow it."""
+        if self._first:
+            self._first = False
+            await self._settled()
+            return await self.interaction.edit_original_response(content=part, view=view)
+        options: dict[str, Any] = {"ephemeral": self.private, "wait": True}
+        if view is not None:
+            options["view"] = view
+        return await self.interaction.followup.send(part, **options)
+
+    async def note(self, text: str, *, shown: bool) -> None:
+        """An error line: only for the caller, unless the channel saw part of the answer."""
+        await self._settled()
+        if shown:
+            await self.interaction.followup.send(text, ephemeral=self.private)
+        elif self.private:
+            await self.interaction.edit_original_response(content=text)
+        else:
+            # the channel's "thinking…" goes; the refusal is the caller's business
+            await self.interaction.delete_original_response()
+            await self.interaction.followup.send(text, ephemeral=True)
+
+    def waiting(self, on: bool) -> None:
+        """The deferred reply says so until the answer replaces it."""
+        if on and self._first and self._notice is None:
+            self._notice = asyncio.ensure_future(
+                self.interaction.edit_original_response(content=WAITING)
+            )
+
+    def finished(self, ok: bool) -> None:
+        """Nothing to mark: the answer's text and buttons say it."""
+
+
+def outcome(error: Exception) -> str:
+    """How an answer that ended in ``error`` is logged: refused by a rule, or failed."""
+    return "refused" if isinstance(error, (PermissionDenied, Busy)) else "error"
+
+
+async def ask(
+    bot: MschatBot, interaction: discord.Interaction, prompt: str, *, private: bool
+) -> None:
+    """Answer ``prompt`` as Q&A mode would, as the interaction's response."""
+
+    async def body(ctx: Ctx) -> None:
+        dm = interaction.guild_id is None
+        events = ctx.manager.chat(
+            ctx.user,
+            prompt,
+            origin=Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD,
+            private=private,
+            external_ref=str(interaction.id),
+        )
+        surface = InteractionSurface(interaction, private=private)
+        try:
+            error = await qa.answer(bot, surface, events, head=question_head(prompt))
+        except asyncio.CancelledError:
+            ctx.outcome = ("interrupted", None)
+            raise
+        if error is not None:
+            ctx.outcome = (outcome(error), str(error))
+
+    name = "private" if private else "chat"
+    if not bot.accepting:  # shutting down: shutdown would not wait for this answer
+        await interaction.response.send_message(SHUTTING_DOWN, ephemeral=True)
+        return
+    with bot.in_flight():
+        await handle(
+            bot,
+            interaction,
+            "slash_command",
+            name,
+            body,
+            ephemeral=private,
+            # the question itself is stored with the session (an ignored user's nowhere)
+            payload={"name": name, "length": len(prompt)},
+        )
+
+
+def register(bot: MschatBot) -> None:
+    """Add /chat, /private and /clear to the bot's tree."""
+    tree = bot.tree
+
+    @tree.command(name="chat", description="Ask the model; the answer is posted in this channel")
+    @app_commands.describe(prompt="Your question")
+    async def chat_command(interaction: discord.Interaction, prompt: str) -> None:
+        await ask(bot, interaction, prompt, private=False)
+
+    @tree.command(name="private", description="Ask the model; only you see question and answer")
+    @app_commands.describe(prompt="Your question")
+    async def private_command(interaction: discord.Interaction, prompt: str) -> None:
+        await ask(bot, interaction, prompt, private=True)
+
+    @tree.command(name="clear", description="Start your next question in a new session")
+    async def clear_command(interaction: discord.Interaction) -> None:
+        async def body(ctx: Ctx) -> None:
+            ctx.user = await ctx.manager.clear_current_session(ctx.user)
+            await ctx.show(CLEARED)
+
+        await handle(bot, interaction, "slash_command", "clear", body)
