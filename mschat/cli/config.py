@@ -45,7 +45,9 @@ def config_path_cmd(ctx: Context, database: bool) -> None:
 
 @config.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--live", is_flag=True, help="Show the live settings and where their values come from.")
+@click.option(
+    "--live", is_flag=True, help="Show the live settings and where their values come from."
+)
 @click.pass_obj
 def config_show(ctx: Context, as_json: bool, live: bool) -> None:
     """Print the settings in effect (file + environment) as a config file, secrets masked.

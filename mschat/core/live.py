@@ -42,9 +42,7 @@ POLL_INTERVAL = 0.25
 def live_key(name: str) -> Key:
     """The definition of a live setting; ConfigError listing the live ones otherwise."""
     if name not in LIVE_KEYS:
-        raise ConfigError(
-            f"{name} is not a live setting; live settings: {', '.join(LIVE_KEYS)}"
-        )
+        raise ConfigError(f"{name} is not a live setting; live settings: {', '.join(LIVE_KEYS)}")
     section, key = name.split(".", 1)
     return SECTIONS[section][key]
 

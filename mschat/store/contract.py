@@ -534,10 +534,10 @@ class Change:
     """A notice that another instance changed something.
 
     ``table`` is ``"users"``, ``"sessions"``, ``"messages"`` or ``"settings"``
-    (live settings), with the session concerned when known: a session's row, or a session's messages. A notice
-    without a table means anything may have changed (a poll saw the database
-    move, or notices may have been missed while a connection was lost): a view
-    refreshes everything.
+    (live settings), with the session concerned when known: a session's row,
+    or a session's messages. A notice without a table means anything may have
+    changed (a poll saw the database move, or notices may have been missed while
+    a connection was lost): a view refreshes everything.
     """
 
     table: str | None = None

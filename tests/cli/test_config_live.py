@@ -68,8 +68,10 @@ async def test_serve_api_applies_config_set_and_rereads_on_sighup(
         config.write_text("[defaults]\none_question_at_a_time = true\n", encoding="utf-8")
         server.process.send_signal(signal.SIGHUP)
         await eventually(
-            lambda: "live setting defaults.one_question_at_a_time = true (from the config)"
-            in server.log
+            lambda: (
+                "live setting defaults.one_question_at_a_time = true (from the config)"
+                in server.log
+            )
         )
         assert "config re-read" in server.log and server.process.returncode is None
     finally:
@@ -81,9 +83,7 @@ def test_bad_value_and_non_live_key_are_one_line(mschat_home: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["config", "set", "defaults.rate_limit", "many"])
     assert result.exit_code == 1
-    assert result.output == (
-        "Error: defaults.rate_limit must be a positive integer, got 'many'\n"
-    )
+    assert result.output == ("Error: defaults.rate_limit must be a positive integer, got 'many'\n")
     result = runner.invoke(cli, ["config", "unset", "api.port"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: api.port is not a live setting; live settings: ")

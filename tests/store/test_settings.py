@@ -6,7 +6,9 @@ import time
 
 from mschat.store import Store
 from mschat.store.contract import Change
-from tests.store.test_changes import stores  # noqa: F401  (two stores on one database)
+from tests.store.test_changes import stores
+
+__all__ = ["stores"]  # the fixture: two stores on one database
 
 
 def test_set_replace_unset(stores: tuple[Store, Store]) -> None:
