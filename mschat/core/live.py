@@ -119,6 +119,7 @@ class LiveSettings:
     def rebase(self, config: Config) -> None:
         """Take a re-read config.toml's values (SIGHUP); stored values still win."""
         with self._lock:
+            before = {name: self.get(name) for name in LIVE_KEYS}
             for section, values in config.sections.items():
                 self.config.sections.setdefault(section, {}).update(values)
             self.config.origins.clear()
@@ -128,10 +129,11 @@ class LiveSettings:
             self.config.context_windows.clear()
             self.config.context_windows.update(config.context_windows)
             self._base = {name: self._section(name)[name.split(".", 1)[1]] for name in LIVE_KEYS}
-            before = {name: None for name in LIVE_KEYS}  # force the listeners to run
-            self._apply(before)
+            # the file may have changed keys that are not live (new users' max_tokens)
+            self._apply(before, listeners=True)
 
-    def _apply(self, before: dict[str, Any] | None = None) -> None:
+    def _apply(self, before: dict[str, Any] | None = None, *, listeners: bool = False) -> None:
+        """Write the values in effect into the config; tell the listeners if any changed."""
         before = before if before is not None else {name: self.get(name) for name in LIVE_KEYS}
         for name in LIVE_KEYS:
             value = self._base[name]
@@ -143,7 +145,7 @@ class LiveSettings:
                     log.warning("live setting ignored: %s", exc)
             self._section(name)[name.split(".", 1)[1]] = value
         changed = [name for name in LIVE_KEYS if self.get(name) != before[name]]
-        if not changed:
+        if not changed and not listeners:
             return
         for callback in self._listeners:
             callback(self)
