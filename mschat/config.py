@@ -254,6 +254,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "one_question_at_a_time": Key(
             _bool, False, "refuse a user's question while another of theirs is answered"
         ),
+        "rate_limit": Key(
+            _positive_int, None, "questions per 6 hours of new users (unset: no limit)"
+        ),
     },
     "discord": {
         "token": Key(_str, None, "bot token (or DISCORD_TOKEN)", secret=True),
@@ -291,6 +294,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
             "database: a file path, sqlite:///PATH or postgresql://USER@HOST/DB (or MSCHAT_DB)",
             url=True,
         ),
+    },
+    "feedback": {
+        "enabled": Key(_bool, True, "feedback buttons under answers"),
     },
 }
 

@@ -283,6 +283,8 @@ def run(services: Services, *, host: str | None = None, port: int | None = None)
     sys.setswitchinterval(SWITCH_INTERVAL)
 
     async def main() -> None:
+        services.live.start()  # `mschat config set` applies here within a second
+        services.reload_on_sighup()
         try:
             await serve(services, host, port, token=token)
         finally:

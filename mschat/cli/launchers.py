@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mschat.cli.base import Context, fail
+from mschat.cli.base import Context, fail, setup_logging
 from mschat.store.schema import OutdatedSchema
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def serve_api(ctx: Context, host: str | None, port: int | None, upgrade: bool) -
     from mschat.api.server import run as run_api  # type: ignore[import-not-found]
 
     services = open_services(ctx, "serve-api", upgrade=upgrade, server=True)
+    services.live.on_change(lambda live: setup_logging(live.get("general.log_level")))
     run_api(services, host=host, port=port)
 
 

@@ -98,6 +98,7 @@ class SessionManager:
             "system_msg": None,
             "discord_status": DEFAULT_STATUS[UserKind.DISCORD].value,
             "one_question_at_a_time": False,
+            "rate_limit": None,
             **(defaults or {}),
         }
         self.local_user_name = local_user_name
@@ -146,6 +147,7 @@ class SessionManager:
                 max_tokens=self.defaults["max_tokens"],
                 temperature=self.defaults["temperature"],
                 system_msg=self.defaults["system_msg"],
+                rate_limit=self.defaults["rate_limit"],
                 admin=int(kind == UserKind.LOCAL),
             )
         elif name and name != user.name:

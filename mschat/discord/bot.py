@@ -256,12 +256,16 @@ def setup_logging(level: str) -> None:
     """Log to stderr at ``level`` (discord.py's own logger included)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    logging.getLogger().handlers[:] = [handler]
+    set_log_level(level)
+
+
+def set_log_level(level: str) -> None:
+    """Log at ``level`` from now on (at start, and when the live setting changes)."""
+    logging.getLogger().setLevel(level.upper())
     # discord.py is chatty at debug; keep it one notch quieter than ours
-    if level.lower() == "debug":
-        logging.getLogger("discord").setLevel(logging.INFO)
+    quieter = logging.INFO if level.lower() == "debug" else logging.NOTSET
+    logging.getLogger("discord").setLevel(quieter)
 
 
 async def serve(
@@ -314,9 +318,13 @@ def run(services: Services, log_level: str | None = None) -> None:
     if not token:
         raise ConfigError("no Discord bot token is configured", hint=TOKEN_HINT)
     setup_logging(log_level or config.get("discord", "log_level"))
+    if log_level is None:  # not fixed by --log-level: the live setting's
+        services.live.on_change(lambda live: set_log_level(live.get("discord.log_level")))
     configure_endpoints(config.get("discord", "api_base"), config.get("discord", "gateway_url"))
 
     async def main() -> None:
+        services.live.start()  # `mschat config set` applies here within a second
+        services.reload_on_sighup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -447,6 +447,20 @@ class Store(ABC):
         None, False). One statement.
         """
 
+    # ---- live settings (``mschat config set``) --------------------------------
+
+    @abstractmethod
+    def settings(self) -> list[SettingRow]:
+        """Every setting stored in the database, by key."""
+
+    @abstractmethod
+    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+        """Store a setting's value (JSON text), replacing the one it had."""
+
+    @abstractmethod
+    def unset_setting(self, key: str) -> bool:
+        """Remove a setting from the database; whether it was there."""
+
     # ---- change feed (live views across instances) --------------------------
 
     @abstractmethod
@@ -491,6 +505,16 @@ class Store(ABC):
         """
 
 
+class SettingRow(NamedTuple):
+    """One row of the ``settings`` table (:meth:`Store.settings`)."""
+
+    key: str
+    #: JSON text
+    value: str
+    updated: str
+    updated_by: str | None
+
+
 class UserAsks(NamedTuple):
     """What :meth:`Store.user_asks` found about a user's questions."""
 
@@ -509,11 +533,11 @@ class UserAsks(NamedTuple):
 class Change:
     """A notice that another instance changed something.
 
-    ``table`` is ``"users"``, ``"sessions"`` or ``"messages"``, with the session
-    concerned when known: a session's row, or a session's messages. A notice
-    without a table means anything may have changed (a poll saw the database
-    move, or notices may have been missed while a connection was lost): a view
-    refreshes everything.
+    ``table`` is ``"users"``, ``"sessions"``, ``"messages"`` or ``"settings"``
+    (live settings), with the session concerned when known: a session's row,
+    or a session's messages. A notice without a table means anything may have
+    changed (a poll saw the database move, or notices may have been missed while
+    a connection was lost): a view refreshes everything.
     """
 
     table: str | None = None

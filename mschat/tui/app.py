@@ -1161,6 +1161,7 @@ def make_app(
 def run(services: Services, *, user_ref: str | None = None) -> None:
     """Run the TUI until the user quits, then close the services."""
     app = make_app(services, user_ref=user_ref)
+    services.live.start()  # `mschat config set` applies here within a second
     try:
         app.run()
     finally:

@@ -41,7 +41,7 @@ KEEPALIVE = 10.0
 RETRY_FIRST = 0.05
 RETRY_LAST = 2.0
 #: what a notice may name
-TABLES = frozenset({"users", "sessions", "messages"})
+TABLES = frozenset({"users", "sessions", "messages", "settings"})
 
 
 #: each store connection's payloads raised by the triggers, not sent yet
@@ -153,7 +153,7 @@ def parse(payload: str, own: str) -> Change | None:
     table, key, origin = parts
     if origin and origin == own:
         return None
-    if table == "users" or key == "*":
+    if table in ("users", "settings") or key == "*":
         return Change(table)
     try:
         return Change(table, int(key))

@@ -381,4 +381,29 @@ def m008_change_notices(conn: Any) -> None:
         conn.execute(statement)
 
 
+@migration
+def m009_live_settings(conn: Any) -> None:
+    """Settings changed while mschat runs (``mschat config set``): one row per key.
+
+    ``value`` is JSON text; a key without a row takes its value from config.toml.
+    A change notifies like the other tables (payload ``settings 0 <origin>``), so
+    every instance applies it at once.
+    """
+    statements = [
+        "CREATE TABLE settings (key text PRIMARY KEY, value text NOT NULL, "
+        "updated text NOT NULL, updated_by text)",
+        """
+        CREATE FUNCTION mschat_notify_settings() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM mschat_notify('settings', ARRAY[0::bigint]);
+            RETURN NULL;
+        END $$
+        """,
+        "CREATE TRIGGER settings_notify AFTER INSERT OR UPDATE OR DELETE ON settings "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mschat_notify_settings()",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

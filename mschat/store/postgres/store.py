@@ -51,6 +51,7 @@ from mschat.store.contract import (
     TABLES,
     ChangeFeed,
     SearchOrder,
+    SettingRow,
     Store,
     UserAsks,
     checked_columns,
@@ -891,6 +892,36 @@ class PostgresStore(Store):
             "UPDATE sessions SET updated = %s WHERE id = %s",
             [*changed.values(), reply_id, *logged.values(), utcnow(), session_id],
         )
+
+    # ---- live settings (mschat config set) ------------------------------------
+
+    def settings(self) -> list[SettingRow]:
+        """Every setting stored in the database, by key."""
+        _, rows = self._query("SELECT key, value, updated, updated_by FROM settings ORDER BY key")
+        return [SettingRow(*row) for row in rows]
+
+    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+        """Store a setting's value (JSON text), replacing the one it had."""
+        with self.write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO settings (key, value, updated, updated_by) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
+                    "value = excluded.value, updated = excluded.updated, "
+                    "updated_by = excluded.updated_by",
+                    [key, value, utcnow(), updated_by],
+                )
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+
+    def unset_setting(self, key: str) -> bool:
+        """Remove a setting from the database; whether it was there."""
+        with self.write() as conn:
+            try:
+                cursor = conn.execute("DELETE FROM settings WHERE key = %s", [key])
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+            return cursor.rowcount == 1
 
     def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:
         """The provider requests made for one reply, oldest first."""

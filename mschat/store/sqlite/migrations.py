@@ -266,4 +266,17 @@ def m008_change_notices(db: Database) -> None:
     """
 
 
+@migrations()
+def m009_live_settings(db: Database) -> None:
+    """Settings changed while mschat runs (``mschat config set``): one row per key.
+
+    ``value`` is JSON text; a key without a row takes its value from config.toml.
+    Other processes notice a change by the database's ``data_version``.
+    """
+    db.execute(
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+        "updated TEXT NOT NULL, updated_by TEXT)"
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -21,6 +21,7 @@ from mschat.store.contract import (
     TABLES,
     ChangeFeed,
     SearchOrder,
+    SettingRow,
     Store,
     UserAsks,
     checked_columns,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -814,6 +815,29 @@ class SQLiteStore(Store):
         tables = ["users", "sessions", "messages", "api_calls", "feedback", "interactions"]
         _, rows = self._query("SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in tables))
         return dict(zip(tables, rows[0], strict=True))
+
+    # ---- live settings (mschat config set) ------------------------------------
+
+    def settings(self) -> list[SettingRow]:
+        """Every setting stored in the database, by key."""
+        _, rows = self._query("SELECT key, value, updated, updated_by FROM settings ORDER BY key")
+        return [SettingRow(*row) for row in rows]
+
+    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+        """Store a setting's value (JSON text), replacing the one it had."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value, updated, updated_by) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "value = excluded.value, updated = excluded.updated, "
+                "updated_by = excluded.updated_by",
+                [key, value, utcnow(), updated_by],
+            )
+
+    def unset_setting(self, key: str) -> bool:
+        """Remove a setting from the database; whether it was there."""
+        with self.write() as conn:
+            return conn.execute("DELETE FROM settings WHERE key = ?", [key]).rowcount == 1
 
     def api_calls_for(self, message_id: int) -> list[dict[str, Any]]:
         """The provider requests made for one reply, oldest first."""
