@@ -91,19 +91,27 @@ def sessions_show(ctx: Context, session_ref: str, last: int | None, as_json: boo
       mschat sessions show "SQLite notes" -n 4
     """
 
-    async def body(services: Any) -> tuple[Any, list[Any]]:
+    async def body(services: Any) -> tuple[Any, list[Any], Any]:
         manager = services.manager
         user = await manager.local_user()
         session = await manager.find_session(user, session_ref)
-        return session, await manager.messages(user, session.id, limit=last)
+        messages = await manager.messages(user, session.id, limit=last)
+        return session, messages, await manager.spending(user, session_id=session.id)
 
-    session, messages = run_async(ctx, body)
+    session, messages, spent = run_async(ctx, body)
     if as_json:
-        print_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
+        print_json(
+            {
+                "session": asdict(session),
+                "messages": [asdict(m) for m in messages],
+                "spending": spent.as_json(),
+            }
+        )
         return
     from mschat.core.export import render_markdown
 
     print_document(render_markdown(session, messages))
+    click.echo(f"Cost: {spent.text}")
 
 
 @sessions.command("rename")

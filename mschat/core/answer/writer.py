@@ -181,7 +181,14 @@ class ReplyWriter:
             "tokens_in": self.usage.prompt_tokens,
             "tokens_out": self.usage.completion_tokens,
         }
-        call = self._call_row("error", http_status=getattr(error, "status", None), error=str(error))
+        call = self._call_row(
+            "error",
+            http_status=getattr(error, "status", None),
+            error=str(error),
+            # a stream that failed after reporting usage was billed for it
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+        )
         message = await self.run(self._finish, values, call)
         return Failed(error=error, message=message)
 
