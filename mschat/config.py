@@ -293,6 +293,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
             url=True,
         ),
     },
+    "moderation": {
+        "model": Key(_str, None, "moderation model checking questions and answers (unset: off)"),
+        "provider": Key(
+            _str, None, "provider of its /moderations endpoint (default: openai or the first)"
+        ),
+    },
 }
 
 PROVIDER_KEYS: dict[str, Key] = {
