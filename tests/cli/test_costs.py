@@ -74,6 +74,11 @@ def test_users_show_and_sessions_show_print_the_cost(mschat_home: Path, fake: Fa
 
     session = json.loads(run("sessions", "show", "1", "--json").stdout)
     assert session["spending"]["cost"] == pytest.approx(expected)
+    answers = [m for m in session["messages"] if m["role"] == "assistant"]
+    assert sum(m["cost"] for m in answers) == pytest.approx(expected)  # each answer's cost
+    for m in answers:
+        assert m["cost"] == pytest.approx((m["tokens_in"] * 1000 + m["tokens_out"] * 2000) / 1e6)
+    assert all("cost" not in m for m in session["messages"] if m["role"] == "user")
     assert f"Cost: {expected:.4f} EUR" in run("sessions", "show", "1").stdout
 
 
@@ -83,6 +88,8 @@ def test_an_unpriced_model_costs_nothing_known(mschat_home: Path, fake: FakeOpen
     assert "cost: — (1 requests" in run("users", "show").stdout
     assert json.loads(run("users", "show", "--json").stdout)["spending"]["cost"] is None
     assert "Cost: — (1 requests" in run("sessions", "show", "1").stdout
+    [answer] = json.loads(run("sessions", "show", "1", "--json").stdout)["messages"][1:]
+    assert answer["cost"] is None
 
 
 def test_a_bad_period_is_one_clear_line(mschat_home: Path, fake: FakeOpenAIThread):
