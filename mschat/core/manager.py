@@ -540,7 +540,7 @@ class SessionManager:
         """
         if session_id is not None:
             await self.get_session(actor, session_id)
-        elif user_id is not None and user_id != actor.id and not actor.admin:
+        elif user_id != actor.id and not actor.admin:  # another's, or everyone's
             raise PermissionDenied("only an admin sees what other users' answers cost")
         totals = await self._run(
             self.store.usage_totals, user_id=user_id, session_id=session_id, since=since
