@@ -245,6 +245,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "default_model": Key(_str, None, "model used when none is chosen (name or alias)"),
         "user_name": Key(_str, None, "name of the local terminal user (default: login name)"),
         "log_level": Key(_choice(*LOG_LEVELS), "warning", "log level of the CLI and servers"),
+        "currency": Key(_str, "USD", "currency of the [prices] table, shown after costs"),
     },
     "defaults": {
         "max_tokens": Key(_positive_int, 600, "max_tokens of new users"),
@@ -297,6 +298,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "feedback": {
         "enabled": Key(_bool, True, "feedback buttons under answers"),
+    },
+    "moderation": {
+        "model": Key(_str, None, "moderation model checking questions and answers (unset: off)"),
+        "provider": Key(
+            _str, None, "provider of its /moderations endpoint (default: openai or the first)"
+        ),
     },
 }
 
@@ -375,6 +382,8 @@ class Config:
     origins: dict[str, str] = field(default_factory=dict)
     #: one line per questionable setting (e.g. a misspelt MSCHAT_* variable)
     warnings: list[str] = field(default_factory=list)
+    #: ``provider/model`` -> {"input": ..., "output": ...} per million tokens ([prices])
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # sections hold tokens: never let a repr (logs, tracebacks) show them
@@ -417,6 +426,7 @@ class Config:
             data["providers"][name] = entry
         data["aliases"] = dict(self.aliases)
         data["context_windows"] = dict(self.context_windows)
+        data["prices"] = {name: dict(price) for name, price in self.prices.items()}
         return data
 
     def masked_toml(self) -> str:
@@ -488,7 +498,7 @@ def load_config(
     data = _read_file(file, required=required)
     origins: dict[str, str] = {}
 
-    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers"}
+    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers", "prices"}
     for name, value in data.items():
         if name not in known:
             raise ConfigError(
@@ -511,6 +521,7 @@ def load_config(
         env=env,
         origins=origins,
         warnings=unknown_variables(env),
+        prices=_load_prices(file, data.get("prices", {}), env),
     )
 
 
@@ -633,9 +644,60 @@ def _load_map(file: Path, name: str, given: Any, env: Mapping[str, str]) -> dict
     return result
 
 
+PRICE_KEYS = ("input", "output")
+
+
+def _price(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError("a table like { input = 2.5, output = 10.0 }")
+    unknown = sorted(set(value) - set(PRICE_KEYS))
+    if unknown:
+        raise ValueError(f"a table of input and output only (not {unknown[0]!r})")
+    missing = [key for key in PRICE_KEYS if key not in value]
+    if missing:
+        raise ValueError(f"a table with {missing[0]} (per million tokens)")
+    try:
+        return {key: _non_negative_float(value[key]) for key in PRICE_KEYS}
+    except ValueError as exc:
+        raise ValueError(f"a table of prices, each {exc}") from None
+
+
+def _load_prices(file: Path, given: Any, env: Mapping[str, str]) -> dict[str, dict[str, float]]:
+    """``[prices."provider/model"]`` tables, then ``MSCHAT_PRICES`` (a JSON object) over them."""
+    entries: list[tuple[str, str, Any]] = [
+        (str(file), f'prices."{name}"', value) for name, value in given.items()
+    ]
+    if env.get("MSCHAT_PRICES"):
+        import json
+
+        try:
+            loaded = json.loads(env["MSCHAT_PRICES"])
+        except ValueError:
+            loaded = None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                "environment variable MSCHAT_PRICES must be a JSON object like "
+                '{"openai/gpt-4o": {"input": 2.5, "output": 10}}'
+            )
+        entries += [
+            ("environment variable MSCHAT_PRICES", f'"{name}"', value)
+            for name, value in loaded.items()
+        ]
+    prices: dict[str, dict[str, float]] = {}
+    for where, key, value in entries:
+        name = key.removeprefix("prices.").strip('"')
+        if "/" not in name:
+            raise ConfigError(f'{where}: {key} must be named "provider/model"')
+        try:
+            prices[name] = _price(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key} must be {exc}") from None
+    return prices
+
+
 #: variables read outside the sections (paths, shortcuts): code that reads a new
 #: MSCHAT_* name adds it here, or users who set it are told it is unknown
-OTHER_VARIABLES = ("MSCHAT_HOME", "MSCHAT_CONFIG", "MSCHAT_DB", "MSCHAT_MODEL")
+OTHER_VARIABLES = ("MSCHAT_HOME", "MSCHAT_CONFIG", "MSCHAT_DB", "MSCHAT_MODEL", "MSCHAT_PRICES")
 #: prefixes whose variables are parsed (or refused) by ``load_config`` itself
 VARIABLE_PREFIXES = tuple(f"MSCHAT_{name.upper()}_" for name in ("providers", *MAP_SECTIONS))
 

@@ -105,4 +105,6 @@ def render_config(config: Config) -> str:
     for section in ("aliases", "context_windows"):
         if data[section]:
             lines += _table(f"[{section}]", data[section])
+    for name, price in data["prices"].items():
+        lines += _table(f"[prices.{toml_key(name)}]", price)
     return "\n".join(lines) + "\n"

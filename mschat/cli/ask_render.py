@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from mschat.cli.output import is_terminal, json_text
 from mschat.cli.spinner import Spinner
+from mschat.core.errors import ContentFlagged
 from mschat.core.events import (
     Completed,
     Event,
@@ -120,7 +121,7 @@ class AskRenderer:
                 elif isinstance(event, Failed):
                     self._end()
                     self._summary(
-                        "failed",
+                        "flagged" if isinstance(event.error, ContentFlagged) else "failed",
                         event.message.id if event.message else None,
                         error=str(event.error),
                     )

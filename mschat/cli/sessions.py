@@ -11,6 +11,7 @@ import click
 
 from mschat.cli.base import TEXT, Context, run_async
 from mschat.cli.output import cell, print_document, print_json, short_time, table
+from mschat.core.costs import Prices
 from mschat.core.errors import MschatError
 
 
@@ -91,19 +92,36 @@ def sessions_show(ctx: Context, session_ref: str, last: int | None, as_json: boo
       mschat sessions show "SQLite notes" -n 4
     """
 
-    async def body(services: Any) -> tuple[Any, list[Any]]:
+    async def body(services: Any) -> tuple[Any, list[Any], Any, Any]:
         manager = services.manager
         user = await manager.local_user()
         session = await manager.find_session(user, session_ref)
-        return session, await manager.messages(user, session.id, limit=last)
+        messages = await manager.messages(user, session.id, limit=last)
+        spent = await manager.spending(user, session_id=session.id)
+        return session, messages, spent, manager.prices
 
-    session, messages = run_async(ctx, body)
+    session, messages, spent, prices = run_async(ctx, body)
     if as_json:
-        print_json({"session": asdict(session), "messages": [asdict(m) for m in messages]})
+        print_json(
+            {
+                "session": asdict(session),
+                "messages": [_with_cost(asdict(m), prices) for m in messages],
+                "spending": spent.as_json(),
+            }
+        )
         return
     from mschat.core.export import render_markdown
 
     print_document(render_markdown(session, messages))
+    click.echo(f"Cost: {spent.text}")
+
+
+def _with_cost(message: dict[str, Any], prices: Prices) -> dict[str, Any]:
+    """A message as JSON, an answer with what it cost (null when unknown)."""
+    if message["role"] == "assistant":
+        cost = prices.of_reply(message["model"], message["tokens_in"], message["tokens_out"])
+        message["cost"] = cost.as_json()
+    return message
 
 
 @sessions.command("rename")

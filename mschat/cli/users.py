@@ -63,33 +63,46 @@ def users_list(ctx: Context, kind: str | None, as_json: bool) -> None:
 
 @users.command("show")
 @click.argument("user_ref", required=False, type=TEXT)
+@click.option(
+    "--since", type=TEXT, help="Cost over this period: 7d, 24h, 30m, 2w or a date (default: all)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def users_show(ctx: Context, user_ref: str | None, as_json: bool) -> None:
-    """Show a user's settings and sessions (default: you).
+def users_show(ctx: Context, user_ref: str | None, since: str | None, as_json: bool) -> None:
+    """Show a user's settings, sessions and what their answers cost (default: you).
 
     \b
     Examples:
       mschat users show
-      mschat users show 3
+      mschat users show 3 --since 7d
     """
+    from mschat.core.costs import parse_since
 
-    async def body(services: Any) -> tuple[Any, list[Any]]:
+    async def body(services: Any) -> tuple[Any, list[Any], Any]:
         manager = services.manager
         me = await manager.local_user()
         user = await manager.find_user(user_ref) if user_ref else me
         own = await manager.list_sessions(user, include_public=False, limit=25)
-        return user, own
+        start = parse_since(since) if since else None
+        spent = await manager.spending(me, user_id=user.id, since=start)
+        return user, own, spent
 
-    user, own = run_async(ctx, body)
+    user, own, spent = run_async(ctx, body)
     if as_json:
-        print_json({"user": asdict(user), "sessions": [asdict(s) for s in own]})
+        print_json(
+            {
+                "user": asdict(user),
+                "sessions": [asdict(s) for s in own],
+                "spending": {**spent.as_json(), "since": since},
+            }
+        )
         return
     for key, value in asdict(user).items():
         click.echo(f"{key:>18}: {cell(value)}")
     click.echo(
         f"{'sessions':>18}: " + (", ".join(f"{s.id} {cell(s.title)}" for s in own) or "none")
     )
+    click.echo(f"{'cost':>18}: {spent.text}" + (f" since {cell(since)}" if since else ""))
 
 
 @users.command("set")

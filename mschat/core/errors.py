@@ -116,3 +116,26 @@ class ProviderError(MschatError):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class ContentFlagged(MschatError):
+    """The moderation model flagged a text; ``categories`` say what it found."""
+
+    code = "content_flagged"
+    http_status = 400
+
+    def __init__(self, message: str, *, categories: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.categories = categories
+
+
+class QuestionFlagged(ContentFlagged):
+    """A question was flagged: it is stored (marked flagged) but never sent to a model."""
+
+    code = "question_flagged"
+
+
+class AnswerWithheld(ContentFlagged):
+    """An answer was flagged: the user gets this line instead of its text."""
+
+    code = "answer_withheld"

@@ -34,6 +34,7 @@ from mschat.core.answer import (
     WriterSettings,
     recover_replies,
 )
+from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
     InvalidInput,
@@ -111,6 +112,7 @@ class SessionManager:
         #: answering a retried request once (the API's Idempotency-Key)
         self.idempotency = IdempotencyKeys(store, self._run, self._answerer.turns.owner)
         self._watch: asyncio.Task[None] | None = None
+        self._prices: Prices | None = None
 
     def __repr__(self) -> str:
         return f"<SessionManager {self.store.url}>"
@@ -511,6 +513,50 @@ class SessionManager:
         return await self._run(
             self.store.add_feedback, message_id=message_id, user_id=user.id, kind=kind, text=text
         )
+
+    @property
+    def prices(self) -> Prices:
+        """The price table in effect: built-in list prices under the configured ones."""
+        if self._prices is None:
+            self._prices = Prices(getattr(self.registry.config, "prices", None))
+        return self._prices
+
+    @property
+    def currency(self) -> str:
+        """The currency of the price table (``general.currency``)."""
+        sections = getattr(self.registry.config, "sections", {})
+        return str(sections.get("general", {}).get("currency") or "USD")
+
+    async def spending(
+        self,
+        actor: User,
+        *,
+        user_id: int | None = None,
+        session_id: int | None = None,
+        since: str | None = None,
+    ) -> Spending:
+        """What a user's (or a session's) answers cost since ``since`` (all time without).
+
+        A user's own costs are theirs to see, anyone's an admin's; a session's, of
+        any session the actor may see.
+        """
+        if session_id is not None:
+            await self.get_session(actor, session_id)
+        elif user_id != actor.id and not actor.admin:  # another's, or everyone's
+            raise PermissionDenied("only an admin sees what other users' answers cost")
+        totals = await self._run(
+            self.store.usage_totals, user_id=user_id, session_id=session_id, since=since
+        )
+        return Spending(totals, self.prices.of_usage(totals), self.currency)
+
+    async def spending_per_user(self, actor: User, *, since: str | None = None) -> dict[int, Cost]:
+        """What each user's answers cost since ``since`` (admin only; users without any
+        provider request are left out)."""
+        if not actor.admin:
+            raise PermissionDenied("only an admin sees what other users' answers cost")
+        totals = await self._run(self.store.usage_totals, since=since)
+        costs = self.prices.per_user(totals)
+        return {user_id: cost for user_id, cost in costs.items() if user_id is not None}
 
     async def data_version(self) -> int:
         """Changes whenever another process commits to the database (cheap polling)."""

@@ -49,6 +49,8 @@ class MessageStatus(StrEnum):
     STREAMING = "streaming"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    #: refused by moderation: a question never sent to a model, or an answer withheld
+    FLAGGED = "flagged"
 
 
 DEFAULT_MAX_TOKENS = 600

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import discord
 from discord import app_commands
 
+from mschat.core.costs import parse_since
 from mschat.core.errors import (
     DatabaseError,
     InvalidInput,
@@ -194,11 +195,31 @@ async def user_panel(ctx: Ctx, page: int = 0) -> tuple[str, discord.ui.View]:
         except (NotFound, PermissionDenied):
             current = None
     model = _model_of(ctx, user.model)
-    text = user_text(user, current, sessions, total=total, page=page, pages=pages, model=model)
+    text = user_text(
+        user,
+        current,
+        sessions,
+        total=total,
+        page=page,
+        pages=pages,
+        model=model,
+        cost=await cost_line(ctx),
+    )
     view = ui.user_view(
         user, sessions, page=page, pages=pages, models=await model_names(ctx), model=model
     )
     return text, view
+
+
+async def cost_line(ctx: Ctx) -> str:
+    """What the user's answers cost: in the last 30 days, and in all."""
+    manager, user = ctx.manager, ctx.user
+    recent = await manager.spending(user, user_id=user.id, since=parse_since("30d"))
+    total = await manager.spending(user, user_id=user.id)
+    return (
+        f"{recent.cost.text(recent.currency)} in the last 30 days "
+        f"({recent.calls} requests) · {total.cost.text(total.currency)} in all"
+    )
 
 
 def _model_of(ctx: Ctx, name: str | None) -> str | None:

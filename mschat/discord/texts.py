@@ -64,8 +64,9 @@ def user_text(
     page: int,
     pages: int,
     model: str | None,
+    cost: str | None = None,
 ) -> str:
-    """The /user panel."""
+    """The /user panel (``cost``: what the user's answers cost, one line)."""
     lines = [
         f"**{clip(user.name, 80)}** (Discord id `{user.external_id}`)",
         f"Status: **{user.status}** — {STATUS_HELP.get(Status(user.status), '')}",
@@ -77,6 +78,8 @@ def user_text(
         f"System message: {clip(user.system_msg, 300) if user.system_msg else '(none)'}",
         f"Current session: {session_label(current) if current else '(none)'}",
     ]
+    if cost:
+        lines.append(f"Cost: {cost}")
     scope = "yours and public ones" if user.show_public else "yours"
     if total:
         lines.append(

@@ -116,3 +116,24 @@ class ModelLister(Protocol):
         Blocking; raises ``ProviderError`` when the server cannot list them.
         """
         ...
+
+
+# ---- moderation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Moderation:
+    """A moderation endpoint's verdict on one text."""
+
+    flagged: bool
+    #: the categories it flagged (e.g. "harassment"), in the server's order
+    categories: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Moderator(Protocol):
+    """A provider with an OpenAI-compatible ``POST /moderations`` endpoint."""
+
+    async def moderate(self, model: str, text: str) -> Moderation:
+        """The verdict of ``model`` on ``text``; raises ``ProviderError``."""
+        ...

@@ -44,6 +44,7 @@ from mschat.providers.base import (
     ChatMessage,
     ChatRequest,
     FinishChunk,
+    Moderation,
     ProviderEvent,
     RetryChunk,
     TextChunk,
@@ -963,6 +964,34 @@ class OpenAICompatProvider:
             kind=failure.kind,
             status=failure.status,
         )
+
+    async def moderate(self, model: str, text: str) -> Moderation:
+        """The verdict of ``POST /moderations`` on ``text`` (one attempt; ProviderError)."""
+        path = "/moderations"
+        target = self._target(model)
+        try:
+            resp = await self._async_client().post(
+                endpoint(self._base_url, path), json={"model": model, "input": text}
+            )
+            if resp.status_code >= 400:
+                raise classify_http_error(
+                    target, resp.status_code, resp.content, resp.headers, path=path
+                )
+        except httpx.HTTPError as exc:
+            failure = classify_transport_error(target, exc, timeout=self.timeout)
+            raise failure.to_error() from None
+        except ProviderFailure as exc:
+            raise exc.to_error() from None
+        try:
+            result = json.loads(resp.content)["results"][0]
+            flagged = result["flagged"]
+            categories = result.get("categories") or {}
+            if not isinstance(flagged, bool) or not isinstance(categories, dict):
+                raise TypeError
+        except (ValueError, KeyError, IndexError, TypeError):
+            failure = not_compatible(target, "its /moderations answer has no results")
+            raise failure.to_error() from None
+        return Moderation(flagged, tuple(str(name) for name, hit in categories.items() if hit))
 
     def count_tokens(self, model: str, messages: list[ChatMessage]) -> int | None:
         """Prompt tokens via tiktoken when installed and its encoding is cached; else None."""

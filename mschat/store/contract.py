@@ -362,6 +362,21 @@ class Store(ABC):
         """The provider requests made for one reply, oldest first."""
 
     @abstractmethod
+    def usage_totals(
+        self,
+        *,
+        user_id: int | None = None,
+        session_id: int | None = None,
+        since: str | None = None,
+    ) -> list[UsageTotal]:
+        """Tokens of the provider requests made since ``since``, per user and model.
+
+        Only a user's requests with ``user_id``, only a session's with
+        ``session_id``; every request made from ``since`` on (all without it). One
+        row per (user, provider, model), by user then provider and model.
+        """
+
+    @abstractmethod
     def add_feedback(self, **values: Any) -> int:
         """Record a user's feedback on a reply."""
 
@@ -524,6 +539,61 @@ class UserAsks(NamedTuple):
     oldest: str | None
     #: whether a reply to one of the user's questions is still being written
     answering: bool
+
+
+class UsageTotal(NamedTuple):
+    """The provider requests of one user and one model (:meth:`Store.usage_totals`)."""
+
+    user_id: int | None
+    provider: str | None
+    model: str | None
+    #: how many requests
+    calls: int
+    #: their prompt and completion tokens, as the providers reported them
+    tokens_in: int
+    tokens_out: int
+    #: requests that got an answer (whole or in part) but reported no tokens
+    unmetered: int
+
+
+def usage_query(mark: str, **where: Any) -> tuple[str, list[Any]]:
+    """The SQL of :meth:`Store.usage_totals` with ``mark`` as the placeholder, and its
+    parameters (``where``: ``user_id``, ``session_id``, ``since``; None ones ignored).
+
+    A failed request without tokens cost nothing (the provider refused it); one that
+    answered, or was cut off, without reporting tokens has an unknown cost.
+    """
+    clauses, params = [], []
+    tests = {"user_id": "user_id =", "session_id": "session_id =", "since": "started >="}
+    for name, test in tests.items():
+        if where.get(name) is not None:
+            clauses.append(f"{test} {mark}")
+            params.append(where[name])
+    sql = (
+        "SELECT user_id, provider, model, count(*), coalesce(sum(prompt_tokens), 0), "
+        "coalesce(sum(completion_tokens), 0), "
+        "sum(CASE WHEN prompt_tokens IS NULL AND completion_tokens IS NULL "
+        "AND status IN ('ok', 'interrupted') THEN 1 ELSE 0 END) "
+        f"FROM api_calls {'WHERE ' + ' AND '.join(clauses) if clauses else ''} "
+        "GROUP BY user_id, provider, model ORDER BY user_id, provider, model"
+    )
+    return sql, params
+
+
+def usage_rows(rows: Sequence[Sequence[Any]]) -> list[UsageTotal]:
+    """:class:`UsageTotal` rows from the result of :func:`usage_query` (either backend)."""
+    return [
+        UsageTotal(
+            None if row[0] is None else int(row[0]),
+            row[1],
+            row[2],
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            int(row[6] or 0),
+        )
+        for row in rows
+    ]
 
 
 # ---- change feed -----------------------------------------------------------------

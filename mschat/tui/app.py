@@ -23,6 +23,7 @@ from textual.theme import Theme
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from mschat.core.costs import parse_since
 from mschat.core.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -1045,9 +1046,18 @@ class MschatApp(App[None]):
 
     async def _pick_user(self) -> None:
         users = await self.manager.list_users()
-        choices = [
-            (str(u.id), f"{u.label} · {u.status}" + (" · admin" if u.admin else "")) for u in users
-        ]
+        assert self.me is not None
+        # what each user's answers cost lately, beside their name
+        costs = await self.manager.spending_per_user(self.me, since=parse_since("30d"))
+        currency = self.manager.currency
+
+        def label(u: User) -> str:
+            text = f"{u.label} · {u.status}" + (" · admin" if u.admin else "")
+            if u.id in costs:
+                text += f" · 30 days: {costs[u.id].text(currency)}"
+            return text
+
+        choices = [(str(u.id), label(u)) for u in users]
 
         def done(choice: str | None) -> None:
             if choice is not None:

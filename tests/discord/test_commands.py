@@ -543,3 +543,24 @@ async def test_panels_with_hostile_titles_ping_no_one(h: Harness) -> None:
     for call in sends:
         mentions = call.body["allowed_mentions"]
         assert mentions["parse"] == [] and not mentions.get("users") and not mentions.get("roles")
+
+
+async def test_user_panel_shows_what_the_answers_cost(h: Harness) -> None:
+    # a price for the scripted model (before the manager first reads the table)
+    h.manager.registry.config.prices["fake/fake-model"] = {"input": 1e6, "output": 1e6}
+    await h.discord_user(1, status="new")
+    before = (await user_panel(h, 1))["content"]
+    assert "Cost: 0.00 USD in the last 30 days (0 requests) · 0.00 USD in all" in before
+    await chat(h, 1, "a question")
+    [call] = await h.manager._run(h.manager.store.usage_totals)
+    spent = call.tokens_in + call.tokens_out
+    after = (await user_panel(h, 1))["content"]
+    line = f"Cost: {spent:.4f} USD in the last 30 days (1 requests) · {spent:.4f} USD in all"
+    assert line in after
+
+
+async def test_user_panel_cost_of_an_unpriced_model_is_unknown(h: Harness) -> None:
+    await h.discord_user(1, status="new")
+    await chat(h, 1, "a question")
+    text = (await user_panel(h, 1))["content"]
+    assert "Cost: — in the last 30 days (1 requests) · — in all" in text

@@ -33,6 +33,11 @@ URL with its query, headers), as careless servers and proxies do. A server made
 with ``serve_models=False`` has no ``/models`` endpoint (404), and
 ``model_contexts`` adds ``max_model_len`` (as vLLM does) to ``/models`` entries.
 
+``POST /v1/moderations`` answers as OpenAI's moderation endpoint: an input is
+flagged when it contains one of the words of ``flagged`` (``flag("word",
+category="violence")``); ``moderation_fault`` (an HTTP status as a string) makes
+it fail instead; its request bodies are kept in ``moderations``.
+
 Run standalone: ``python -m tests.fakes.fake_openai --port 8089``.
 """
 
@@ -210,6 +215,10 @@ class FakeOpenAI:
         self.sticky: Script | None = None  # applies to every request when the queue is empty
         self.requests: list[dict[str, Any]] = []  # chat-completions request bodies
         self.calls: list[RecordedCall] = []  # every request, any path
+        #: words that get a moderation input flagged, with the category they flag
+        self.flagged: dict[str, str] = {}
+        self.moderation_fault: str | None = None
+        self.moderations: list[dict[str, Any]] = []  # moderation request bodies
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -247,6 +256,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model:.+}", self._model)
+        app.router.add_post("/v1/moderations", self._moderate)
         # handler_cancellation: a client that gives up (e.g. on "hang") frees its handler
         self._runner = web.AppRunner(
             app, shutdown_timeout=1.0, handler_cancellation=True, access_log=None
@@ -330,6 +340,50 @@ class FakeOpenAI:
         if name not in self.models:
             return _model_not_found(name)
         return web.json_response(_model_object(name))
+
+    def flag(self, word: str, *, category: str = "harassment") -> None:
+        """Have moderation flag every input containing ``word`` (case-insensitive)."""
+        self.flagged[word.lower()] = category
+
+    async def _moderate(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        self._record(request, body)
+        if not self._authorized(request):
+            return _auth_error()
+        if self.moderation_fault is not None:
+            status = int(self.moderation_fault)
+            return web.json_response(
+                {"error": {"message": f"moderation failed ({status})", "type": "server_error"}},
+                status=status,
+            )
+        if not isinstance(body, dict) or "input" not in body:
+            return web.json_response(
+                {"error": {"message": "'input' is required", "type": "invalid_request_error"}},
+                status=400,
+            )
+        self.moderations.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        results = []
+        for item in inputs:
+            text = content_text(item).lower()
+            hits = {category for word, category in self.flagged.items() if word in text}
+            categories = {name: name in hits for name in sorted({*self.flagged.values(), *hits})}
+            results.append(
+                {
+                    "flagged": bool(hits),
+                    "categories": categories,
+                    "category_scores": {
+                        name: 0.99 if hit else 0.01 for name, hit in categories.items()
+                    },
+                }
+            )
+        model = body.get("model") or "omni-moderation-latest"
+        return web.json_response(
+            {"id": f"modr-fake{next(self._ids)}", "model": model, "results": results}
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -182,3 +182,18 @@ def test_runs_standalone() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+async def test_sdk_moderation_flags_the_words_a_test_names(
+    fake: FakeOpenAI, sdk: openai.AsyncOpenAI
+) -> None:
+    fake.flag("knife", category="violence")
+    result = await sdk.moderations.create(
+        model="omni-moderation-latest", input=["a KNIFE fight", "a picnic"]
+    )
+    assert [r.flagged for r in result.results] == [True, False]
+    assert result.results[0].categories.violence is True
+    assert [body["input"] for body in fake.moderations] == [["a KNIFE fight", "a picnic"]]
+    fake.moderation_fault = "500"
+    with pytest.raises(openai.InternalServerError):
+        await sdk.with_options(max_retries=0).moderations.create(input="x")

@@ -248,3 +248,24 @@ async def test_sidebar_loads_further_pages(services: Services):
         await wait_for(pilot, lambda: len(app.sidebar.sessions) == PAGE_SIZE + 20, what="page 2")
         assert app.sidebar.exhausted
         assert len({s.id for s in app.sidebar.sessions}) == PAGE_SIZE + 20
+
+
+async def test_admin_user_list_shows_each_users_cost(services: Services):
+    services.config.prices["fake/fake-model"] = {"input": 1e6, "output": 1e6}
+    manager = services.manager
+    me = await manager.local_user()
+    other = await manager.user("api", "bob", name="bob")
+    quiet = await manager.user("api", "quiet", name="quiet")
+    async for _ in manager.ask(other, "hello", new_session=True):
+        pass
+    [total] = await asyncio.to_thread(services.store.usage_totals, user_id=other.id)
+    spent = total.tokens_in + total.tokens_out
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("f10")  # the admin's user list
+        await wait_for(pilot, lambda: app.screen.query("#choices"), what="user list")
+        labels = {key: label for key, label in app.screen.choices}
+        assert labels[str(other.id)].endswith(f"· 30 days: {spent:.4f} USD")
+        assert "30 days" not in labels[str(quiet.id)]  # no answers: no figure
+        assert "30 days" not in labels[str(me.id)]

@@ -25,8 +25,9 @@ class Context:
 
 
 def usable(message: Message) -> bool:
-    """Whether a stored message belongs in the context (failed and empty replies don't)."""
-    if message.role not in ("user", "assistant"):
+    """Whether a stored message belongs in the context (failed and empty replies, and
+    what moderation flagged, don't)."""
+    if message.role not in ("user", "assistant") or message.status == MessageStatus.FLAGGED:
         return False
     if message.role == "assistant":
         return message.status in (MessageStatus.COMPLETE, MessageStatus.INTERRUPTED) and bool(

@@ -11,9 +11,10 @@ from typing import Any
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
 from mschat.core.answer.turns import Runner, Turn, Turns, new_owner, stamp
 from mschat.core.answer.writer import ReplyWriter, WriterSettings
-from mschat.core.errors import InvalidInput, MschatError, ProviderError
+from mschat.core.errors import InvalidInput, MschatError, ProviderError, QuestionFlagged
 from mschat.core.events import Event, HistoryTrimmed, Started
 from mschat.core.models import Message, Session, User
+from mschat.core.moderation import Moderations
 from mschat.core.titles import DEFAULT_TITLE, make_title
 from mschat.core.tokens import counter_for
 from mschat.providers.base import ChatRequest
@@ -68,6 +69,7 @@ class Answerer:
         self.registry = registry
         self.settings = settings or WriterSettings()
         self.turns = Turns(store, run, owner or new_owner(), lease=self.settings.lease)
+        self.moderations = Moderations(registry)
 
     def answer(
         self,
@@ -238,6 +240,13 @@ class Answerer:
         )
         turn.keep(writer.renew_if_idle)
         try:
+            if self.moderations.enabled:
+                try:
+                    await self.moderations.check_question(text)
+                except QuestionFlagged as flagged:
+                    yield await writer.refuse(flagged, asked.id)
+                    return
+                writer.check = self.moderations.check_answer
             provider = self.registry.provider(resolved.provider)
             limit = max_tokens or user.max_tokens
 

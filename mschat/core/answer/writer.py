@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mschat.core.answer.turns import LEASE, Runner, stamp
-from mschat.core.errors import MschatError, ProviderError
+from mschat.core.errors import ContentFlagged, MschatError, ProviderError
 from mschat.core.events import Completed, Event, Failed, Retrying, TextDelta, UsageReported
 from mschat.core.models import Message, MessageStatus, Usage
 from mschat.providers.base import (
@@ -76,6 +76,9 @@ class ReplyWriter:
         #: when the lease was last pushed forward (the row was made just before)
         self.renewed = self.started
         self.done = False
+        #: checks the whole answer before it is shown or stored as complete (moderation);
+        #: while set, no text is shown or flushed as it streams
+        self.check: Callable[[str], Awaitable[None]] | None = None
 
     def _elapsed_ms(self, since: float | None = None) -> int:
         return int((time.monotonic() - (since or self.started)) * 1000)
@@ -108,6 +111,8 @@ class ReplyWriter:
                 if self.first_token is None:
                     self.first_token = time.monotonic()
                 self.parts.append(chunk.text)
+                if self.check is not None:
+                    continue  # held until checked
                 yield TextDelta(chunk.text)
                 now = time.monotonic()
                 if now - last_flush >= self.settings.flush_interval and len(self.parts) > flushed:
@@ -140,6 +145,15 @@ class ReplyWriter:
                 f"the reply from {self.provider} ended without a finish reason",
                 kind="bad_response",
             )
+        if self.check is not None:
+            text = "".join(self.parts)
+            try:
+                await self.check(text)
+            except ContentFlagged as error:
+                yield await self.withhold(error)
+                return
+            if text:
+                yield TextDelta(text)
         yield await self.complete()
 
     def renew_if_idle(self) -> None:
@@ -174,28 +188,80 @@ class ReplyWriter:
     async def fail(self, error: MschatError) -> Failed:
         """Store the reply as failed, keeping what arrived."""
         values = {
-            "content": "".join(self.parts),
+            "content": self._unchecked_text(),
             "status": MessageStatus.FAILED.value,
             "latency_ms": self._elapsed_ms(),
             "error": str(error),
             "tokens_in": self.usage.prompt_tokens,
             "tokens_out": self.usage.completion_tokens,
         }
-        call = self._call_row("error", http_status=getattr(error, "status", None), error=str(error))
+        call = self._call_row(
+            "error",
+            http_status=getattr(error, "status", None),
+            error=str(error),
+            # a stream that failed after reporting usage was billed for it
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+        )
         message = await self.run(self._finish, values, call)
         return Failed(error=error, message=message)
+
+    async def withhold(self, error: ContentFlagged) -> Failed:
+        """Store the reply as flagged, without its text; its request (billed) is kept."""
+        values = {
+            "content": "",
+            "status": MessageStatus.FLAGGED.value,
+            "latency_ms": self._elapsed_ms(),
+            "error": str(error),
+            "tokens_in": self.usage.prompt_tokens,
+            "tokens_out": self.usage.completion_tokens,
+            "finish_reason": self.finish_reason,
+        }
+        call = self._call_row(
+            "ok",
+            prompt_tokens=self.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens,
+            finish_reason=self.finish_reason,
+        )
+        message = await self.run(self._finish, values, call)
+        return Failed(error=error, message=message)
+
+    async def refuse(self, error: ContentFlagged, question_id: int) -> Failed:
+        """The question was flagged before any chat request: both rows marked flagged.
+
+        The question keeps its text; no provider request is recorded (none was made).
+        """
+        values: dict[str, Any] = {
+            "status": MessageStatus.FLAGGED.value,
+            "error": str(error),
+            "latency_ms": 0,
+        }
+
+        def mark() -> Message:
+            with self.store.write():
+                self.store.update_message(question_id, status=MessageStatus.FLAGGED.value)
+                self.store.update_message(self.reply.id, lease_until=None, **values)
+                self.store.touch_session(self.reply.session_id)
+            self.done = True
+            return dataclasses.replace(self.reply, **values)
+
+        return Failed(error=error, message=await self.run(mark))
 
     def interrupt(self) -> None:
         """Mark the reply interrupted, synchronously: the task is being cancelled."""
         if self.done:
             return
         values = {
-            "content": "".join(self.parts),
+            "content": self._unchecked_text(),
             "status": MessageStatus.INTERRUPTED.value,
             "latency_ms": self._elapsed_ms(),
             "finish_reason": "interrupted",
         }
         self._finish(values, self._call_row("interrupted"))
+
+    def _unchecked_text(self) -> str:
+        """What arrived of a reply that ends unchecked: nothing, while moderation holds it."""
+        return "" if self.check is not None else "".join(self.parts)
 
     def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
         """Final writes of a reply: the message row, its api_calls row, the times."""

@@ -53,9 +53,12 @@ from mschat.store.contract import (
     SearchOrder,
     SettingRow,
     Store,
+    UsageTotal,
     UserAsks,
     checked_columns,
     checked_table,
+    usage_query,
+    usage_rows,
 )
 from mschat.store.postgres import changes, migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
@@ -929,6 +932,19 @@ class PostgresStore(Store):
             "SELECT * FROM api_calls WHERE message_id = %s ORDER BY id", [message_id]
         )
         return [dict(zip(names, row, strict=True)) for row in found]
+
+    def usage_totals(
+        self,
+        *,
+        user_id: int | None = None,
+        session_id: int | None = None,
+        since: str | None = None,
+    ) -> list[UsageTotal]:
+        """Tokens of the provider requests made since ``since``, per user and model."""
+        _, rows = self._query(
+            *usage_query("%s", user_id=user_id, session_id=session_id, since=since)
+        )
+        return usage_rows(rows)
 
     def add_feedback(self, **values: Any) -> int:
         """Record a user's feedback on a reply."""

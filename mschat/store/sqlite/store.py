@@ -23,9 +23,12 @@ from mschat.store.contract import (
     SearchOrder,
     SettingRow,
     Store,
+    UsageTotal,
     UserAsks,
     checked_columns,
     checked_table,
+    usage_query,
+    usage_rows,
 )
 from mschat.store.schema import OutdatedSchema
 from mschat.store.sqlite.search import fts_query, snippet
@@ -784,6 +787,19 @@ class SQLiteStore(Store):
         """Record one provider request."""
         values.setdefault("started", utcnow())
         return self._insert("api_calls", values)
+
+    def usage_totals(
+        self,
+        *,
+        user_id: int | None = None,
+        session_id: int | None = None,
+        since: str | None = None,
+    ) -> list[UsageTotal]:
+        """Tokens of the provider requests made since ``since``, per user and model."""
+        _, rows = self._query(
+            *usage_query("?", user_id=user_id, session_id=session_id, since=since)
+        )
+        return usage_rows(rows)
 
     def add_feedback(self, **values: Any) -> int:
         """Record a user's feedback on a reply."""

@@ -48,7 +48,11 @@ def message_header(message: Message) -> Text:
     header.append(f"  {short_time(message.created)}", style="dim")
     note = status_note(message)
     if note:
-        bad = message.status in (MessageStatus.FAILED, MessageStatus.INTERRUPTED)
+        bad = message.status in (
+            MessageStatus.FAILED,
+            MessageStatus.INTERRUPTED,
+            MessageStatus.FLAGGED,
+        )
         header.append(note, style="bold red" if bad else "yellow")
     return header
 
