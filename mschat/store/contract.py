@@ -64,6 +64,23 @@ def checked_columns(row: dict[str, Any]) -> list[str]:
     return names
 
 
+#: the feedback rows of the replies most recently given feedback (``list_feedback``)
+LIST_FEEDBACK = """
+    SELECT f.id, f.message_id, m.session_id, s.title AS session_title,
+           substr(m.content, 1, 300) AS answer, f.user_id, u.name AS user_name,
+           f.kind, f.text, f.created
+    FROM (
+        SELECT message_id, max(id) AS latest FROM feedback
+        GROUP BY message_id ORDER BY latest DESC LIMIT {mark}
+    ) recent
+    JOIN feedback f ON f.message_id = recent.message_id
+    JOIN messages m ON m.id = f.message_id
+    JOIN sessions s ON s.id = m.session_id
+    LEFT JOIN users u ON u.id = f.user_id
+    ORDER BY recent.latest DESC, f.id
+"""
+
+
 class Store(ABC):
     """Repository over one mschat database; thread-safe."""
 
@@ -362,8 +379,25 @@ class Store(ABC):
         """The provider requests made for one reply, oldest first."""
 
     @abstractmethod
-    def add_feedback(self, **values: Any) -> int:
-        """Record a user's feedback on a reply."""
+    def add_feedback(self, **values: Any) -> int | None:
+        """Record a user's feedback on a reply; its id, or None for a repeated vote.
+
+        Good / outdated / inaccurate count once per user and reply (a unique index
+        refuses the second, from whichever process); every "other" text is kept.
+        """
+
+    @abstractmethod
+    def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """How many votes each feedback kind has on one reply (kinds without any left out)."""
+
+    @abstractmethod
+    def list_feedback(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Every feedback row on the ``limit`` replies most recently given feedback.
+
+        Rows, newest reply first, then oldest feedback first: ``id``, ``message_id``,
+        ``session_id``, ``session_title``, ``answer`` (the reply's first 300
+        characters), ``user_id``, ``user_name``, ``kind``, ``text``, ``created``.
+        """
 
     @abstractmethod
     def add_interaction(self, **values: Any) -> int:

@@ -381,4 +381,19 @@ def m008_change_notices(conn: Any) -> None:
         conn.execute(statement)
 
 
+@migration
+def m009_feedback_once(conn: Any) -> None:
+    """Good / outdated / inaccurate count once per member and answer (every "other"
+    text counts): the database refuses the second vote, whichever process records it."""
+    conn.execute(
+        "DELETE FROM feedback WHERE kind <> 'other' AND id NOT IN"
+        " (SELECT min(id) FROM feedback WHERE kind <> 'other'"
+        " GROUP BY message_id, user_id, kind)"
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX idx_feedback_once ON feedback(message_id, user_id, kind)"
+        " WHERE kind <> 'other'"
+    )
+
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

@@ -48,6 +48,7 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
 from mschat.store.contract import (
+    LIST_FEEDBACK,
     TABLES,
     ChangeFeed,
     SearchOrder,
@@ -899,10 +900,30 @@ class PostgresStore(Store):
         )
         return [dict(zip(names, row, strict=True)) for row in found]
 
-    def add_feedback(self, **values: Any) -> int:
-        """Record a user's feedback on a reply."""
+    def add_feedback(self, **values: Any) -> int | None:
+        """Record a user's feedback on a reply; its id, or None for a repeated vote."""
         values.setdefault("created", utcnow())
-        return self._insert("feedback", values)
+        columns = ", ".join(values)
+        marks = ", ".join("%s" for _ in values)
+        cursor = self._execute(
+            f"INSERT INTO feedback ({columns}) VALUES ({marks})"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            list(values.values()),
+        )
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """How many votes each feedback kind has on one reply (kinds without any left out)."""
+        _, rows = self._query(
+            "SELECT kind, count(*) FROM feedback WHERE message_id = %s GROUP BY kind", [message_id]
+        )
+        return {str(kind): int(count) for kind, count in rows}
+
+    def list_feedback(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Every feedback row on the ``limit`` replies most recently given feedback."""
+        names, rows = self._query(LIST_FEEDBACK.format(mark="%s"), [limit])
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def add_interaction(self, **values: Any) -> int:
         """Record an interaction or command received by a front end."""

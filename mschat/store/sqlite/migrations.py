@@ -266,4 +266,21 @@ def m008_change_notices(db: Database) -> None:
     """
 
 
+#: a member's repeated click on the same feedback button is one vote (kept: the first)
+FEEDBACK_ONCE = (
+    "DELETE FROM feedback WHERE kind <> 'other' AND id NOT IN"
+    " (SELECT min(id) FROM feedback WHERE kind <> 'other' GROUP BY message_id, user_id, kind)",
+    "CREATE UNIQUE INDEX idx_feedback_once ON feedback(message_id, user_id, kind)"
+    " WHERE kind <> 'other'",
+)
+
+
+@migrations()
+def m009_feedback_once(db: Database) -> None:
+    """Good / outdated / inaccurate count once per member and answer (every "other"
+    text counts): the database refuses the second vote, whichever process records it."""
+    for statement in FEEDBACK_ONCE:
+        db.execute(statement)
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
