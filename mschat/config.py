@@ -284,6 +284,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
             _str_list, [], "Host header names accepted besides loopback and the bound address"
         ),
     },
+    "feedback": {
+        "enabled": Key(_bool, True, "feedback buttons (with counts) under Discord answers"),
+    },
     "database": {
         "url": Key(
             _str,

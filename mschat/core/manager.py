@@ -43,6 +43,7 @@ from mschat.core.errors import (
 )
 from mschat.core.events import Event, Started
 from mschat.core.export import parse_export, render_markdown
+from mschat.core.feedback import KINDS, AnswerFeedback, group_feedback
 from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
@@ -500,15 +501,30 @@ class SessionManager:
 
     async def add_feedback(
         self, user: User, message_id: int, kind: str, text: str | None = None
-    ) -> int:
-        """Record a user's feedback (good / outdated / inaccurate / other) on a reply."""
-        if kind not in ("good", "outdated", "inaccurate", "other"):
+    ) -> bool:
+        """Record a user's feedback (good / outdated / inaccurate / other) on a reply.
+
+        False when it does not count again: the user already gave this kind (each of
+        good, outdated and inaccurate counts once per user; every "other" text counts).
+        """
+        if kind not in KINDS:
             raise InvalidInput("feedback must be good, outdated, inaccurate or other")
         message = await self._run(self.store.get_message, message_id)
         await self.get_session(user, message.session_id)
-        return await self._run(
+        added = await self._run(
             self.store.add_feedback, message_id=message_id, user_id=user.id, kind=kind, text=text
         )
+        return added is not None
+
+    async def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """Votes per feedback kind on a reply, as the database has them now."""
+        return await self._run(self.store.feedback_counts, message_id)
+
+    async def list_feedback(self, user: User, limit: int = 50) -> list[AnswerFeedback]:
+        """Admin: the answers most recently given feedback, each with all of it."""
+        if not user.admin:
+            raise PermissionDenied("only an admin may read everyone's feedback")
+        return group_feedback(await self._run(self.store.list_feedback, limit))
 
     async def data_version(self) -> int:
         """Changes whenever another process commits to the database (cheap polling)."""

@@ -22,7 +22,7 @@ from discord import app_commands
 
 from mschat.core.errors import ConfigError
 from mschat.core.services import Services
-from mschat.discord import commands, qa
+from mschat.discord import commands, feedback, qa
 from mschat.discord.components import CustomId, MschatItem
 from mschat.discord.invite import invite_url
 from mschat.discord.lanes import Lanes
@@ -132,12 +132,15 @@ class MschatBot(discord.Client):
         self, interaction: discord.Interaction, cid: CustomId, values: list[str]
     ) -> None:
         """Called by MschatItem for every mschat button or select."""
-        await commands.on_component(self, interaction, cid, values)
+        if cid.scope == "message":
+            await feedback.on_click(self, interaction, cid)
+        else:
+            await commands.on_component(self, interaction, cid, values)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Modal submissions are routed by custom_id, whichever process opened the modal."""
         if interaction.type == discord.InteractionType.modal_submit:
-            await commands.on_modal(self, interaction)
+            await feedback.on_modal(self, interaction)
 
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -31,7 +31,7 @@ from mschat.core.events import (
     WaitingForTurn,
 )
 from mschat.core.models import Origin, User, utcnow
-from mschat.discord.components import feedback_view
+from mschat.discord.feedback import answer_view
 from mschat.discord.lanes import ANSWER, DONE, FAILED, Marks
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text
@@ -277,7 +277,7 @@ async def _finish(
     try:
         if ok and not stream.text.strip():
             stream.feed("*(the model returned an empty reply)*")
-        view = feedback_view(reply_id) if ok and reply_id is not None else None
+        view = answer_view(bot, reply_id) if ok and reply_id is not None else None
         sent = await stream.finish(suffix, view)
     except discord.HTTPException as exc:
         log.warning("could not deliver the answer to message %s: %s", message.id, exc)
