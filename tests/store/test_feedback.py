@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from mschat.store import Store, open_store
+from mschat.store.postgres import migrations as postgres_migrations
+from mschat.store.sqlite import migrations as sqlite_migrations
+from tests.dbs import sql
 
 
 @pytest.fixture
@@ -65,3 +68,25 @@ def test_feedback_listed_per_answer_newest_first(stores: tuple[Store, Store]):
     assert rows[0]["answer"] == "x" * 300 and rows[0]["session_title"] == "about ducks"
     assert rows[0]["session_id"] == session and isinstance(rows[0]["created"], str)
     assert [r["message_id"] for r in store.list_feedback(limit=1)] == [older, older]
+
+
+def test_the_migration_keeps_the_first_of_repeated_votes(stores: tuple[Store, Store]):
+    store, _ = stores
+    alice, bob, reply = answer(store)
+    # a database from before the rule: repeated votes were stored
+    sql(store, "DROP INDEX idx_feedback_once")
+    rows = [(alice, "good", None), (alice, "good", None), (bob, "good", None)]
+    rows += [(alice, "other", "a"), (alice, "other", "a")]
+    for user, kind, text in rows:
+        store.add_feedback(message_id=reply, user_id=user, kind=kind, text=text)
+    first = min(r[0] for r in sql(store, "SELECT id FROM feedback WHERE kind = 'good'"))
+    if store.backend == "postgresql":
+        with store.write() as conn:
+            postgres_migrations.m009_feedback_once(conn)
+    else:
+        with store.write() as conn:
+            for statement in sqlite_migrations.FEEDBACK_ONCE:
+                conn.execute(statement)  # type: ignore[attr-defined]
+    assert store.feedback_counts(reply) == {"good": 2, "other": 2}
+    assert first in [r[0] for r in sql(store, "SELECT id FROM feedback WHERE user_id = ?", [alice])]
+    assert store.add_feedback(message_id=reply, user_id=alice, kind="good") is None
