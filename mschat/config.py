@@ -287,6 +287,13 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "feedback": {
         "enabled": Key(_bool, True, "feedback buttons (with counts) under Discord answers"),
     },
+    "logs": {
+        "retention_days": Key(
+            _non_negative_int,
+            90,
+            "days interactions and API calls are kept (0: forever); servers prune daily",
+        ),
+    },
     "database": {
         "url": Key(
             _str,

@@ -87,9 +87,11 @@ class MschatBot(discord.Client):
         return shard_ids is None or 0 in shard_ids
 
     async def setup_hook(self) -> None:
-        """Register the persistent components, watch for dead replies, sync the commands."""
+        """Register the persistent components, watch for dead replies, prune old logs, sync
+        the commands."""
         self.add_dynamic_items(MschatItem)
         self.manager.watch_replies()
+        self.manager.keep_logs_pruned(self.services.config.get("logs", "retention_days"))
         if not self.leader:
             log.info("commands are synced by the process serving shard 0")
             return

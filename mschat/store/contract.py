@@ -81,6 +81,33 @@ LIST_FEEDBACK = """
 """
 
 
+#: the operations logs ``mschat logs`` shows, each with the column of its time
+LOG_TABLES = {"interactions": "created", "api_calls": "started", "feedback": "created"}
+#: the logs pruned after ``logs.retention_days`` (feedback is kept: members' words)
+PRUNED_LOGS = ("interactions", "api_calls")
+
+
+def log_query(
+    table: str, *, user_id: int | None, since: str | None, limit: int, mark: str
+) -> tuple[str, list[Any]]:
+    """SQL and parameters of :meth:`Store.list_log` (``mark``: the placeholder)."""
+    if table not in LOG_TABLES:
+        raise ValueError(f"not an operations log: {table!r}")
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if user_id is not None:
+        where.append(f"t.user_id = {mark}")
+        params.append(user_id)
+    if since is not None:
+        where.append(f"t.{LOG_TABLES[table]} >= {mark}")
+        params.append(since)
+    query = (
+        f"SELECT t.*, u.name AS user_name FROM {table} t LEFT JOIN users u ON u.id = t.user_id"
+        f" WHERE {' AND '.join(where)} ORDER BY t.id DESC LIMIT {mark}"
+    )
+    return query, [*params, limit]
+
+
 class Store(ABC):
     """Repository over one mschat database; thread-safe."""
 
@@ -398,6 +425,23 @@ class Store(ABC):
         ``session_id``, ``session_title``, ``answer`` (the reply's first 300
         characters), ``user_id``, ``user_name``, ``kind``, ``text``, ``created``.
         """
+
+    @abstractmethod
+    def list_log(
+        self,
+        table: str,
+        *,
+        user_id: int | None = None,
+        since: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The newest rows of one of :data:`LOG_TABLES` (of one user, from ``since`` on),
+        newest first, each with the ``user_name`` of its ``user_id``."""
+
+    @abstractmethod
+    def prune_logs(self, before: str) -> dict[str, int]:
+        """Delete the rows of :data:`PRUNED_LOGS` recorded before ``before``, in one
+        transaction; how many per table."""
 
     @abstractmethod
     def add_interaction(self, **values: Any) -> int:

@@ -82,7 +82,8 @@ def test_the_migration_keeps_the_first_of_repeated_votes(stores: tuple[Store, St
     first = min(r[0] for r in sql(store, "SELECT id FROM feedback WHERE kind = 'good'"))
     if store.backend == "postgresql":
         with store.write() as conn:
-            postgres_migrations.m009_feedback_once(conn)
+            sql(store, "DROP INDEX idx_api_calls_started")
+            postgres_migrations.m009_feedback_logs(conn)
     else:
         with store.write() as conn:
             for statement in sqlite_migrations.FEEDBACK_ONCE:

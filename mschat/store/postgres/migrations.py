@@ -382,9 +382,10 @@ def m008_change_notices(conn: Any) -> None:
 
 
 @migration
-def m009_feedback_once(conn: Any) -> None:
+def m009_feedback_logs(conn: Any) -> None:
     """Good / outdated / inaccurate count once per member and answer (every "other"
-    text counts): the database refuses the second vote, whichever process records it."""
+    text counts): the database refuses the second vote, whichever process records it.
+    API calls by time, for ``mschat logs api-calls --since`` and pruning old ones."""
     conn.execute(
         "DELETE FROM feedback WHERE kind <> 'other' AND id NOT IN"
         " (SELECT min(id) FROM feedback WHERE kind <> 'other'"
@@ -394,6 +395,6 @@ def m009_feedback_once(conn: Any) -> None:
         "CREATE UNIQUE INDEX idx_feedback_once ON feedback(message_id, user_id, kind)"
         " WHERE kind <> 'other'"
     )
-
+    conn.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
 
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

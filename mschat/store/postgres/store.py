@@ -49,6 +49,8 @@ from mschat.redact import redact_text
 from mschat.store import records
 from mschat.store.contract import (
     LIST_FEEDBACK,
+    LOG_TABLES,
+    PRUNED_LOGS,
     TABLES,
     ChangeFeed,
     SearchOrder,
@@ -56,6 +58,7 @@ from mschat.store.contract import (
     UserAsks,
     checked_columns,
     checked_table,
+    log_query,
 )
 from mschat.store.postgres import changes, migrations
 from mschat.store.postgres.search import RECENT, SearchQuery
@@ -924,6 +927,30 @@ class PostgresStore(Store):
         """Every feedback row on the ``limit`` replies most recently given feedback."""
         names, rows = self._query(LIST_FEEDBACK.format(mark="%s"), [limit])
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def list_log(
+        self,
+        table: str,
+        *,
+        user_id: int | None = None,
+        since: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The newest rows of one operations log, each with its user's name."""
+        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="%s")
+        names, rows = self._query(query, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def prune_logs(self, before: str) -> dict[str, int]:
+        """Delete the interactions and API calls recorded before ``before``."""
+        counts: dict[str, int] = {}
+        with self.write() as conn:
+            for table in PRUNED_LOGS:
+                cursor = conn.execute(
+                    f"DELETE FROM {table} WHERE {LOG_TABLES[table]} < %s", [before]
+                )
+                counts[table] = max(cursor.rowcount, 0)
+        return counts
 
     def add_interaction(self, **values: Any) -> int:
         """Record an interaction or command received by a front end."""

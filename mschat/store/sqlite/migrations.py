@@ -276,11 +276,12 @@ FEEDBACK_ONCE = (
 
 
 @migrations()
-def m009_feedback_once(db: Database) -> None:
+def m009_feedback_logs(db: Database) -> None:
     """Good / outdated / inaccurate count once per member and answer (every "other"
-    text counts): the database refuses the second vote, whichever process records it."""
+    text counts): the database refuses the second vote, whichever process records it.
+    API calls by time, for ``mschat logs api-calls --since`` and pruning old ones."""
     for statement in FEEDBACK_ONCE:
         db.execute(statement)
-
+    db.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
 
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
