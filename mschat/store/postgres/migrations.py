@@ -397,4 +397,5 @@ def m009_feedback_logs(conn: Any) -> None:
     )
     conn.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
 
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

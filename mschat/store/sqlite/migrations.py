@@ -284,4 +284,5 @@ def m009_feedback_logs(db: Database) -> None:
         db.execute(statement)
     db.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
 
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
