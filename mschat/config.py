@@ -288,6 +288,16 @@ SECTIONS: dict[str, dict[str, Key]] = {
             _str_list, [], "Host header names accepted besides loopback and the bound address"
         ),
     },
+    "feedback": {
+        "enabled": Key(_bool, True, "feedback buttons (with counts) under Discord answers"),
+    },
+    "logs": {
+        "retention_days": Key(
+            _non_negative_int,
+            90,
+            "days interactions and API calls are kept (0: forever); servers prune daily",
+        ),
+    },
     "database": {
         "url": Key(
             _str,
@@ -295,9 +305,6 @@ SECTIONS: dict[str, dict[str, Key]] = {
             "database: a file path, sqlite:///PATH or postgresql://USER@HOST/DB (or MSCHAT_DB)",
             url=True,
         ),
-    },
-    "feedback": {
-        "enabled": Key(_bool, True, "feedback buttons under answers"),
     },
     "moderation": {
         "model": Key(_str, None, "moderation model checking questions and answers (unset: off)"),

@@ -203,8 +203,11 @@ def access_logger(stream: TextIO | None = None) -> logging.Logger:
 
 
 async def _watch_replies(app: web.Application) -> None:
-    """Replies of dead processes are marked interrupted while the server runs."""
-    app[SERVICES].manager.watch_replies()
+    """Replies of dead processes are marked interrupted while the server runs; old
+    logs are pruned at its start and daily."""
+    services = app[SERVICES]
+    services.manager.watch_replies()
+    services.manager.keep_logs_pruned(services.config.get("logs", "retention_days"))
 
 
 async def serve(

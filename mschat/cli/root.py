@@ -23,6 +23,7 @@ COMMANDS = {
     "models": "mschat.cli.models:models",
     "config": "mschat.cli.config:config",
     "db": "mschat.cli.db:db",
+    "logs": "mschat.cli.logs:logs",
     "tui": "mschat.cli.launchers:tui",
     "serve-api": "mschat.cli.launchers:serve_api",
     "serve-discord": "mschat.cli.launchers:serve_discord",

@@ -44,6 +44,7 @@ from mschat.core.errors import (
 )
 from mschat.core.events import Event, Started
 from mschat.core.export import parse_export, render_markdown
+from mschat.core.feedback import KINDS, AnswerFeedback, group_feedback
 from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
@@ -68,9 +69,12 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import Change, Store
+from mschat.store.contract import LOG_TABLES, Change, Store
 
 T = TypeVar("T")
+
+#: how often a server prunes the operations logs (``logs.retention_days``)
+PRUNE_EVERY = timedelta(days=1)
 
 
 class SessionManager:
@@ -113,6 +117,7 @@ class SessionManager:
         self.idempotency = IdempotencyKeys(store, self._run, self._answerer.turns.owner)
         self._watch: asyncio.Task[None] | None = None
         self._prices: Prices | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<SessionManager {self.store.url}>"
@@ -122,12 +127,13 @@ class SessionManager:
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     async def aclose(self) -> None:
-        """Stop the reply watch; close providers, the store thread and the database."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        """Stop the reply watch and log pruning; close providers, store thread, database."""
+        for task in (self._watch, self._pruning):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch = self._pruning = None
         await self.registry.aclose()
         await self._run(self.store.close)
         self._executor.shutdown(wait=True)
@@ -504,15 +510,75 @@ class SessionManager:
 
     async def add_feedback(
         self, user: User, message_id: int, kind: str, text: str | None = None
-    ) -> int:
-        """Record a user's feedback (good / outdated / inaccurate / other) on a reply."""
-        if kind not in ("good", "outdated", "inaccurate", "other"):
+    ) -> bool:
+        """Record a user's feedback (good / outdated / inaccurate / other) on a reply.
+
+        False when it does not count again: the user already gave this kind (each of
+        good, outdated and inaccurate counts once per user; every "other" text counts).
+        """
+        if kind not in KINDS:
             raise InvalidInput("feedback must be good, outdated, inaccurate or other")
         message = await self._run(self.store.get_message, message_id)
         await self.get_session(user, message.session_id)
-        return await self._run(
+        added = await self._run(
             self.store.add_feedback, message_id=message_id, user_id=user.id, kind=kind, text=text
         )
+        return added is not None
+
+    async def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """Votes per feedback kind on a reply, as the database has them now."""
+        return await self._run(self.store.feedback_counts, message_id)
+
+    async def list_feedback(self, user: User, limit: int = 50) -> list[AnswerFeedback]:
+        """Admin: the answers most recently given feedback, each with all of it."""
+        if not user.admin:
+            raise PermissionDenied("only an admin may read everyone's feedback")
+        return group_feedback(await self._run(self.store.list_feedback, limit))
+
+    async def list_log(
+        self,
+        actor: User,
+        table: str,
+        *,
+        user_id: int | None = None,
+        since: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Admin: the newest rows of an operations log (interactions, api_calls, feedback)."""
+        if not actor.admin:
+            raise PermissionDenied("only an admin may read the logs")
+        if table not in LOG_TABLES:
+            raise InvalidInput(f"no log named {table!r}")
+        if limit < 1:
+            raise InvalidInput("the limit must be at least 1")
+        return await self._run(
+            self.store.list_log, table, user_id=user_id, since=since, limit=limit
+        )
+
+    async def prune_logs(self, retention_days: int) -> dict[str, int]:
+        """Delete interactions and API calls older than ``retention_days`` (0 keeps all)."""
+        if retention_days <= 0:
+            return {}
+        before = datetime.now(UTC) - timedelta(days=retention_days)
+        return await self._run(self.store.prune_logs, before.isoformat(timespec="microseconds"))
+
+    def keep_logs_pruned(self, retention_days: int, every: timedelta = PRUNE_EVERY) -> None:
+        """Prune the logs now and then ``every`` (a day) until :meth:`aclose`.
+
+        For the servers; call it from their running event loop. Calling it again
+        while it runs does nothing; with ``retention_days`` 0 nothing is pruned.
+        """
+        if retention_days > 0 and (self._pruning is None or self._pruning.done()):
+            self._pruning = asyncio.get_running_loop().create_task(
+                self._keep_logs_pruned(retention_days, every.total_seconds())
+            )
+
+    async def _keep_logs_pruned(self, retention_days: int, period: float) -> None:
+        while True:
+            # a locked or unwritable database now is no reason to stop
+            with contextlib.suppress(sqlite3.Error, DatabaseError):
+                await self.prune_logs(retention_days)
+            await asyncio.sleep(period)
 
     @property
     def prices(self) -> Prices:

@@ -23,7 +23,7 @@ from discord import app_commands
 
 from mschat.core.errors import ConfigError
 from mschat.core.services import Services
-from mschat.discord import chat, commands, qa
+from mschat.discord import chat, commands, feedback, qa
 from mschat.discord.components import CustomId, MschatItem
 from mschat.discord.invite import invite_url
 from mschat.discord.lanes import Lanes
@@ -89,9 +89,11 @@ class MschatBot(discord.Client):
         return shard_ids is None or 0 in shard_ids
 
     async def setup_hook(self) -> None:
-        """Register the persistent components, watch for dead replies, sync the commands."""
+        """Register the persistent components, watch for dead replies, prune old logs, sync
+        the commands."""
         self.add_dynamic_items(MschatItem)
         self.manager.watch_replies()
+        self.manager.keep_logs_pruned(self.services.config.get("logs", "retention_days"))
         if not self.leader:
             log.info("commands are synced by the process serving shard 0")
             return
@@ -140,12 +142,15 @@ class MschatBot(discord.Client):
         self, interaction: discord.Interaction, cid: CustomId, values: list[str]
     ) -> None:
         """Called by MschatItem for every mschat button or select."""
-        await commands.on_component(self, interaction, cid, values)
+        if cid.scope == "message":
+            await feedback.on_click(self, interaction, cid)
+        else:
+            await commands.on_component(self, interaction, cid, values)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Modal submissions are routed by custom_id, whichever process opened the modal."""
         if interaction.type == discord.InteractionType.modal_submit:
-            await commands.on_modal(self, interaction)
+            await feedback.on_modal(self, interaction)
 
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

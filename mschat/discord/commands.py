@@ -10,7 +10,6 @@ import contextlib
 import io
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -355,11 +354,7 @@ async def as_creator(session: Session, change: Awaitable[T]) -> T:
 async def on_component(
     bot: MschatBot, interaction: discord.Interaction, cid: CustomId, values: list[str]
 ) -> None:
-    """Route a button click or selection (from any message, even one sent before a restart)."""
-
-    if cid.scope == "message":
-        await _feedback(bot, interaction, cid)
-        return
+    """Route a panel's click or selection (from any message, even one sent before a restart)."""
 
     async def body(ctx: Ctx) -> None:
         if cid.scope == "user":
@@ -368,75 +363,6 @@ async def on_component(
             await _session_component(ctx, cid, values)
 
     await handle(bot, interaction, "component", f"{cid.scope}:{cid.action}", body, update=True)
-
-
-#: the feedback modal's custom_id carries the reply it is about
-FEEDBACK_MODAL = re.compile(r"mschat:fbtext:(\d{1,20})")
-
-
-class FeedbackModal(discord.ui.Modal):
-    """Free-text feedback on one answer.
-
-    Its submission is routed by its custom_id (``on_modal``), not by this object:
-    it may reach another process (a shard) or come after a restart.
-    """
-
-    text: discord.ui.TextInput[FeedbackModal] = discord.ui.TextInput(
-        label="What was wrong or missing?",
-        custom_id="text",
-        style=discord.TextStyle.paragraph,
-        max_length=1000,
-    )
-
-    def __init__(self, reply_id: int) -> None:
-        super().__init__(title="Feedback on this answer", custom_id=f"mschat:fbtext:{reply_id}")
-        # finished before it is sent: discord.py keeps no copy waiting for the submission
-        self.stop()
-
-
-def _submitted_text(data: dict[str, Any], custom_id: str) -> str:
-    """The value of a modal's text input, from the raw submission."""
-    stack = list(data.get("components") or [])
-    while stack:
-        component = stack.pop(0)
-        if isinstance(component, dict):
-            if component.get("custom_id") == custom_id and "value" in component:
-                return str(component["value"])
-            stack.extend(component.get("components") or [])
-            if isinstance(component.get("component"), dict):
-                stack.append(component["component"])
-    return ""
-
-
-async def on_modal(bot: MschatBot, interaction: discord.Interaction) -> None:
-    """A submitted mschat modal: the text feedback on an answer is stored as kind "other"."""
-    data: dict[str, Any] = dict(interaction.data or {})  # type: ignore[arg-type]
-    match = FEEDBACK_MODAL.fullmatch(str(data.get("custom_id", "")))
-    if match is None:
-        return
-    reply_id = int(match[1])
-    text = _submitted_text(data, "text")[:1000]
-
-    async def body(ctx: Ctx) -> None:
-        await ctx.manager.add_feedback(ctx.user, reply_id, "other", text)
-        await ctx.show("Thanks, your feedback was recorded.")
-
-    await handle(bot, interaction, "modal", "feedback:other", body)
-
-
-async def _feedback(bot: MschatBot, interaction: discord.Interaction, cid: CustomId) -> None:
-    """A feedback button under an answer: record it (or ask for text first)."""
-    kind = cid.arg or "other"
-    if kind == "other":
-        # the modal is the acknowledgement; nothing is stored until it is submitted
-        await interaction.response.send_modal(FeedbackModal(cid.target))
-        return
-
-    async def body(ctx: Ctx) -> None:
-        await ctx.manager.add_feedback(ctx.user, cid.target, kind)
-        await ctx.show(f"Thanks, your feedback ({kind}) was recorded.")
-
-    await handle(bot, interaction, "component", f"feedback:{kind}", body)
 
 
 async def _user_component(ctx: Ctx, cid: CustomId, values: list[str]) -> None:

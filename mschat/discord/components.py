@@ -278,11 +278,14 @@ FEEDBACK = (
 )
 
 
-def feedback_view(reply_id: int) -> discord.ui.View:
-    """Feedback buttons under an answer (good / outdated / inaccurate / other…)."""
+def feedback_view(reply_id: int, counts: dict[str, int] | None = None) -> discord.ui.View:
+    """Feedback buttons under an answer (good / outdated / inaccurate / other…) with the
+    number of votes each has, when it has any."""
     view = discord.ui.View(timeout=None)
     for kind, text, style in FEEDBACK:
-        view.add_item(button(CustomId("message", reply_id, "fb", kind), text, style=style, row=0))
+        count = (counts or {}).get(kind, 0)
+        label = f"{text} · {count}" if count else text
+        view.add_item(button(CustomId("message", reply_id, "fb", kind), label, style=style, row=0))
     check_limits(view)
     return view
 

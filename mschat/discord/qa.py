@@ -36,7 +36,7 @@ from mschat.core.events import (
     WaitingForTurn,
 )
 from mschat.core.models import Origin, User, utcnow
-from mschat.discord.components import feedback_view
+from mschat.discord.feedback import answer_view
 from mschat.discord.lanes import ANSWER, DONE, FAILED, Lane, Marks
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text, refusal_text
@@ -351,7 +351,7 @@ async def _finish(
     try:
         if ok and not stream.text.strip():
             stream.feed("*(the model returned an empty reply)*")
-        view = feedback_view(reply_id) if ok and reply_id is not None else None
+        view = answer_view(bot, reply_id) if ok and reply_id is not None else None
         sent = await stream.finish(suffix, view)
     except discord.HTTPException as exc:
         log.warning("could not deliver the answer: %s", exc)

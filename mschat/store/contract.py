@@ -64,6 +64,50 @@ def checked_columns(row: dict[str, Any]) -> list[str]:
     return names
 
 
+#: the feedback rows of the replies most recently given feedback (``list_feedback``)
+LIST_FEEDBACK = """
+    SELECT f.id, f.message_id, m.session_id, s.title AS session_title,
+           substr(m.content, 1, 300) AS answer, f.user_id, u.name AS user_name,
+           f.kind, f.text, f.created
+    FROM (
+        SELECT message_id, max(id) AS latest FROM feedback
+        GROUP BY message_id ORDER BY latest DESC LIMIT {mark}
+    ) recent
+    JOIN feedback f ON f.message_id = recent.message_id
+    JOIN messages m ON m.id = f.message_id
+    JOIN sessions s ON s.id = m.session_id
+    LEFT JOIN users u ON u.id = f.user_id
+    ORDER BY recent.latest DESC, f.id
+"""
+
+
+#: the operations logs ``mschat logs`` shows, each with the column of its time
+LOG_TABLES = {"interactions": "created", "api_calls": "started", "feedback": "created"}
+#: the logs pruned after ``logs.retention_days`` (feedback is kept: members' words)
+PRUNED_LOGS = ("interactions", "api_calls")
+
+
+def log_query(
+    table: str, *, user_id: int | None, since: str | None, limit: int, mark: str
+) -> tuple[str, list[Any]]:
+    """SQL and parameters of :meth:`Store.list_log` (``mark``: the placeholder)."""
+    if table not in LOG_TABLES:
+        raise ValueError(f"not an operations log: {table!r}")
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if user_id is not None:
+        where.append(f"t.user_id = {mark}")
+        params.append(user_id)
+    if since is not None:
+        where.append(f"t.{LOG_TABLES[table]} >= {mark}")
+        params.append(since)
+    query = (
+        f"SELECT t.*, u.name AS user_name FROM {table} t LEFT JOIN users u ON u.id = t.user_id"
+        f" WHERE {' AND '.join(where)} ORDER BY t.id DESC LIMIT {mark}"
+    )
+    return query, [*params, limit]
+
+
 class Store(ABC):
     """Repository over one mschat database; thread-safe."""
 
@@ -377,8 +421,42 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def add_feedback(self, **values: Any) -> int:
-        """Record a user's feedback on a reply."""
+    def add_feedback(self, **values: Any) -> int | None:
+        """Record a user's feedback on a reply; its id, or None for a repeated vote.
+
+        Good / outdated / inaccurate count once per user and reply (a unique index
+        refuses the second, from whichever process); every "other" text is kept.
+        """
+
+    @abstractmethod
+    def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """How many votes each feedback kind has on one reply (kinds without any left out)."""
+
+    @abstractmethod
+    def list_feedback(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Every feedback row on the ``limit`` replies most recently given feedback.
+
+        Rows, newest reply first, then oldest feedback first: ``id``, ``message_id``,
+        ``session_id``, ``session_title``, ``answer`` (the reply's first 300
+        characters), ``user_id``, ``user_name``, ``kind``, ``text``, ``created``.
+        """
+
+    @abstractmethod
+    def list_log(
+        self,
+        table: str,
+        *,
+        user_id: int | None = None,
+        since: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The newest rows of one of :data:`LOG_TABLES` (of one user, from ``since`` on),
+        newest first, each with the ``user_name`` of its ``user_id``."""
+
+    @abstractmethod
+    def prune_logs(self, before: str) -> dict[str, int]:
+        """Delete the rows of :data:`PRUNED_LOGS` recorded before ``before``, in one
+        transaction; how many per table."""
 
     @abstractmethod
     def add_interaction(self, **values: Any) -> int:

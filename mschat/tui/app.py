@@ -43,12 +43,14 @@ from mschat.core.events import (
     UsageReported,
     WaitingForTurn,
 )
+from mschat.core.feedback import AnswerFeedback
 from mschat.core.models import Message, MessageStatus, SearchHit, Session, User
 from mschat.core.services import Services
 from mschat.state import State
 from mschat.store.contract import Change
 from mschat.tui.commands import MschatCommands, bindings
 from mschat.tui.format import code_blocks, one_line, session_mark, title_of
+from mschat.tui.screens.feedback import FeedbackScreen
 from mschat.tui.screens.modals import ChoiceScreen, ConfirmScreen, TextInputScreen
 from mschat.tui.screens.search import SearchScreen
 from mschat.tui.screens.settings import SettingsScreen
@@ -1083,6 +1085,26 @@ class MschatApp(App[None]):
         self.everyone = not self.everyone
         self._show_view()
         self.spawn(self._reload_sidebar(), group="sidebar")
+
+    def action_feedback(self) -> None:
+        """Admin: the answers given feedback; choosing one opens its session at it."""
+        if self.me is None or not self.me.admin:
+            self.notify("Only an admin may read everyone's feedback", severity="error")
+            return
+        me = self.me
+
+        async def load() -> list[AnswerFeedback]:
+            return await self.manager.list_feedback(me)
+
+        def done(answer: AnswerFeedback | None) -> None:
+            if answer is not None:
+                self.spawn(
+                    self.open_session(answer.session_id, jump_to=answer.message_id),
+                    group="open",
+                    exclusive=True,
+                )
+
+        self.push_screen(FeedbackScreen(load), done)
 
     def action_load_older(self) -> None:
         """Show the previous page of the open session."""

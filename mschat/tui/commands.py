@@ -93,6 +93,13 @@ ACTIONS: tuple[Action, ...] = (
         False,
     ),
     Action(
+        "feedback",
+        "",
+        "Feedback",
+        "Admin: answers given feedback, with counts and texts (Enter opens one)",
+        False,
+    ),
+    Action(
         "toggle_hidden",
         "",
         "Hide/unhide session",

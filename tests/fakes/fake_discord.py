@@ -648,9 +648,19 @@ class FakeDiscord:
         return interaction
 
     async def submit_modal(
-        self, user_id: int, modal_custom_id: str, fields: dict[str, str], *, dm: bool = False
+        self,
+        user_id: int,
+        modal_custom_id: str,
+        fields: dict[str, str],
+        *,
+        dm: bool = False,
+        message: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Dispatch a MODAL_SUBMIT with text-input values by their custom_id."""
+        """Dispatch a MODAL_SUBMIT with text-input values by their custom_id.
+
+        ``message``: the message whose button opened the modal (Discord sends it
+        along; a deferred update then edits it).
+        """
         data = {
             "custom_id": modal_custom_id,
             "components": [
@@ -658,7 +668,11 @@ class FakeDiscord:
                 for key, value in fields.items()
             ],
         }
-        interaction = self._interaction(user_id, 5, data, dm=dm, channel_id=QA_CHANNEL_ID)
+        channel_id = int(message["channel_id"]) if message else QA_CHANNEL_ID
+        interaction = self._interaction(user_id, 5, data, dm=dm, channel_id=channel_id)
+        if message is not None:
+            interaction["message"] = message
+            self.originals[interaction["token"]] = int(message["id"])
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 

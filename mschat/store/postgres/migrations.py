@@ -406,4 +406,21 @@ def m009_live_settings(conn: Any) -> None:
         conn.execute(statement)
 
 
+@migration
+def m010_feedback_logs(conn: Any) -> None:
+    """Good / outdated / inaccurate count once per member and answer (every "other"
+    text counts): the database refuses the second vote, whichever process records it.
+    API calls by time, for ``mschat logs api-calls --since`` and pruning old ones."""
+    conn.execute(
+        "DELETE FROM feedback WHERE kind <> 'other' AND id NOT IN"
+        " (SELECT min(id) FROM feedback WHERE kind <> 'other'"
+        " GROUP BY message_id, user_id, kind)"
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX idx_feedback_once ON feedback(message_id, user_id, kind)"
+        " WHERE kind <> 'other'"
+    )
+    conn.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
+
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

@@ -48,6 +48,9 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
 from mschat.store.contract import (
+    LIST_FEEDBACK,
+    LOG_TABLES,
+    PRUNED_LOGS,
     TABLES,
     ChangeFeed,
     SearchOrder,
@@ -57,6 +60,7 @@ from mschat.store.contract import (
     UserAsks,
     checked_columns,
     checked_table,
+    log_query,
     usage_query,
     usage_rows,
 )
@@ -946,10 +950,54 @@ class PostgresStore(Store):
         )
         return usage_rows(rows)
 
-    def add_feedback(self, **values: Any) -> int:
-        """Record a user's feedback on a reply."""
+    def add_feedback(self, **values: Any) -> int | None:
+        """Record a user's feedback on a reply; its id, or None for a repeated vote."""
         values.setdefault("created", utcnow())
-        return self._insert("feedback", values)
+        columns = ", ".join(values)
+        marks = ", ".join("%s" for _ in values)
+        cursor = self._execute(
+            f"INSERT INTO feedback ({columns}) VALUES ({marks})"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            list(values.values()),
+        )
+        row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """How many votes each feedback kind has on one reply (kinds without any left out)."""
+        _, rows = self._query(
+            "SELECT kind, count(*) FROM feedback WHERE message_id = %s GROUP BY kind", [message_id]
+        )
+        return {str(kind): int(count) for kind, count in rows}
+
+    def list_feedback(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Every feedback row on the ``limit`` replies most recently given feedback."""
+        names, rows = self._query(LIST_FEEDBACK.format(mark="%s"), [limit])
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def list_log(
+        self,
+        table: str,
+        *,
+        user_id: int | None = None,
+        since: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The newest rows of one operations log, each with its user's name."""
+        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="%s")
+        names, rows = self._query(query, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def prune_logs(self, before: str) -> dict[str, int]:
+        """Delete the interactions and API calls recorded before ``before``."""
+        counts: dict[str, int] = {}
+        with self.write() as conn:
+            for table in PRUNED_LOGS:
+                cursor = conn.execute(
+                    f"DELETE FROM {table} WHERE {LOG_TABLES[table]} < %s", [before]
+                )
+                counts[table] = max(cursor.rowcount, 0)
+        return counts
 
     def add_interaction(self, **values: Any) -> int:
         """Record an interaction or command received by a front end."""

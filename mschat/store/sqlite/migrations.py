@@ -279,4 +279,23 @@ def m009_live_settings(db: Database) -> None:
     )
 
 
+#: a member's repeated click on the same feedback button is one vote (kept: the first)
+FEEDBACK_ONCE = (
+    "DELETE FROM feedback WHERE kind <> 'other' AND id NOT IN"
+    " (SELECT min(id) FROM feedback WHERE kind <> 'other' GROUP BY message_id, user_id, kind)",
+    "CREATE UNIQUE INDEX idx_feedback_once ON feedback(message_id, user_id, kind)"
+    " WHERE kind <> 'other'",
+)
+
+
+@migrations()
+def m010_feedback_logs(db: Database) -> None:
+    """Good / outdated / inaccurate count once per member and answer (every "other"
+    text counts): the database refuses the second vote, whichever process records it.
+    API calls by time, for ``mschat logs api-calls --since`` and pruning old ones."""
+    for statement in FEEDBACK_ONCE:
+        db.execute(statement)
+    db.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -18,6 +18,9 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
 from mschat.store.contract import (
+    LIST_FEEDBACK,
+    LOG_TABLES,
+    PRUNED_LOGS,
     TABLES,
     ChangeFeed,
     SearchOrder,
@@ -27,6 +30,7 @@ from mschat.store.contract import (
     UserAsks,
     checked_columns,
     checked_table,
+    log_query,
     usage_query,
     usage_rows,
 )
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -801,10 +805,53 @@ class SQLiteStore(Store):
         )
         return usage_rows(rows)
 
-    def add_feedback(self, **values: Any) -> int:
-        """Record a user's feedback on a reply."""
+    def add_feedback(self, **values: Any) -> int | None:
+        """Record a user's feedback on a reply; its id, or None for a repeated vote."""
         values.setdefault("created", utcnow())
-        return self._insert("feedback", values)
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.write() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO feedback ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                list(values.values()),
+            )
+            return int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None
+
+    def feedback_counts(self, message_id: int) -> dict[str, int]:
+        """How many votes each feedback kind has on one reply (kinds without any left out)."""
+        _, rows = self._query(
+            "SELECT kind, count(*) FROM feedback WHERE message_id = ? GROUP BY kind", [message_id]
+        )
+        return {str(kind): int(count) for kind, count in rows}
+
+    def list_feedback(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Every feedback row on the ``limit`` replies most recently given feedback."""
+        names, rows = self._query(LIST_FEEDBACK.format(mark="?"), [limit])
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def list_log(
+        self,
+        table: str,
+        *,
+        user_id: int | None = None,
+        since: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """The newest rows of one operations log, each with its user's name."""
+        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="?")
+        names, rows = self._query(query, params)
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def prune_logs(self, before: str) -> dict[str, int]:
+        """Delete the interactions and API calls recorded before ``before``."""
+        counts: dict[str, int] = {}
+        with self.write() as conn:
+            for table in PRUNED_LOGS:
+                cursor = conn.execute(
+                    f"DELETE FROM {table} WHERE {LOG_TABLES[table]} < ?", [before]
+                )
+                counts[table] = max(cursor.rowcount, 0)
+        return counts
 
     def add_interaction(self, **values: Any) -> int:
         """Record an interaction or command received by a front end."""

@@ -1,0 +1,127 @@
+"""``mschat logs``: the operations logs the database keeps (admin only)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from mschat.cli.base import TEXT, Context, run_async
+from mschat.cli.output import print_json, short_time, table
+
+#: the command's names of the logs -> their tables
+LOGS = {"interactions": "interactions", "api-calls": "api_calls", "feedback": "feedback"}
+
+#: ``--since 2h``: a number and a unit
+_AGO = re.compile(r"(\d{1,6})\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+#: the columns of each log's table: header -> how a row shows it
+COLUMNS: dict[str, dict[str, Any]] = {
+    "interactions": {
+        "ID": lambda r: r["id"],
+        "TIME": lambda r: short_time(r["created"]),
+        "USER": lambda r: r["user_name"] or "",
+        "SOURCE": lambda r: r["source"],
+        "KIND": lambda r: r["kind"],
+        "NAME": lambda r: r["name"] or "",
+        "STATUS": lambda r: r["status"] or "",
+        "ERROR": lambda r: (r["error"] or "")[:80],
+    },
+    "api_calls": {
+        "ID": lambda r: r["id"],
+        "STARTED": lambda r: short_time(r["started"]),
+        "USER": lambda r: r["user_name"] or "",
+        "MODEL": lambda r: "/".join(p for p in (r["provider"], r["model"]) if p),
+        "STATUS": lambda r: r["status"],
+        "HTTP": lambda r: r["http_status"] or "",
+        "LATENCY": lambda r: "" if r["latency_ms"] is None else f"{r['latency_ms']} ms",
+        "TOKENS": lambda r: f"{r['prompt_tokens'] or 0}/{r['completion_tokens'] or 0}",
+        "SESSION": lambda r: r["session_id"] or "",
+        "ERROR": lambda r: (r["error"] or "")[:80],
+    },
+    "feedback": {
+        "ID": lambda r: r["id"],
+        "TIME": lambda r: short_time(r["created"]),
+        "USER": lambda r: r["user_name"] or "",
+        "KIND": lambda r: r["kind"],
+        "ANSWER": lambda r: r["message_id"],
+        "TEXT": lambda r: (r["text"] or "")[:100],
+    },
+}
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """``--since``: an age (``30m``, ``2h``, ``7d``, ``1w``) or an ISO date or time (UTC
+    unless it says otherwise), as the stored times' ISO text."""
+    now = now or datetime.now(UTC)
+    ago = _AGO.fullmatch(text.strip().lower())
+    if ago:
+        when = now - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise click.BadParameter(
+                "an age such as 30m, 2h, 7d, 1w, or a date such as 2026-12-01", param_hint="--since"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@click.command()
+@click.argument("log", type=click.Choice(list(LOGS)))
+@click.option("--user", "user_ref", type=TEXT, help="Only this user's rows (id or name).")
+@click.option("--since", type=TEXT, help="Only rows from then on: 30m, 2h, 7d, 1w or a date.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N rows."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (all columns).")
+@click.pass_obj
+def logs(
+    ctx: Context, log: str, user_ref: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Show an operations log, newest first (admin only).
+
+    \b
+    interactions  Discord commands, buttons and answered messages, with payload and outcome
+    api-calls     provider requests: model, status, latency, tokens
+    feedback      votes and texts given on answers
+
+    Interactions and API calls are kept for logs.retention_days.
+
+    \b
+    Examples:
+      mschat logs interactions --since 2h
+      mschat logs api-calls --user alice --limit 20
+      mschat logs feedback --json
+    """
+    table_name = LOGS[log]
+    start = parse_since(since) if since else None
+
+    async def body(services: Any) -> list[dict[str, Any]]:
+        manager = services.manager
+        me = await manager.local_user()
+        user_id = (await manager.find_user(user_ref)).id if user_ref else None
+        return await manager.list_log(me, table_name, user_id=user_id, since=start, limit=limit)
+
+    rows = run_async(ctx, body)
+    if as_json:
+        print_json([_json_row(row) for row in rows])
+        return
+    columns = COLUMNS[table_name]
+    table([[str(show(row)) for show in columns.values()] for row in rows], list(columns))
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for ``--json``: an interaction's payload as the JSON it was stored as."""
+    if isinstance(row.get("payload"), str):
+        try:
+            return {**row, "payload": json.loads(row["payload"])}
+        except ValueError:
+            return row
+    return row
