@@ -6,6 +6,8 @@ import re
 
 #: the title of a session made empty (TUI Ctrl+N, the API); its first question renames it
 DEFAULT_TITLE = "New session"
+#: a session titled after a question moderation flagged is renamed this
+FLAGGED_TITLE = "Flagged question"
 MAX_TITLE = 50
 #: a first sentence shorter than this says too little to be the title on its own
 MIN_SENTENCE = 12

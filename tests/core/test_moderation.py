@@ -47,6 +47,8 @@ async def test_a_flagged_question_and_a_withheld_answer_are_stored_flagged(
     assert isinstance(failed, Failed) and isinstance(failed.error, QuestionFlagged)
     assert provider.requests == []  # the chat model never saw it
     session_id = failed.message.session_id if failed.message else 0
+    # the flagged text never becomes the title others see in session lists
+    assert (await manager.get_session(me, session_id)).title == "Flagged question"
 
     provider.push(chunks=["the secret ", "plan is…"])
     events = [e async for e in manager.ask(me, "and now?", session_id=session_id)]

@@ -15,7 +15,7 @@ from mschat.core.errors import InvalidInput, MschatError, ProviderError, Questio
 from mschat.core.events import Event, HistoryTrimmed, Started
 from mschat.core.models import Message, Session, User
 from mschat.core.moderation import Moderations
-from mschat.core.titles import DEFAULT_TITLE, make_title
+from mschat.core.titles import DEFAULT_TITLE, FLAGGED_TITLE, make_title
 from mschat.core.tokens import counter_for
 from mschat.providers.base import ChatRequest
 from mschat.providers.registry import Registry, ResolvedModel
@@ -244,6 +244,9 @@ class Answerer:
                 try:
                     await self.moderations.check_question(text)
                 except QuestionFlagged as flagged:
+                    if new is not None or title is not None:
+                        # titled after the flagged text: it must not show in session lists
+                        await self.run(store.update_session, session.id, title=FLAGGED_TITLE)
                     yield await writer.refuse(flagged, asked.id)
                     return
                 writer.check = self.moderations.check_answer
