@@ -211,15 +211,13 @@ def _ids_or_star(value: Any) -> list[int] | str:
 
 
 def _listen(value: Any) -> str:
-    """``HOST:PORT``, ``[IPv6]:PORT`` or a bare ``PORT`` (then on 127.0.0.1)."""
+    """``HOST:PORT``, ``[IPv6]:PORT`` or a bare ``PORT`` (then on 127.0.0.1); port 0: any."""
     text = str(value).strip() if isinstance(value, str | int) else ""
     host, _, port = text.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = _port(port)
-    except ValueError:
-        raise ValueError("HOST:PORT, e.g. 127.0.0.1:5001") from None
-    return f"[{host}]:{number}" if ":" in host else f"{host}:{number}"
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError("HOST:PORT, e.g. 127.0.0.1:5001")
+    return f"[{host}]:{int(port)}" if ":" in host else f"{host}:{int(port)}"
 
 
 def _hex_key(value: Any) -> str:
