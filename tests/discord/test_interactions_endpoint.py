@@ -220,3 +220,23 @@ def test_keys_parse_and_the_endpoint_needs_its_public_key(
     for listen, parsed in (("0.0.0.0:80", "0.0.0.0:80"), ("[::1]:5001", "[::1]:5001")):
         monkeypatch.setenv("MSCHAT_DISCORD_INTERACTIONS_LISTEN", listen)
         assert load_config().get("discord", "interactions_listen") == parsed
+
+
+async def test_a_replayed_interaction_runs_once(http: Harness) -> None:
+    fake = http.fake
+    await http.discord_user(1, status="new")
+    interaction = await fake.slash(1, "chat", {"prompt": "only once"})
+    assert fake.endpoint_answers[interaction["id"]][1] == 202
+    # the same signed POST again, within the allowed skew: Discord refuses a second
+    # acknowledgement, so the command stops before it touches anything
+    status, _ = await fake.post_signed(url(http), json.dumps(interaction).encode())
+    assert status == 502
+    user = await http.discord_user(1)
+    [session] = await eventually(lambda: http.manager.list_sessions(user, include_public=False))
+    messages = await eventually(lambda: _complete(http.manager.messages(user, session.id)))
+    assert [m.content for m in messages if m.role == "user"] == ["only once"]
+
+
+async def _complete(messages: Any) -> Any:
+    found = await messages
+    return found if len(found) == 2 and found[1].status == "complete" else None

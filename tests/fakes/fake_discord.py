@@ -219,6 +219,7 @@ class FakeDiscord:
         self._turn = itertools.count()
         #: interaction id -> (endpoint URL, status, body) of what the endpoint answered
         self.endpoint_answers: dict[str, tuple[str, int, bytes]] = {}
+        self._acknowledged: set[str] = set()  # tokens of interactions with their callback
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -1029,6 +1030,11 @@ class FakeDiscord:
         interaction = self.interactions.get(token)
         if interaction is None:
             return _json({"message": "Unknown interaction", "code": 10062}, 404)
+        if token in self._acknowledged:
+            # an interaction has one initial response (a replayed one gets no second)
+            message = "Interaction has already been acknowledged."
+            return _json({"message": message, "code": 40060}, 400)
+        self._acknowledged.add(token)
         body = call.body or {}
         kind = body.get("type")
         data = body.get("data") or {}
