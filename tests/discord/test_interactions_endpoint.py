@@ -240,3 +240,48 @@ async def test_a_replayed_interaction_runs_once(http: Harness) -> None:
 async def _complete(messages: Any) -> Any:
     found = await messages
     return found if len(found) == 2 and found[1].status == "complete" else None
+
+
+async def test_feedback_text_modal_over_http(http: Harness) -> None:
+    fake = http.fake
+    await http.discord_user(1, status="new")
+    interaction = await fake.slash(1, "chat", {"prompt": "rate this"})
+    answer = await fake.wait_until(
+        lambda: next(
+            (m for m in fake.interaction_messages(interaction) if walk_components(m)), None
+        )
+    )
+    other = next(
+        c["custom_id"] for c in walk_components(answer) if c["custom_id"].endswith("other")
+    )
+    click = await fake.click(2, answer, other)
+    [callback] = fake.callbacks(click)
+    assert callback.body["type"] == 9 and fake.endpoint_answers[click["id"]][1] == 202
+    submitted = await fake.submit_modal(2, callback.body["data"]["custom_id"], {"text": "vague"})
+    assert fake.endpoint_answers[submitted["id"]][1] == 202
+    assert "feedback was recorded" in (await reply_of(http, submitted))["content"]
+    rows = await http.manager._run(
+        lambda: list(http.manager.store.db.query("SELECT kind, text FROM feedback"))
+    )
+    assert rows == [{"kind": "other", "text": "vague"}]
+
+
+async def test_gateway_and_endpoint_together(
+    fake: FakeDiscord, services: Services, provider: ScriptedProvider, key: SigningKey
+) -> None:
+    bot, endpoint, task, stop = await start_http_bot(fake, services, key, gateway=True)
+    try:
+        await eventually(lambda: bot.is_ready())
+        h = Harness(fake, bot, services, provider, task, stop)
+        await h.discord_user(1, status="new")
+        # a plain message comes over the gateway, a command over HTTP
+        message = await fake.send_message(1, "hello over the gateway", dm=True)
+        await fake.wait_until(lambda: "👌" in fake.reactions.get(int(message["id"]), []))
+        fake.deliver_over_http([endpoint.url], key)
+        interaction = await fake.slash(1, "user", dm=True)
+        assert fake.endpoint_answers[interaction["id"]][1] == 202
+        assert "hello over the gateway" in (await reply_of(h, interaction))["content"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert fake.identified == 1
