@@ -92,8 +92,11 @@ class Acknowledgements(AsyncWebhookAdapter):
         super().__init__()
         self._waiting: dict[int, asyncio.Future[bool]] = {}
 
-    def expect(self, interaction_id: int) -> asyncio.Future[bool]:
-        """A future set to whether the interaction's callback succeeded."""
+    def expect(self, interaction_id: int) -> asyncio.Future[bool] | None:
+        """A future set to whether the interaction's callback succeeded (None: this
+        interaction is being handled already)."""
+        if interaction_id in self._waiting:
+            return None
         future = asyncio.get_running_loop().create_future()
         self._waiting[interaction_id] = future
         return future
@@ -198,6 +201,8 @@ class Endpoint:
     async def _dispatch(self, payload: dict[str, Any], interaction_id: int) -> web.Response:
         """Hand the interaction to discord.py; answer once its initial response went out."""
         acknowledged = self.acks.expect(interaction_id)
+        if acknowledged is None:  # the same POST twice at once: Discord takes one response
+            return _reply(409, "interaction already being handled")
         installed = async_context.set(self.acks)
         try:
             # as the gateway's INTERACTION_CREATE: the tasks it starts inherit the adapter

@@ -285,3 +285,16 @@ async def test_gateway_and_endpoint_together(
         stop.set()
         await asyncio.wait_for(task, 10)
     assert fake.identified == 1
+
+
+async def test_the_same_interaction_twice_at_once_runs_once(http: Harness) -> None:
+    fake = http.fake
+    await http.discord_user(1)
+    gate = fake.hold("POST", "/callback")  # the first one's acknowledgement is in flight
+    interaction = fake._interaction(1, 2, fake._command("user", 1), dm=True, channel_id=0)
+    body = json.dumps(interaction).encode()
+    first = asyncio.create_task(fake.post_signed(url(http), body))
+    await eventually(lambda: fake.calls_to("POST", "/callback"))
+    assert (await fake.post_signed(url(http), body))[0] == 409
+    gate.set()
+    assert (await first)[0] == 202
