@@ -210,6 +210,23 @@ def _ids_or_star(value: Any) -> list[int] | str:
         raise ValueError('a list of channel ids or "*"') from None
 
 
+def _listen(value: Any) -> str:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or a bare ``PORT`` (then on 127.0.0.1); port 0: any."""
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError("HOST:PORT, e.g. 127.0.0.1:5001")
+    return f"[{host}]:{int(port)}" if ":" in host else f"{host}:{int(port)}"
+
+
+def _hex_key(value: Any) -> str:
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError("64 hex digits (the application's public key)")
+    return text
+
+
 def _choice(*options: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         if not isinstance(value, str) or value.lower() not in options:
@@ -275,6 +292,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         ),
         "shard_ids": Key(
             _shard_ids, [], "shards this process serves (default: all of shard_count)"
+        ),
+        "interactions_listen": Key(
+            _listen, None, "HOST:PORT of the signed HTTP interactions endpoint (unset: off)"
+        ),
+        "public_key": Key(
+            _hex_key, None, "the application's public key (hex): checks the endpoint's requests"
         ),
     },
     "api": {

@@ -80,16 +80,23 @@ def serve_api(ctx: Context, host: str | None, port: int | None, upgrade: bool) -
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level (default: discord.log_level).",
 )
+@click.option(
+    "--no-gateway",
+    is_flag=True,
+    help="Serve only the HTTP interactions endpoint (discord.interactions_listen): "
+    "slash commands and buttons, no plain messages.",
+)
 @upgrade_option
 @click.pass_obj
-def serve_discord(ctx: Context, log_level: str | None, upgrade: bool) -> None:
+def serve_discord(ctx: Context, log_level: str | None, no_gateway: bool, upgrade: bool) -> None:
     """Run the Discord bot (token from discord.token or MSCHAT_DISCORD_TOKEN).
 
     \b
-    Example:
+    Examples:
       MSCHAT_DISCORD_TOKEN=... mschat serve-discord --log-level info
+      MSCHAT_DISCORD_INTERACTIONS_LISTEN=127.0.0.1:5001 mschat serve-discord --no-gateway
     """
     from mschat.discord.bot import run as run_bot  # type: ignore[import-not-found]
 
     services = open_services(ctx, "serve-discord", upgrade=upgrade, server=True)
-    run_bot(services, log_level=log_level)
+    run_bot(services, log_level=log_level, gateway=not no_gateway)

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 import yarl
@@ -28,6 +28,9 @@ from mschat.discord.components import CustomId, MschatItem
 from mschat.discord.invite import invite_url
 from mschat.discord.lanes import Lanes
 from mschat.visible import visible
+
+if TYPE_CHECKING:
+    from mschat.discord.interactions import Endpoint
 
 log = logging.getLogger("mschat.discord")
 
@@ -219,7 +222,9 @@ def make_bot(
     cls: type[MschatBot] = MschatBot
     if options.get("shard_count") is not None:
         cls = ShardedMschatBot
-        # a user's DM and guild messages may reach two processes: take turns through the database
+    if options.get("shard_count") is not None or config.get("discord", "interactions_listen"):
+        # a user's events may reach two processes (a DM and a guild message on two shards,
+        # two interactions through a load balancer): take turns through the database
         services.manager.share_turns()
     return cls(
         services,
@@ -279,23 +284,39 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     grace: float = SHUTDOWN_GRACE,
+    endpoint: Endpoint | None = None,
+    gateway: bool = True,
 ) -> None:
-    """Log in, run until ``stop`` is set (or the gateway gives up), then shut down cleanly."""
+    """Log in, run until ``stop`` is set (or the gateway gives up), then shut down cleanly.
+
+    ``endpoint``: also receive interactions as signed HTTP POSTs; ``gateway=False``:
+    only those (no gateway connection, so no plain messages).
+    """
     stop = stop or asyncio.Event()
-    log.info("starting the bot: %s", describe(bot))
+    log.info("starting the bot: %s", describe(bot) if gateway else "HTTP interactions only")
     try:
         await bot.login(token)
+        if endpoint is not None:
+            await endpoint.start()
     except discord.LoginFailure:
         await bot.close()
         raise ConfigError("Discord rejected the bot token", hint=TOKEN_HINT) from None
     except BaseException:
         await bot.close()
         raise
-    runner = asyncio.create_task(bot.connect(reconnect=True), name="mschat-discord-gateway")
+    if not gateway:
+        log.info("no gateway connection: plain messages (Q&A mode) are not answered")
+    runner = (
+        asyncio.create_task(bot.connect(reconnect=True), name="mschat-discord-gateway")
+        if gateway
+        else None
+    )
     stopper = asyncio.create_task(stop.wait(), name="mschat-discord-stop")
     try:
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waited = {stopper} if runner is None else {runner, stopper}
+        done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         if runner in done:
+            assert runner is not None
             try:
                 runner.result()
             except discord.PrivilegedIntentsRequired:
@@ -307,21 +328,28 @@ async def serve(
                 raise ConfigError("Discord rejected the bot token", hint=TOKEN_HINT) from None
     finally:
         stopper.cancel()
+        if endpoint is not None:
+            await endpoint.close()  # no new interactions; those received got their response
         interrupted = await bot.drain(grace)
         if interrupted:
             log.warning("%d reply(ies) were interrupted by the shutdown", interrupted)
         await bot.close()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
 
 
-def run(services: Services, log_level: str | None = None) -> None:
-    """``mschat serve-discord``: serve until SIGINT/SIGTERM."""
+def run(services: Services, log_level: str | None = None, *, gateway: bool = True) -> None:
+    """``mschat serve-discord``: serve until SIGINT/SIGTERM (``gateway=False``: only the
+    HTTP interactions endpoint)."""
     config = services.config
     token = config.get("discord", "token")
     if not token:
         raise ConfigError("no Discord bot token is configured", hint=TOKEN_HINT)
+    from mschat.discord.interactions import check_endpoint_config, endpoint_of
+
+    check_endpoint_config(config, gateway=gateway)
     setup_logging(log_level or config.get("discord", "log_level"))
     if log_level is None:  # not fixed by --log-level: the live setting's
         services.live.on_change(lambda live: set_log_level(live.get("discord.log_level")))
@@ -336,7 +364,8 @@ def run(services: Services, log_level: str | None = None) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         try:
-            await serve(make_bot(services), token, stop=stop)
+            bot = make_bot(services)
+            await serve(bot, token, stop=stop, endpoint=endpoint_of(bot), gateway=gateway)
         finally:
             await services.aclose()
 

@@ -213,6 +213,13 @@ class FakeDiscord:
         self._changed: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self._refusals: list[tuple[str, str, int, str]] = []
+        #: interactions endpoints taking turns (a load balancer); empty: the gateway
+        self.endpoints: list[str] = []
+        self._signing_key: Any = None
+        self._turn = itertools.count()
+        #: interaction id -> (endpoint URL, status, body) of what the endpoint answered
+        self.endpoint_answers: dict[str, tuple[str, int, bytes]] = {}
+        self._acknowledged: set[str] = set()  # tokens of interactions with their callback
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -609,7 +616,7 @@ class FakeDiscord:
             for key, value in (options or {}).items()
         ]
         interaction = self._interaction(user_id, 2, data, dm=dm, channel_id=channel_id)
-        await self.dispatch("INTERACTION_CREATE", interaction)
+        await self._deliver(interaction)
         return interaction
 
     async def message_command(
@@ -621,7 +628,7 @@ class FakeDiscord:
         data["resolved"] = {"messages": {target["id"]: target}}
         channel_id = int(target["channel_id"])
         interaction = self._interaction(user_id, 2, data, dm=dm, channel_id=channel_id)
-        await self.dispatch("INTERACTION_CREATE", interaction)
+        await self._deliver(interaction)
         return interaction
 
     async def click(
@@ -644,7 +651,7 @@ class FakeDiscord:
         interaction = self._interaction(user_id, 3, data, dm=dm, channel_id=channel_id)
         interaction["message"] = message
         self.originals[interaction["token"]] = int(message["id"])
-        await self.dispatch("INTERACTION_CREATE", interaction)
+        await self._deliver(interaction)
         return interaction
 
     async def submit_modal(
@@ -673,8 +680,52 @@ class FakeDiscord:
         if message is not None:
             interaction["message"] = message
             self.originals[interaction["token"]] = int(message["id"])
-        await self.dispatch("INTERACTION_CREATE", interaction)
+        await self._deliver(interaction)
         return interaction
+
+    # -- interactions over HTTP (an "Interactions Endpoint URL") ---------------------------
+
+    def deliver_over_http(self, endpoints: list[str], signing_key: Any) -> None:
+        """Send interactions as signed POSTs to ``endpoints`` in turn instead of the gateway.
+
+        ``signing_key``: a PyNaCl ``SigningKey``, standing for the application's key.
+        """
+        self.endpoints = list(endpoints)
+        self._signing_key = signing_key
+
+    def signed_headers(
+        self, body: bytes, *, timestamp: int | None = None, key: Any = None
+    ) -> dict[str, str]:
+        """The headers Discord signs a POST of ``body`` with (``key`` overrides the app's)."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = (key or self._signing_key).sign(stamp.encode() + body).signature
+        return {
+            "Content-Type": "application/json",
+            "X-Signature-Ed25519": signature.hex(),
+            "X-Signature-Timestamp": stamp,
+        }
+
+    async def post_signed(
+        self, url: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """POST ``body`` to an endpoint as Discord does (signed unless ``headers`` are given)."""
+        import aiohttp
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=body, headers=headers or self.signed_headers(body)) as response,
+        ):
+            return response.status, await response.read()
+
+    async def _deliver(self, interaction: dict[str, Any]) -> None:
+        """An interaction reaches the bot: over the gateway, or POSTed to the next endpoint."""
+        if not self.endpoints:
+            await self.dispatch("INTERACTION_CREATE", interaction)
+            return
+        url = self.endpoints[next(self._turn) % len(self.endpoints)]
+        self.deliveries.append(("HTTP", None, interaction["id"]))
+        status, body = await self.post_signed(url, json.dumps(interaction).encode())
+        self.endpoint_answers[interaction["id"]] = (url, status, body)
 
     # -- inspecting what the bot did ---------------------------------------------------
 
@@ -979,6 +1030,11 @@ class FakeDiscord:
         interaction = self.interactions.get(token)
         if interaction is None:
             return _json({"message": "Unknown interaction", "code": 10062}, 404)
+        if token in self._acknowledged:
+            # an interaction has one initial response (a replayed one gets no second)
+            message = "Interaction has already been acknowledged."
+            return _json({"message": message, "code": 40060}, 400)
+        self._acknowledged.add(token)
         body = call.body or {}
         kind = body.get("type")
         data = body.get("data") or {}
