@@ -124,6 +124,13 @@ NEXT_QUEUED = (
 QUEUE_LOCK = 0x6D73_7175  # "msqu"
 
 
+def _first(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of a statement's one row."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
 class IsoTimestampLoader(Loader):
     """``timestamptz`` as ``utcnow()``'s ISO-8601 text (the session's time zone is UTC)."""
 
@@ -924,19 +931,22 @@ class PostgresStore(Store):
     ) -> int | None:
         """Put a question in the queue unless ``size`` entries already wait."""
         with self.write() as conn:
+            # the count and the insert hold for the whole deployment (see claim_queue)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [QUEUE_LOCK])
             conn.execute("DELETE FROM queue WHERE lease_until < %s", [now])
             if size is not None:
-                (waiting,) = conn.execute(
-                    "SELECT count(*) FROM queue WHERE state = 'waiting'"
-                ).fetchone()
+                waiting = _first(conn.execute("SELECT count(*) FROM queue WHERE state = 'waiting'"))
                 if waiting >= size:
                     return None
-            row = conn.execute(
-                "INSERT INTO queue (user_id, provider, priority, created, lease_until) "
-                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                [user_id, provider, priority, now, until],
-            ).fetchone()
-            return int(row[0])
+            return int(
+                _first(
+                    conn.execute(
+                        "INSERT INTO queue (user_id, provider, priority, created, lease_until) "
+                        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                        [user_id, provider, priority, now, until],
+                    )
+                )
+            )
 
     def claim_queue(
         self, provider: str, max_running: int | None, now: str, until: str
@@ -947,9 +957,12 @@ class PostgresStore(Store):
             # one claimer at a time in the whole deployment: the slot count holds
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [QUEUE_LOCK])
             conn.execute("DELETE FROM queue WHERE lease_until < %s", [now])
-            (running,) = conn.execute(
-                "SELECT count(*) FROM queue WHERE state = 'running' AND provider = %s", [provider]
-            ).fetchone()
+            running = _first(
+                conn.execute(
+                    "SELECT count(*) FROM queue WHERE state = 'running' AND provider = %s",
+                    [provider],
+                )
+            )
             while max_running is None or running < max_running:
                 row = conn.execute(NEXT_QUEUED, [provider]).fetchone()
                 if row is None:
