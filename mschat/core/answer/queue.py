@@ -2,8 +2,8 @@
 
 A question enters the queue (``Store.enqueue``) before it is stored, when the
 queue is in use: its provider has ``max_concurrency``, or ``queue.size`` /
-``queue.max_age`` is set, or answering is paused with ``queue.when_paused =
-hold``. Otherwise an ask costs no queue write at all.
+``queue.max_age`` is set, or answering is paused. Otherwise an ask costs no
+queue write at all.
 
 The database decides who runs (``Store.claim_queue``): at most
 ``providers.NAME.max_concurrency`` entries per provider, one per user, priority
@@ -53,7 +53,7 @@ class QueueRules:
             self.size is not None
             or self.max_age is not None
             or self.max_running is not None
-            or (self.paused and self.hold)
+            or self.paused
         )
 
 
