@@ -48,3 +48,13 @@ def test_pause_status_resume(mschat_home: Path, db_url: str) -> None:
     shown = runner.invoke(cli, ["--db", db_url, "config", "show", "--live", "--json"]).output
     [row] = [r for r in json.loads(shown) if r["key"] == "queue.paused"]
     assert (row["value"], row["source"]) == (False, "config")
+
+
+def test_an_admin_gives_a_user_priority_in_the_queue(mschat_home: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["users", "list"]).exit_code == 0  # the terminal user
+    result = runner.invoke(cli, ["users", "set", "--priority", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(": priority\n")
+    shown = runner.invoke(cli, ["users", "show", "--json"]).output
+    assert json.loads(shown)["user"]["priority"] == 5
