@@ -158,6 +158,7 @@ class Queue:
         self.lease = lease
         self._places: dict[int, Place] = {}
         self._kick = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
     def rules(self, provider: str) -> QueueRules:
@@ -173,6 +174,9 @@ class Queue:
         """Watch a place that just entered the queue."""
         assert place.entry is not None
         self._places[place.entry] = place
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a manager may serve one event loop after another
+            self._loop, self._kick, self._task = loop, asyncio.Event(), None
         self._kick.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._dispatch(), name="mschat-queue")
