@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
-from mschat.core.answer.queue import Queue
+from mschat.core.answer.queue import Queue, Ticket
 from mschat.core.answer.turns import Runner, Turn, Turns, new_owner, stamp
 from mschat.core.answer.writer import ReplyWriter, WriterSettings
 from mschat.core.errors import (
@@ -181,13 +181,21 @@ class Answerer:
         A question the queue refuses is stored all the same, its reply marked
         failed with the reason.
         """
-        resolved = await self._resolve(user, target, model)
+        ticket: Ticket | None = options.pop("ticket", None)
+        try:
+            resolved = await self._resolve(user, target, model)
+        except BaseException:
+            if ticket is not None:
+                ticket.done()
+            raise
         rules = self.queue.rules(resolved.provider)
         if not rules.active:
+            if ticket is not None:
+                ticket.done()
             async for event in self._answer_now(turn, user, target, text, resolved, **options):
                 yield event
             return
-        place = self.queue.place(user, resolved.provider)
+        place = self.queue.place(user, resolved.provider, ticket)
         session_id = target.id if isinstance(target, Session) else 0
         try:
             refused: Busy | None = None

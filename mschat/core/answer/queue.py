@@ -32,8 +32,10 @@ from mschat.store.contract import Store
 
 log = logging.getLogger(__name__)
 
+#: users whose (empty) lines of tickets are kept before the empty ones are forgotten
+LINES_KEPT = 1000
 #: seconds between two looks at the database while entries of this process wait
-POLL = 0.1
+POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +72,47 @@ def queue_rules(config: Config, provider: str) -> QueueRules:
     )
 
 
+class Ticket:
+    """A question's rank among its user's questions in this process, taken when asked.
+
+    The database orders a user's entries by id; the steps before the entry is
+    written (checks, routing: store calls on several threads) may finish out of
+    order, so a question enters the queue only after the user's earlier ones.
+    """
+
+    def __init__(self, line: list[Ticket]) -> None:
+        self._line = line
+        self._first = asyncio.Event()
+        line.append(self)
+        if line[0] is self:
+            self._first.set()
+
+    async def ready(self) -> None:
+        """Wait until the user's earlier questions entered the queue (or gave up)."""
+        await self._first.wait()
+
+    def done(self) -> None:
+        """This question entered the queue, or will not: the next one may enter."""
+        if self in self._line:
+            self._line.remove(self)
+            if self._line:
+                self._line[0]._first.set()
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done()
+
+
 class Place:
     """One question's entry in the queue, from its wait to the end of its answer."""
 
-    def __init__(self, queue: Queue, user: User, provider: str) -> None:
+    def __init__(self, queue: Queue, user: User, provider: str, ticket: Ticket) -> None:
         self.queue = queue
         self.user = user
         self.provider = provider
+        self.ticket = ticket
         self.entry: int | None = None
         #: waiting, running or gone (its lease ended: this process was too slow)
         self.state = "waiting"
@@ -94,15 +130,17 @@ class Place:
         if rules.paused and not rules.hold:
             raise Paused("answering is paused; ask again later")
         entered = datetime.now(UTC)
-        self.entry = await queue.run(
-            queue.store.enqueue,
-            self.user.id,
-            self.provider,
-            self.user.priority,
-            stamp(),
-            stamp(queue.lease),
-            rules.size,
-        )
+        with self.ticket:
+            await self.ticket.ready()
+            self.entry = await queue.run(
+                queue.store.enqueue,
+                self.user.id,
+                self.provider,
+                self.user.priority,
+                stamp(),
+                stamp(queue.lease),
+                rules.size,
+            )
         if self.entry is None:
             raise QueueFull(f"the queue is full ({rules.size} questions wait); ask again later")
         queue.join(self)
@@ -157,6 +195,7 @@ class Queue:
         self.config = config
         self.lease = lease
         self._places: dict[int, Place] = {}
+        self._lines: dict[int, list[Ticket]] = {}
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -166,9 +205,18 @@ class Queue:
         config = self.config()
         return queue_rules(config, provider) if config is not None else QueueRules()
 
-    def place(self, user: User, provider: str) -> Place:
+    def ticket(self, user_id: int) -> Ticket:
+        """Rank a question among its user's questions in this process (when it is asked)."""
+        line = self._lines.setdefault(user_id, [])
+        ticket = Ticket(line)
+        if len(self._lines) > LINES_KEPT:  # forget the users who have no question waiting
+            for known in [k for k, v in self._lines.items() if not v]:
+                del self._lines[known]
+        return ticket
+
+    def place(self, user: User, provider: str, ticket: Ticket | None = None) -> Place:
         """A place for a user's question, not in the queue yet (see :meth:`Place.wait`)."""
-        return Place(self, user, provider)
+        return Place(self, user, provider, ticket or self.ticket(user.id))
 
     def join(self, place: Place) -> None:
         """Watch a place that just entered the queue."""
