@@ -134,3 +134,26 @@ async def test_a_dead_instances_slot_frees_itself(services: Services):
     assert isinstance(got[0], WaitingForTurn)
     assert isinstance(got[-1], Completed)
     assert store.queue_states([entry]) == {}
+
+
+async def test_a_users_questions_are_answered_in_the_order_asked(pair):
+    first, _ = pair
+    limit(first)
+    gate = asyncio.Event()
+    first.registry._instances["fake"].push(gate=gate)  # type: ignore[attr-defined]
+    holder = asyncio.create_task(events(first, await user(first, "holder"), "hold"))
+    await eventually(lambda: first.registry._instances["fake"].requests)  # type: ignore[attr-defined]
+    ann = await user(first, "ann")
+    started: list[str] = []
+
+    async def ask(text: str) -> None:
+        async for event in first.manager.ask(ann, text, new_session=True):
+            if isinstance(event, Started):
+                started.append(text)
+
+    # asked one after the other, before any of them reached the database
+    asks = [asyncio.create_task(ask(str(n))) for n in range(5)]
+    await eventually(lambda: waits(first, 5))
+    gate.set()
+    await asyncio.gather(holder, *asks)
+    assert started == ["0", "1", "2", "3", "4"]
