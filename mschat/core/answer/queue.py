@@ -127,10 +127,10 @@ class Place:
         ``QueueTimeout``; then this place is already left.
         """
         queue = self.queue
-        if rules.paused and not rules.hold:
-            raise Paused("answering is paused; ask again later")
         entered = datetime.now(UTC)
-        with self.ticket:
+        with self.ticket:  # whatever happens, the user's next question may enter after
+            if rules.paused and not rules.hold:
+                raise Paused("answering is paused; ask again later")
             await self.ticket.ready()
             self.entry = await queue.run(
                 queue.store.enqueue,
