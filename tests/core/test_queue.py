@@ -10,7 +10,7 @@ import pytest
 
 from mschat.core.answer.turns import stamp
 from mschat.core.errors import Paused, QueueFull, QueueTimeout
-from mschat.core.events import Completed, Event, Failed, Started, WaitingForTurn
+from mschat.core.events import Completed, Event, Failed, Queued, Started
 from mschat.core.models import User
 from mschat.core.services import Services, build_services
 from tests.conftest import eventually
@@ -77,7 +77,7 @@ async def test_priority_users_first_then_oldest_with_one_slot(pair):
     results = await asyncio.gather(holder, *tasks)
     assert started == ["vip", "ann", "bob", "cat"]
     for got in results[1:]:
-        assert isinstance(got[0], WaitingForTurn)
+        assert isinstance(got[0], Queued)
         assert isinstance(got[-1], Completed)
     assert await waiting(first) == 0
 
@@ -120,7 +120,7 @@ async def test_pause_rejects_or_holds_new_questions(pair):
     first.live.unset("queue.paused")
     second.live.refresh()
     got = await held
-    assert isinstance(got[0], WaitingForTurn) and isinstance(got[-1], Completed)
+    assert isinstance(got[0], Queued) and isinstance(got[-1], Completed)
 
 
 async def test_a_dead_instances_slot_frees_itself(services: Services):
@@ -131,7 +131,7 @@ async def test_a_dead_instances_slot_frees_itself(services: Services):
     entry = store.enqueue(dead.id, "fake", 0, stamp(), stamp(timedelta(seconds=1)), None)
     assert store.claim_queue("fake", 1, stamp(), stamp(timedelta(seconds=1))) == [entry]
     got = await events(services, await user(services, "alive"), "after")
-    assert isinstance(got[0], WaitingForTurn)
+    assert isinstance(got[0], Queued)
     assert isinstance(got[-1], Completed)
     assert store.queue_states([entry]) == {}
 

@@ -8,9 +8,9 @@ hands the question to :class:`Answerer`, which
    ``WaitingForTurn`` once if another ask holds it;
 2. when the queue is in use (``queue.py``: a provider's ``max_concurrency``,
    ``queue.size``, ``queue.max_age``, or answering paused), waits for one of the
-   provider's slots in the database's queue, yielding ``WaitingForTurn`` once if
-   none is free at once; a refusal (full, too long a wait, paused) is stored
-   with the question as a failed reply;
+   provider's slots in the database's queue, yielding ``Queued`` (a
+   ``WaitingForTurn``) once if none is free at once; a refusal (full, too long a
+   wait, paused) is stored with the question as a failed reply;
 3. stores the question and an empty ``streaming`` reply row in one transaction
    (the question is stored before any provider call), naming a still empty
    "New session" after its first question;

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from mschat.config import Config
 from mschat.core.answer.turns import Runner, stamp
 from mschat.core.errors import Paused, QueueFull, QueueTimeout
-from mschat.core.events import WaitingForTurn
+from mschat.core.events import Queued
 from mschat.core.models import User
 from mschat.store.contract import Store
 
@@ -118,10 +118,8 @@ class Place:
         self.state = "waiting"
         self.moved = asyncio.Event()
 
-    async def wait(
-        self, session_id: int, rules: QueueRules
-    ) -> AsyncGenerator[WaitingForTurn, None]:
-        """Wait for a slot; yields ``WaitingForTurn`` once if none is free at once.
+    async def wait(self, session_id: int, rules: QueueRules) -> AsyncGenerator[Queued, None]:
+        """Wait for a slot; yields ``Queued`` once if none is free at once.
 
         Raises ``Paused`` (paused, ``when_paused = reject``), ``QueueFull`` or
         ``QueueTimeout``; then this place is already left.
@@ -163,7 +161,7 @@ class Place:
             self.moved.clear()
             if self.state == "waiting" and not told:
                 told = True
-                yield WaitingForTurn(session_id)
+                yield Queued(session_id, self.provider)
         if self.state == "gone":
             await self.leave()
             raise QueueTimeout("the question lost its place in the queue; ask again")
