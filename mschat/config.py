@@ -321,6 +321,16 @@ SECTIONS: dict[str, dict[str, Key]] = {
             "days interactions and API calls are kept (0: forever); servers prune daily",
         ),
     },
+    "queue": {
+        "size": Key(_positive_int, None, "questions that may wait for a slot (unset: no limit)"),
+        "max_age": Key(
+            _positive_float, None, "seconds a question may wait for a slot (unset: no limit)"
+        ),
+        "paused": Key(_bool, False, "answering paused (mschat ops pause / resume)"),
+        "when_paused": Key(
+            _choice("reject", "hold"), "reject", "new questions while paused: reject or hold"
+        ),
+    },
     "database": {
         "url": Key(
             _str,
@@ -349,6 +359,9 @@ PROVIDER_KEYS: dict[str, Key] = {
     "path": Key(_str, None, "GGUF model file (type = local)"),
     "n_ctx": Key(_positive_int, None, "context size to load a local model with"),
     "n_threads": Key(_positive_int, None, "CPU threads of a local model"),
+    "max_concurrency": Key(
+        _positive_int, None, "answers this provider writes at once (unset: no limit)"
+    ),
 }
 
 MAP_SECTIONS = {
@@ -373,6 +386,7 @@ class ProviderConfig:
     path: str | None = None
     n_ctx: int | None = None
     n_threads: int | None = None
+    max_concurrency: int | None = None
     source: str = "config"
 
     def __repr__(self) -> str:

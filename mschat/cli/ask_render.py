@@ -19,6 +19,7 @@ from mschat.core.events import (
     Event,
     Failed,
     HistoryTrimmed,
+    Queued,
     Retrying,
     Started,
     TextDelta,
@@ -93,7 +94,9 @@ class AskRenderer:
         self.spinner.start()
         try:
             async for event in events:
-                if isinstance(event, WaitingForTurn):
+                if isinstance(event, Queued):
+                    self._note(f"[queued: waiting for a free slot of {event.provider}]")
+                elif isinstance(event, WaitingForTurn):
                     self._note(
                         f"[waiting: another reply is being written in session "
                         f"{event.session_id}; yours follows]"

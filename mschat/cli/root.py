@@ -24,6 +24,7 @@ COMMANDS = {
     "config": "mschat.cli.config:config",
     "db": "mschat.cli.db:db",
     "logs": "mschat.cli.logs:logs",
+    "ops": "mschat.cli.ops:ops",
     "tui": "mschat.cli.launchers:tui",
     "serve-api": "mschat.cli.launchers:serve_api",
     "serve-discord": "mschat.cli.launchers:serve_discord",

@@ -121,6 +121,7 @@ def users_show(ctx: Context, user_ref: str | None, since: str | None, as_json: b
 @click.option(
     "--rate-limit", type=int, help="Questions allowed per 6 hours (admin only; 0 blocks)."
 )
+@click.option("--priority", type=int, help="Queue priority: higher is answered first (admin only).")
 @click.option("--ignored/--not-ignored", default=None, help="Ignore the user (admin only).")
 @click.pass_obj
 def users_set(ctx: Context, user_ref: str | None, **changes: Any) -> None:

@@ -74,6 +74,25 @@ class RateLimited(Busy):
     code = "rate_limited"
 
 
+class QueueFull(Busy):
+    """As many questions as ``queue.size`` allows already wait for a slot."""
+
+    code = "queue_full"
+
+
+class QueueTimeout(Busy):
+    """The question waited in the queue longer than ``queue.max_age``."""
+
+    code = "queue_timeout"
+
+
+class Paused(Busy):
+    """Answering is paused (``mschat ops pause``) and new questions are refused."""
+
+    code = "paused"
+    http_status = 503
+
+
 class DatabaseError(MschatError):
     """The database cannot be used (newer schema, corrupt, unwritable)."""
 

@@ -20,6 +20,17 @@ class WaitingForTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class Queued(WaitingForTurn):
+    """This ask waits in the queue for one of its provider's slots (``queue.*``).
+
+    A ``WaitingForTurn``, so a front end that shows only that shows it too;
+    ``session_id`` is 0 when the ask will create its session.
+    """
+
+    provider: str
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """The user's message is stored and the reply row exists."""
 

@@ -33,6 +33,10 @@ LIVE_KEYS = (
     "defaults.one_question_at_a_time",
     "discord.default_status",
     "feedback.enabled",
+    "queue.size",
+    "queue.max_age",
+    "queue.paused",
+    "queue.when_paused",
 )
 
 #: how often SQLite's change counter is read (PostgreSQL pushes its notices)

@@ -34,6 +34,7 @@ from mschat.core.answer import (
     WriterSettings,
     recover_replies,
 )
+from mschat.core.answer.queue import Ticket
 from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
@@ -725,6 +726,47 @@ class SessionManager:
         (Discord's ``/private``) never goes into a public session: one routed
         there starts a new private session instead.
         """
+        # ranked among the user's questions now, before anything is awaited: the
+        # queue takes a user's questions in the order they were asked
+        ticket = self._answerer.queue.ticket(user.id)
+        try:
+            async for event in self._ask(
+                user,
+                text,
+                ticket,
+                session_id=session_id,
+                new_session=new_session,
+                origin=origin,
+                model=model,
+                system=system,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                title=title,
+                external_ref=external_ref,
+                private=private,
+            ):
+                yield event
+        finally:
+            ticket.done()
+
+    async def _ask(
+        self,
+        user: User,
+        text: str,
+        ticket: Ticket,
+        *,
+        session_id: int | None,
+        new_session: bool,
+        origin: str,
+        model: str | None,
+        system: str | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        title: str | None,
+        external_ref: str | None,
+        private: bool,
+    ) -> AsyncIterator[Event]:
+        """The body of :meth:`ask`, once the question is ranked."""
         if not text or not text.strip():
             raise InvalidInput("the message is empty")
         if temperature is not None:
@@ -775,6 +817,7 @@ class SessionManager:
             temperature=temperature,
             max_tokens=max_tokens,
             external_ref=external_ref,
+            ticket=ticket,
         ):
             if isinstance(event, Started) and isinstance(target, NewSession):
                 self._attached(user, event.session, target.user_changes)

@@ -540,6 +540,47 @@ class Store(ABC):
         None, False). One statement.
         """
 
+    # ---- the queue of questions (``queue.*``, ``providers.NAME.max_concurrency``) --
+
+    @abstractmethod
+    def enqueue(
+        self, user_id: int, provider: str, priority: int, now: str, until: str, size: int | None
+    ) -> int | None:
+        """Put a question in the queue, leased to its waiter until ``until``.
+
+        One transaction: entries whose lease ended before ``now`` are dropped
+        first (their process died); None when ``size`` entries already wait.
+        """
+
+    @abstractmethod
+    def claim_queue(
+        self, provider: str, max_running: int | None, now: str, until: str
+    ) -> list[int]:
+        """Start the next waiting entries of a provider while it has free slots.
+
+        At most ``max_running`` entries of the provider run at once (None: no
+        limit), one per user; of the users whose oldest waiting entry is for this
+        provider, priority users first, then the oldest entry. Claimed entries are
+        leased until ``until``. One transaction, serialised across instances (on
+        PostgreSQL the next entry is taken with ``FOR UPDATE SKIP LOCKED``).
+        """
+
+    @abstractmethod
+    def queue_states(self, entry_ids: Sequence[int]) -> dict[int, str]:
+        """The state (``waiting`` or ``running``) of those entries still queued."""
+
+    @abstractmethod
+    def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
+        """Extend the leases of entries this process still waits for or runs."""
+
+    @abstractmethod
+    def leave_queue(self, entry_id: int) -> None:
+        """Remove an entry (answered, refused or given up): its slot is free."""
+
+    @abstractmethod
+    def queue_status(self, now: str) -> QueueStatus:
+        """The live entries of the queue: how many wait, run per provider, oldest wait."""
+
     # ---- live settings (``mschat config set``) --------------------------------
 
     @abstractmethod
@@ -606,6 +647,25 @@ class SettingRow(NamedTuple):
     value: str
     updated: str
     updated_by: str | None
+
+
+class QueueStatus(NamedTuple):
+    """What :meth:`Store.queue_status` found in the queue."""
+
+    #: entries waiting for a slot
+    waiting: int
+    #: running entries by provider
+    running: dict[str, int]
+    #: when the oldest waiting entry was queued (None: none waits)
+    oldest: str | None
+
+
+def queue_status(rows: Sequence[tuple[str, str, int, str]]) -> QueueStatus:
+    """A :class:`QueueStatus` of ``(state, provider, count, oldest created)`` rows."""
+    waiting = sum(count for state, _, count, _ in rows if state == "waiting")
+    running = {provider: count for state, provider, count, _ in rows if state == "running"}
+    created = [oldest for state, _, _, oldest in rows if state == "waiting" and oldest]
+    return QueueStatus(waiting, running, min(created) if created else None)
 
 
 class UserAsks(NamedTuple):

@@ -8,7 +8,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from mschat.cli.ask_render import AskRenderer, TerminalText
-from mschat.core.events import Completed, Event, Started, TextDelta, WaitingForTurn
+from mschat.core.events import (
+    Completed,
+    Event,
+    Queued,
+    Started,
+    TextDelta,
+    WaitingForTurn,
+)
 from mschat.core.models import Usage
 
 
@@ -40,3 +47,19 @@ def test_a_carriage_return_split_across_pieces_is_a_line_end():
     shown = text.feed("one\r") + text.feed("\ntwo\r") + text.feed("three") + text.end()
     assert shown == "one\ntwo␍three"
     assert text.feed("end\r") + text.end() == "end␍"
+
+
+async def test_waiting_in_the_queue_is_one_line_on_stderr():
+    out, err = io.StringIO(), io.StringIO()
+    renderer = AskRenderer(out=out, err=err)
+    started = Started(
+        session=SimpleNamespace(id=7, title="New"),  # type: ignore[arg-type]
+        user_message=SimpleNamespace(id=1),  # type: ignore[arg-type]
+        reply_id=2,
+        model="fake/fake-model",
+        context_window=4096,
+    )
+    done = Completed(message=SimpleNamespace(id=2), usage=Usage(), prompt_tokens=3)  # type: ignore[arg-type]
+    code = await renderer.consume(events(Queued(0, "fake"), started, TextDelta("Hi"), done))
+    assert code == 0
+    assert err.getvalue().splitlines() == ["[queued: waiting for a free slot of fake]"]

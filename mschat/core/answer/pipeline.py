@@ -9,9 +9,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
+from mschat.core.answer.queue import Queue, Ticket
 from mschat.core.answer.turns import Runner, Turn, Turns, new_owner, stamp
 from mschat.core.answer.writer import ReplyWriter, WriterSettings
-from mschat.core.errors import InvalidInput, MschatError, ProviderError, QuestionFlagged
+from mschat.core.errors import (
+    Busy,
+    InvalidInput,
+    MschatError,
+    Paused,
+    ProviderError,
+    QuestionFlagged,
+    QueueFull,
+    QueueTimeout,
+)
 from mschat.core.events import Event, HistoryTrimmed, Started
 from mschat.core.models import Message, Session, User
 from mschat.core.moderation import Moderations
@@ -70,6 +80,9 @@ class Answerer:
         self.settings = settings or WriterSettings()
         self.turns = Turns(store, run, owner or new_owner(), lease=self.settings.lease)
         self.moderations = Moderations(registry)
+        self.queue = Queue(
+            store, run, lambda: getattr(registry, "config", None), self.settings.lease
+        )
 
     def answer(
         self,
@@ -143,6 +156,16 @@ class Answerer:
             raise
         await turn.release()
 
+    async def _resolve(
+        self, user: User, target: Session | NewSession, model: ResolvedModel | None
+    ) -> ResolvedModel:
+        """The model that answers: the given one, else the session's or the user's."""
+        if model is not None:
+            return model
+        if isinstance(target, NewSession):
+            return await self.registry.resolve_async(target.values.get("model"))
+        return await self.registry.resolve_async(target.model or user.model)
+
     async def _answer(
         self,
         turn: Turn,
@@ -151,6 +174,55 @@ class Answerer:
         text: str,
         *,
         model: ResolvedModel | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Event]:
+        """Wait in the queue when it is in use (see ``queue.py``), then answer.
+
+        A question the queue refuses is stored all the same, its reply marked
+        failed with the reason.
+        """
+        ticket: Ticket | None = options.pop("ticket", None)
+        try:
+            resolved = await self._resolve(user, target, model)
+        except BaseException:
+            if ticket is not None:
+                ticket.done()
+            raise
+        rules = self.queue.rules(resolved.provider)
+        if not rules.active:
+            if ticket is not None:
+                ticket.done()
+            async for event in self._answer_now(turn, user, target, text, resolved, **options):
+                yield event
+            return
+        place = self.queue.place(user, resolved.provider, ticket)
+        session_id = target.id if isinstance(target, Session) else 0
+        try:
+            refused: Busy | None = None
+            try:
+                async with contextlib.aclosing(place.wait(session_id, rules)) as waits:
+                    async for waiting in waits:
+                        yield waiting
+            except (Paused, QueueFull, QueueTimeout) as exc:
+                refused = exc
+            async for event in self._answer_now(
+                turn, user, target, text, resolved, refused=refused, **options
+            ):
+                yield event
+        except BaseException:
+            place.leave_now()  # cancelled: no awaiting
+            raise
+        await place.leave()
+
+    async def _answer_now(
+        self,
+        turn: Turn,
+        user: User,
+        target: Session | NewSession,
+        text: str,
+        resolved: ResolvedModel,
+        *,
+        refused: Busy | None = None,
         system: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
@@ -161,11 +233,6 @@ class Answerer:
     ) -> AsyncIterator[Event]:
         store = self.store
         new = target if isinstance(target, NewSession) else None
-        if new is not None:
-            resolved = model or await self.registry.resolve_async(new.values.get("model"))
-        else:
-            assert isinstance(target, Session)
-            resolved = model or await self.registry.resolve_async(target.model or user.model)
         # an empty session made by a front end (TUI, API) is named by its first question
         title = (
             make_title(text)
@@ -239,6 +306,9 @@ class Answerer:
             model=resolved.model,
         )
         turn.keep(writer.renew_if_idle)
+        if refused is not None:
+            yield await writer.decline(refused)
+            return
         try:
             if self.moderations.enabled:
                 try:

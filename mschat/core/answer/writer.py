@@ -247,6 +247,24 @@ class ReplyWriter:
 
         return Failed(error=error, message=await self.run(mark))
 
+    async def decline(self, error: MschatError) -> Failed:
+        """The question was refused before any chat request (queue full, too old,
+        paused): the reply is marked failed with the reason, no request recorded."""
+        values: dict[str, Any] = {
+            "status": MessageStatus.FAILED.value,
+            "error": str(error),
+            "latency_ms": 0,
+        }
+
+        def mark() -> Message:
+            with self.store.write():
+                self.store.update_message(self.reply.id, lease_until=None, **values)
+                self.store.touch_session(self.reply.session_id)
+            self.done = True
+            return dataclasses.replace(self.reply, **values)
+
+        return Failed(error=error, message=await self.run(mark))
+
     def interrupt(self) -> None:
         """Mark the reply interrupted, synchronously: the task is being cancelled."""
         if self.done:

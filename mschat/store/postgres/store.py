@@ -53,6 +53,7 @@ from mschat.store.contract import (
     PRUNED_LOGS,
     TABLES,
     ChangeFeed,
+    QueueStatus,
     SearchOrder,
     SettingRow,
     Store,
@@ -61,6 +62,7 @@ from mschat.store.contract import (
     checked_columns,
     checked_table,
     log_query,
+    queue_status,
     usage_query,
     usage_rows,
 )
@@ -107,6 +109,26 @@ _KEY_COLUMNS = (
     "id, user_id, key, endpoint, request_hash, state, owner, lease_until, "
     "session_id, message_id, status_code, response, created"
 )
+
+
+#: the next entry a provider's free slot takes (see ``Store.claim_queue``)
+NEXT_QUEUED = (
+    "SELECT q.id FROM queue q WHERE q.state = 'waiting' AND q.provider = %s "
+    "AND NOT EXISTS (SELECT 1 FROM queue r WHERE r.user_id = q.user_id "
+    "AND (r.state = 'running' OR r.id < q.id)) "
+    "ORDER BY q.priority DESC, q.id LIMIT 1 "
+    "FOR UPDATE OF q SKIP LOCKED"
+)
+
+#: the advisory lock that serialises claims of queue entries
+QUEUE_LOCK = 0x6D73_7175  # "msqu"
+
+
+def _first(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of a statement's one row."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
 
 
 class IsoTimestampLoader(Loader):
@@ -901,6 +923,89 @@ class PostgresStore(Store):
         )
 
     # ---- live settings (mschat config set) ------------------------------------
+
+    # ---- the queue of questions ------------------------------------------------
+
+    def enqueue(
+        self, user_id: int, provider: str, priority: int, now: str, until: str, size: int | None
+    ) -> int | None:
+        """Put a question in the queue unless ``size`` entries already wait."""
+        with self.write() as conn:
+            # the count and the insert hold for the whole deployment (see claim_queue)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [QUEUE_LOCK])
+            conn.execute("DELETE FROM queue WHERE lease_until < %s", [now])
+            if size is not None:
+                waiting = _first(conn.execute("SELECT count(*) FROM queue WHERE state = 'waiting'"))
+                if waiting >= size:
+                    return None
+            return int(
+                _first(
+                    conn.execute(
+                        "INSERT INTO queue (user_id, provider, priority, created, lease_until) "
+                        "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                        [user_id, provider, priority, now, until],
+                    )
+                )
+            )
+
+    def claim_queue(
+        self, provider: str, max_running: int | None, now: str, until: str
+    ) -> list[int]:
+        """Start the next waiting entries of a provider (one claimer at a time: advisory lock)."""
+        claimed: list[int] = []
+        with self.write() as conn:
+            # one claimer at a time in the whole deployment: the slot count holds
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [QUEUE_LOCK])
+            conn.execute("DELETE FROM queue WHERE lease_until < %s", [now])
+            running = _first(
+                conn.execute(
+                    "SELECT count(*) FROM queue WHERE state = 'running' AND provider = %s",
+                    [provider],
+                )
+            )
+            while max_running is None or running < max_running:
+                row = conn.execute(NEXT_QUEUED, [provider]).fetchone()
+                if row is None:
+                    break
+                conn.execute(
+                    "UPDATE queue SET state = 'running', lease_until = %s WHERE id = %s",
+                    [until, row[0]],
+                )
+                claimed.append(row[0])
+                running += 1
+        return claimed
+
+    def queue_states(self, entry_ids: Sequence[int]) -> dict[int, str]:
+        """The state of those entries still queued."""
+        if not entry_ids:
+            return {}
+        marks = ", ".join("%s" for _ in entry_ids)
+        _, rows = self._query(f"SELECT id, state FROM queue WHERE id IN ({marks})", entry_ids)
+        return {row[0]: row[1] for row in rows}
+
+    def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
+        """Extend the leases of entries this process still waits for or runs."""
+        if not entry_ids:
+            return
+        marks = ", ".join("%s" for _ in entry_ids)
+        with self.write() as conn:
+            conn.execute(
+                f"UPDATE queue SET lease_until = %s WHERE id IN ({marks})", [until, *entry_ids]
+            )
+
+    def leave_queue(self, entry_id: int) -> None:
+        """Remove an entry: its slot is free."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM queue WHERE id = %s", [entry_id])
+
+    def queue_status(self, now: str) -> QueueStatus:
+        """The live entries of the queue."""
+        _, rows = self._query(
+            "SELECT state, provider, count(*), min(created) FROM queue "
+            "WHERE lease_until >= %s GROUP BY state, provider",
+            [now],
+        )
+        return queue_status(rows)
 
     def settings(self) -> list[SettingRow]:
         """Every setting stored in the database, by key."""

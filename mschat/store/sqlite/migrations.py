@@ -298,4 +298,22 @@ def m010_feedback_logs(db: Database) -> None:
     db.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
 
 
+@migrations()
+def m011_queue(db: Database) -> None:
+    """The queue of questions waiting for (or holding) a provider's slot.
+
+    ``state`` is ``waiting`` or ``running``; ``lease_until`` is renewed by the
+    process that waits or answers, so a dead process's entries expire.
+    """
+    db.execute(
+        "CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, "
+        "provider TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 0, "
+        "state TEXT NOT NULL DEFAULT 'waiting', created TEXT NOT NULL, "
+        "lease_until TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_queue_state ON queue(state, provider, priority, id)")
+    db.execute("CREATE INDEX idx_queue_user ON queue(user_id, id)")
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -23,6 +23,7 @@ from mschat.store.contract import (
     PRUNED_LOGS,
     TABLES,
     ChangeFeed,
+    QueueStatus,
     SearchOrder,
     SettingRow,
     Store,
@@ -31,6 +32,7 @@ from mschat.store.contract import (
     checked_columns,
     checked_table,
     log_query,
+    queue_status,
     usage_query,
     usage_rows,
 )
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -164,6 +166,15 @@ def _read_only(exc: sqlite3.Error) -> bool:
 
 def _result_code(exc: sqlite3.Error) -> int:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF  # without the extended part
+
+
+#: the next entry a provider's free slot takes (see ``Store.claim_queue``)
+NEXT_QUEUED = (
+    "SELECT q.id FROM queue q WHERE q.state = 'waiting' AND q.provider = ? "
+    "AND NOT EXISTS (SELECT 1 FROM queue r WHERE r.user_id = q.user_id "
+    "AND (r.state = 'running' OR r.id < q.id)) "
+    "ORDER BY q.priority DESC, q.id LIMIT 1"
+)
 
 
 class SQLiteStore(Store):
@@ -880,6 +891,81 @@ class SQLiteStore(Store):
         return dict(zip(tables, rows[0], strict=True))
 
     # ---- live settings (mschat config set) ------------------------------------
+
+    # ---- the queue of questions ------------------------------------------------
+
+    def enqueue(
+        self, user_id: int, provider: str, priority: int, now: str, until: str, size: int | None
+    ) -> int | None:
+        """Put a question in the queue unless ``size`` entries already wait."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM queue WHERE lease_until < ?", [now])
+            if size is not None:
+                (waiting,) = conn.execute(
+                    "SELECT count(*) FROM queue WHERE state = 'waiting'"
+                ).fetchone()
+                if waiting >= size:
+                    return None
+            cursor = conn.execute(
+                "INSERT INTO queue (user_id, provider, priority, created, lease_until) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [user_id, provider, priority, now, until],
+            )
+            return int(cursor.lastrowid or 0)
+
+    def claim_queue(
+        self, provider: str, max_running: int | None, now: str, until: str
+    ) -> list[int]:
+        """Start the next waiting entries of a provider (the write transaction serialises)."""
+        claimed: list[int] = []
+        with self.write() as conn:
+            conn.execute("DELETE FROM queue WHERE lease_until < ?", [now])
+            (running,) = conn.execute(
+                "SELECT count(*) FROM queue WHERE state = 'running' AND provider = ?", [provider]
+            ).fetchone()
+            while max_running is None or running < max_running:
+                row = conn.execute(NEXT_QUEUED, [provider]).fetchone()
+                if row is None:
+                    break
+                conn.execute(
+                    "UPDATE queue SET state = 'running', lease_until = ? WHERE id = ?",
+                    [until, row[0]],
+                )
+                claimed.append(row[0])
+                running += 1
+        return claimed
+
+    def queue_states(self, entry_ids: Sequence[int]) -> dict[int, str]:
+        """The state of those entries still queued."""
+        if not entry_ids:
+            return {}
+        marks = ", ".join("?" for _ in entry_ids)
+        _, rows = self._query(f"SELECT id, state FROM queue WHERE id IN ({marks})", entry_ids)
+        return {row[0]: row[1] for row in rows}
+
+    def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
+        """Extend the leases of entries this process still waits for or runs."""
+        if not entry_ids:
+            return
+        marks = ", ".join("?" for _ in entry_ids)
+        with self.write() as conn:
+            conn.execute(
+                f"UPDATE queue SET lease_until = ? WHERE id IN ({marks})", [until, *entry_ids]
+            )
+
+    def leave_queue(self, entry_id: int) -> None:
+        """Remove an entry: its slot is free."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM queue WHERE id = ?", [entry_id])
+
+    def queue_status(self, now: str) -> QueueStatus:
+        """The live entries of the queue."""
+        _, rows = self._query(
+            "SELECT state, provider, count(*), min(created) FROM queue "
+            "WHERE lease_until >= ? GROUP BY state, provider",
+            [now],
+        )
+        return queue_status(rows)
 
     def settings(self) -> list[SettingRow]:
         """Every setting stored in the database, by key."""
