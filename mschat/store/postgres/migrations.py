@@ -423,4 +423,20 @@ def m010_feedback_logs(conn: Any) -> None:
     conn.execute("CREATE INDEX idx_api_calls_started ON api_calls(started)")
 
 
+@migration
+def m011_reply_surfaces(conn: Any) -> None:
+    """Where a streaming reply shows on Discord, so a restarted bot can finish it there.
+
+    One row per reply while it streams (and after, until the bot has dealt with it):
+    the channel and first message, or an interaction's token until it expires
+    (``usable_until``). The token is a credential: the row goes once not needed.
+    """
+    conn.execute(
+        "CREATE TABLE reply_surfaces (reply_id bigint PRIMARY KEY "
+        "REFERENCES messages(id) ON DELETE CASCADE, kind text NOT NULL, "
+        "channel_id text, message_id text, application_id text, token text, "
+        "usable_until text NOT NULL, created text NOT NULL)"
+    )
+
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]
