@@ -901,7 +901,7 @@ class PostgresStore(Store):
         with self.write() as conn:
             rows = conn.execute(SURFACES_TO_CLAIM + " FOR UPDATE OF s SKIP LOCKED", [now])
             for row in rows.fetchall():
-                surface = ReplySurface(*row[:7], status=row[7], resume=False)
+                surface = ReplySurface._make([*row[:8], False])
                 if surface.status == "streaming" and surface.usable_until > now:
                     won = conn.execute(
                         "UPDATE messages SET lease_until = %s WHERE id = %s "

@@ -697,7 +697,7 @@ class SQLiteStore(Store):
         with self.write() as conn:
             rows = conn.execute(SURFACES_TO_CLAIM.replace("%s", "?"), [now]).fetchall()
             for row in rows:
-                surface = ReplySurface(*row[:7], status=row[7], resume=False)
+                surface = ReplySurface._make([*row[:8], False])
                 if surface.status == "streaming" and surface.usable_until > now:
                     won = conn.execute(
                         "UPDATE messages SET lease_until = ? WHERE id = ? "
