@@ -674,6 +674,11 @@ class SessionManager:
             self._watch = asyncio.get_running_loop().create_task(self._watch_replies())
 
     @property
+    def reply_lease(self) -> timedelta:
+        """How long a reply's writer may be silent before it counts as gone."""
+        return self._answerer.settings.lease
+
+    @property
     def watching_replies(self) -> bool:
         """Whether :meth:`watch_replies` runs (the long-running front ends start it)."""
         return self._watch is not None and not self._watch.done()

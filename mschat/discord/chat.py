@@ -18,7 +18,7 @@ from discord import app_commands
 
 from mschat.core.errors import Busy, PermissionDenied
 from mschat.core.models import Origin
-from mschat.discord import qa
+from mschat.discord import qa, resume
 from mschat.discord.commands import Ctx, handle
 from mschat.discord.lanes import Lane
 from mschat.discord.texts import question_head
@@ -75,6 +75,10 @@ class InteractionSurface:
             # the channel's "thinking…" goes; the refusal is the caller's business
             await self.interaction.delete_original_response()
             await self.interaction.followup.send(text, ephemeral=True)
+
+    def place(self, first: discord.Message) -> resume.Place:
+        """The interaction's original response, while its token lasts."""
+        return resume.interaction_place(self.interaction, first)
 
     def waiting(self, on: bool) -> None:
         """The deferred reply says so until the answer replaces it."""
