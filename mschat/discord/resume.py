@@ -30,6 +30,7 @@ from mschat.core.errors import DatabaseError, MschatError
 from mschat.core.events import Event, Started
 from mschat.discord import qa
 from mschat.discord.lanes import DONE, FAILED, WRITING, Lane, Marks
+from mschat.discord.texts import question_head
 from mschat.store.contract import ReplySurface
 
 if TYPE_CHECKING:
@@ -58,9 +59,12 @@ def message_place(first: discord.Message) -> Place:
     return "message", until, {"channel_id": str(first.channel.id), "message_id": str(first.id)}
 
 
-def interaction_place(interaction: discord.Interaction, first: discord.Message) -> Place:
-    """Where a ``/chat`` or ``/private`` answer shows: the interaction's original response."""
-    until = _stamp(interaction.created_at + TOKEN_RESUMABLE)
+def interaction_place(
+    interaction: discord.Interaction, first: discord.Message, received: datetime
+) -> Place:
+    """Where a ``/chat`` or ``/private`` answer shows: the interaction's original response
+    (its token usable until a while after the bot ``received`` it)."""
+    until = _stamp(received + TOKEN_RESUMABLE)
     return (
         "interaction",
         until,
@@ -173,13 +177,19 @@ async def finish(bot: MschatBot, surface: ReplySurface) -> None:
     stored = StoredSurface(bot, surface)
     if surface.resume:
         events = bot.manager.resume_reply(surface.reply_id)
+        early: list[Event] = []
         try:
-            first = await anext(events)  # the core may refuse: then nothing was shown
-        except MschatError as exc:
-            log.info("reply %d is not finished again: %s", surface.reply_id, exc)
+            # the core may refuse: then nothing was shown (waiting for the turn comes first)
+            while not isinstance(started := await anext(events), Started):
+                early.append(started)
+        except (MschatError, StopAsyncIteration) as exc:
+            log.info("reply %d is not finished again: %r", surface.reply_id, exc)
             await forget(bot, surface.reply_id)
         else:
-            await qa.answer(bot, stored, stored.watch(_chain(first, events)))
+            # a slash command's answer shows its question first, as when it was asked
+            head = question_head(started.user_message.content) if stored.webhook else ""
+            replay = stored.watch(_chain([*early, started], events))
+            await qa.answer(bot, stored, replay, head=head)
             return
     try:
         shown = await stored.text()
@@ -190,8 +200,9 @@ async def finish(bot: MschatBot, surface: ReplySurface) -> None:
         )
 
 
-async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    yield first
+async def _chain(first: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    for event in first:
+        yield event
     async for event in rest:
         yield event
 

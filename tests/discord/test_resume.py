@@ -114,7 +114,9 @@ async def test_a_chat_answer_is_finished_through_its_interaction(
     _bot, task, stop = await start_bot(fake, services)
     try:
         mid = int(answer["id"])
-        await fake.wait_until(lambda: fake.messages[mid]["content"] == "finished by webhook")
+        await fake.wait_until(
+            lambda: fake.messages[mid]["content"] == "> what is up\n\nfinished by webhook"
+        )
         assert fake.calls_to("PATCH", "/webhooks/")
         await eventually(lambda: not _surfaces(services))
     finally:
