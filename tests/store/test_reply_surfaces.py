@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from mschat.store import Store
 from tests.dbs import sql
 from tests.store.test_changes import stores
@@ -16,9 +18,12 @@ PAST, NOW, SOON, LATER = (
 )
 
 
+IDS = itertools.count(1)
+
+
 def _reply(store: Store, lease: str = PAST) -> int:
     """A streaming reply whose writer's lease ended at ``lease``."""
-    user = store.create_user(kind="discord", external_id="1", name="u", status="active")
+    user = store.create_user(kind="discord", external_id=str(next(IDS)), name="u", status="active")
     session = store.create_session(creator_id=user.id, title="t", origin="discord", public=1)
     _, reply = store.add_question(session.id, user.id, "q", model="p/m", lease_until=lease)
     return reply.id
@@ -30,9 +35,11 @@ def test_a_usable_surface_is_held_for_a_bot_and_claimed_once(stores: tuple[Store
     first.save_reply_surface(
         reply, "interaction", SOON, application_id="9", token="secret", message_id=None
     )
-    # nobody else gives the reply up while a bot may still finish it
-    assert first.interrupt_stale_replies(NOW, PAST, "gone") == 0
+    api_reply = _reply(first)  # an API caller's: no surface, its connection is gone
+    # nobody else gives the bot's reply up while a bot may still finish it
+    assert first.interrupt_stale_replies(NOW, PAST, "gone") == 1
     assert first.get_message(reply).status == "streaming"
+    assert first.get_message(api_reply).status == "interrupted"
     claims = [first.claim_reply_surfaces(NOW, LATER), second.claim_reply_surfaces(NOW, LATER)]
     assert sorted(len(claim) for claim in claims) == [0, 1]
     (surface,) = claims[0] or claims[1]
