@@ -897,6 +897,8 @@ class PostgresStore(Store):
         Rows another process holds locked are skipped (``SKIP LOCKED``); the
         conditional updates make a claim one caller's even without the locks.
         """
+        if not self._query(SURFACES_TO_CLAIM, [now])[1]:
+            return []  # the usual case: a read, no write lock every few seconds
         claimed: list[ReplySurface] = []
         with self.write() as conn:
             rows = conn.execute(SURFACES_TO_CLAIM + " FOR UPDATE OF s SKIP LOCKED", [now])

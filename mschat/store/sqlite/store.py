@@ -693,6 +693,8 @@ class SQLiteStore(Store):
 
     def claim_reply_surfaces(self, now: str, lease_until: str) -> list[ReplySurface]:
         """Claim the surfaces of replies whose writer is gone, each for one caller only."""
+        if not self._query(SURFACES_TO_CLAIM.replace("%s", "?"), [now])[1]:
+            return []  # the usual case: a read, no write lock every few seconds
         claimed: list[ReplySurface] = []
         with self.write() as conn:
             rows = conn.execute(SURFACES_TO_CLAIM.replace("%s", "?"), [now]).fetchall()
