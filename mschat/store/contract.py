@@ -378,8 +378,9 @@ class Store(ABC):
 
         A writer is gone when its lease ended before ``now``; a reply from before
         reply leases (none stored) when it was made before ``legacy_before``. A
-        process killed mid-reply cannot mark its own reply, so others do. Returns
-        how many.
+        process killed mid-reply cannot mark its own reply, so others do; a reply
+        whose Discord surface is still usable is left to a bot
+        (:meth:`claim_reply_surfaces`). Returns how many.
         """
 
     # ---- where streaming replies show (a restarted bot finishes them) --------
