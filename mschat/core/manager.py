@@ -32,6 +32,7 @@ from mschat.core.answer import (
     Answerer,
     NewSession,
     WriterSettings,
+    claim_surfaces,
     recover_replies,
 )
 from mschat.core.answer.queue import Ticket
@@ -51,6 +52,7 @@ from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
     Message,
+    MessageStatus,
     Origin,
     SearchHit,
     Session,
@@ -70,10 +72,12 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import LOG_TABLES, Change, Store
+from mschat.store.contract import LOG_TABLES, Change, ReplySurface, Store
 
 T = TypeVar("T")
 
+#: why a reply whose writer died was not answered again: newer messages follow it
+RESUME_TOO_LATE = "interrupted: the session went on before this reply could be finished"
 #: how often a server prunes the operations logs (``logs.retention_days``)
 PRUNE_EVERY = timedelta(days=1)
 
@@ -671,6 +675,11 @@ class SessionManager:
             self._watch = asyncio.get_running_loop().create_task(self._watch_replies())
 
     @property
+    def reply_lease(self) -> timedelta:
+        """How long a reply's writer may be silent before it counts as gone."""
+        return self._answerer.settings.lease
+
+    @property
     def watching_replies(self) -> bool:
         """Whether :meth:`watch_replies` runs (the long-running front ends start it)."""
         return self._watch is not None and not self._watch.done()
@@ -682,6 +691,52 @@ class SessionManager:
             # a locked or unwritable database now is no reason to stop watching
             with contextlib.suppress(sqlite3.Error, DatabaseError):
                 await self.recover_replies()
+
+    async def claim_reply_surfaces(self) -> list[ReplySurface]:
+        """Claim the Discord surfaces of replies whose writer is gone, for this process.
+
+        Each comes with ``resume`` (answer it again into the surface with
+        :meth:`resume_reply`) or not (say there it was interrupted, already so
+        marked). Two processes never get the same one.
+        """
+        return await self._run(claim_surfaces, self.store, self._answerer.settings.lease)
+
+    async def save_reply_surface(
+        self, reply_id: int, kind: str, usable_until: str, **values: Any
+    ) -> None:
+        """Remember where a streaming reply shows, so a restarted bot can finish it."""
+        await self._run(self.store.save_reply_surface, reply_id, kind, usable_until, **values)
+
+    async def drop_reply_surface(self, reply_id: int) -> None:
+        """Forget where a reply shows (it is over)."""
+        await self._run(self.store.drop_reply_surface, reply_id)
+
+    async def resume_reply(self, reply_id: int) -> AsyncIterator[Event]:
+        """Answer again, from the stored context, a reply whose writer died.
+
+        The caller claimed it (:meth:`claim_reply_surfaces`). The reply is replaced
+        by a new one (``Started`` names it) when it is still the last message of its
+        session after its question; otherwise it is marked interrupted and
+        InvalidInput says why.
+        """
+        reply = await self._run(self.store.get_message, reply_id)
+        if reply.status != MessageStatus.STREAMING:
+            raise InvalidInput(f"reply {reply_id} is {reply.status}, not to be finished")
+        last = await self._run(self.store.messages, reply.session_id, limit=2)
+        if [m.id for m in last][-1:] != [reply_id] or len(last) < 2 or last[0].role != "user":
+            await self._run(
+                self.store.update_message,
+                reply_id,
+                status=MessageStatus.INTERRUPTED,
+                error=RESUME_TOO_LATE,
+                lease_until=None,
+            )
+            raise InvalidInput(RESUME_TOO_LATE)
+        session = await self._run(self.store.get_session, reply.session_id)
+        assert last[0].author_id is not None
+        user = await self.get_user(last[0].author_id)
+        async for event in self._answerer.answer_again(user, session):
+            yield event
 
     async def chat(
         self,

@@ -23,7 +23,7 @@ from discord import app_commands
 
 from mschat.core.errors import ConfigError
 from mschat.core.services import Services
-from mschat.discord import chat, commands, feedback, qa
+from mschat.discord import chat, commands, feedback, qa, resume
 from mschat.discord.components import CustomId, MschatItem
 from mschat.discord.invite import invite_url
 from mschat.discord.lanes import Lanes
@@ -77,6 +77,7 @@ class MschatBot(discord.Client):
         self.accepting = True
         self.invited = False  # the invite URL was logged (READY comes again on reconnects)
         self.inflight: set[asyncio.Task[Any]] = set()
+        self._resuming: asyncio.Task[None] | None = None
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
         commands.register(self)
@@ -96,6 +97,10 @@ class MschatBot(discord.Client):
         the commands."""
         self.add_dynamic_items(MschatItem)
         self.manager.watch_replies()
+        # answers a killed bot was streaming: now, and as dead writers' leases end
+        self._resuming = asyncio.get_running_loop().create_task(
+            resume.watch(self, self.manager.reply_lease.total_seconds() / 2)
+        )
         self.manager.keep_logs_pruned(self.services.config.get("logs", "retention_days"))
         if not self.leader:
             log.info("commands are synced by the process serving shard 0")
@@ -163,6 +168,8 @@ class MschatBot(discord.Client):
     async def drain(self, grace: float = SHUTDOWN_GRACE) -> int:
         """Stop taking messages; let replies in flight finish, then interrupt the rest."""
         self.accepting = False
+        if self._resuming is not None:
+            self._resuming.cancel()
         pending = {t for t in self.inflight if not t.done()}
         if pending:
             log.info("waiting up to %.0fs for %d reply(ies) in flight", grace, len(pending))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -18,7 +19,7 @@ from discord import app_commands
 
 from mschat.core.errors import Busy, PermissionDenied
 from mschat.core.models import Origin
-from mschat.discord import qa
+from mschat.discord import qa, resume
 from mschat.discord.commands import Ctx, handle
 from mschat.discord.lanes import Lane
 from mschat.discord.texts import question_head
@@ -42,6 +43,8 @@ class InteractionSurface:
     def __init__(self, interaction: discord.Interaction, *, private: bool) -> None:
         self.interaction = interaction
         self.private = private
+        # its token's 15 minutes run from about now (Discord's clock and ours may differ)
+        self.received = datetime.now(UTC)
         # an interaction's token has rate limits of its own, not its channel's
         self.lane = Lane()
         self._first = True
@@ -75,6 +78,10 @@ class InteractionSurface:
             # the channel's "thinking…" goes; the refusal is the caller's business
             await self.interaction.delete_original_response()
             await self.interaction.followup.send(text, ephemeral=True)
+
+    def place(self, first: discord.Message) -> resume.Place:
+        """The interaction's original response, while its token lasts."""
+        return resume.interaction_place(self.interaction, first, self.received)
 
     def waiting(self, on: bool) -> None:
         """The deferred reply says so until the answer replaces it."""

@@ -36,6 +36,7 @@ from mschat.core.events import (
     WaitingForTurn,
 )
 from mschat.core.models import Origin, User, utcnow
+from mschat.discord import resume
 from mschat.discord.feedback import answer_view
 from mschat.discord.lanes import ANSWER, DONE, FAILED, Lane, Marks
 from mschat.discord.relay import ReplyStream
@@ -215,6 +216,10 @@ class Surface(Protocol):
         """Another process answers in the same public session first (or no longer)."""
         ...
 
+    def place(self, first: discord.Message) -> resume.Place:
+        """Where the answer shows once ``first`` is sent, for a restarted bot."""
+        ...
+
     def finished(self, ok: bool) -> None:
         """The answer is over, well or not."""
         ...
@@ -247,6 +252,10 @@ class MessageSurface:
         """A short reply to the question."""
         await _reply(self.bot, self.message, text)
 
+    def place(self, first: discord.Message) -> resume.Place:
+        """The answer's first message in the question's channel."""
+        return resume.message_place(first)
+
     def waiting(self, on: bool) -> None:
         """⏳ on the question while it waits."""
         if on:
@@ -268,8 +277,16 @@ async def answer(
     with (None when it is complete). Cancelled (the bot shuts down), the answer
     says it was interrupted, then the cancellation goes on.
     """
-    stream = ReplyStream(surface.send, interval=bot.edit_interval, lane=surface.lane, head=head)
     reply_id: int | None = None
+
+    async def send(part: str, view: discord.ui.View | None) -> discord.Message:
+        sent = await surface.send(part, view)
+        if not stream.sent and reply_id is not None:
+            # where it shows, so that a bot restarted mid-answer finishes it there
+            await resume.remember(bot, reply_id, surface.place(sent))
+        return sent
+
+    stream = ReplyStream(send, interval=bot.edit_interval, lane=surface.lane, head=head)
     error: Exception | None = None
     note = ""
     try:
@@ -362,6 +379,8 @@ async def _finish(
     if reply_id is not None and sent:
         with contextlib.suppress(DatabaseError):  # gone mid-answer: already said
             await bot.manager.set_external_ref(reply_id, str(sent[0].id))
+    if reply_id is not None:
+        await resume.forget(bot, reply_id)
 
 
 async def _refuse(bot: MschatBot, message: discord.Message, error: MschatError) -> None:

@@ -378,8 +378,37 @@ class Store(ABC):
 
         A writer is gone when its lease ended before ``now``; a reply from before
         reply leases (none stored) when it was made before ``legacy_before``. A
-        process killed mid-reply cannot mark its own reply, so others do. Returns
-        how many.
+        process killed mid-reply cannot mark its own reply, so others do; a reply
+        whose Discord surface is still usable is left to a bot
+        (:meth:`claim_reply_surfaces`). Returns how many.
+        """
+
+    # ---- where streaming replies show (a restarted bot finishes them) --------
+
+    @abstractmethod
+    def save_reply_surface(
+        self, reply_id: int, kind: str, usable_until: str, **values: Any
+    ) -> None:
+        """Remember where a streaming reply shows (``values``: ``channel_id``,
+        ``message_id``, ``application_id``, ``token``), replacing what was saved.
+
+        While ``usable_until`` is ahead, :meth:`interrupt_stale_replies` leaves the
+        reply to :meth:`claim_reply_surfaces`.
+        """
+
+    @abstractmethod
+    def drop_reply_surface(self, reply_id: int) -> None:
+        """Forget where a reply shows (its answer is over; a token is kept no longer)."""
+
+    @abstractmethod
+    def claim_reply_surfaces(self, now: str, lease_until: str) -> list[ReplySurface]:
+        """Claim the surfaces of replies whose writer is gone, each for one caller only.
+
+        A surface still usable at ``now`` of a ``streaming`` reply whose lease ended
+        is claimed by taking the reply's lease until ``lease_until`` (``resume``);
+        any other surface of a reply no longer written is claimed by deleting it,
+        and its reply, if still streaming, is marked interrupted. Two processes
+        calling this at once never get the same surface.
         """
 
     # ---- operations logs ----------------------------------------------------
@@ -637,6 +666,34 @@ class Store(ABC):
         Returns whether anything changed. A table whose backend takes the id after
         its largest row (SQLite's logs) has nothing to advance.
         """
+
+
+#: the surfaces a claim looks at: of replies no longer written (``%s``: now)
+SURFACES_TO_CLAIM = (
+    "SELECT s.reply_id, s.kind, s.channel_id, s.message_id, s.application_id, s.token, "
+    "s.usable_until, m.status FROM reply_surfaces s JOIN messages m ON m.id = s.reply_id "
+    "WHERE m.status <> 'streaming' OR m.lease_until < %s ORDER BY s.reply_id"
+)
+#: why a reply whose surface could no longer be edited was given up
+SURFACE_GONE = "interrupted: the bot restarted too late to finish this reply"
+#: stale replies :meth:`Store.interrupt_stale_replies` leaves to a bot that may finish them
+HELD_FOR_A_BOT = "id NOT IN (SELECT reply_id FROM reply_surfaces WHERE usable_until > %s)"
+
+
+class ReplySurface(NamedTuple):
+    """Where a reply shows on Discord, as claimed by :meth:`Store.claim_reply_surfaces`."""
+
+    reply_id: int
+    kind: str  # "message" (a channel message) or "interaction" (its original response)
+    channel_id: str | None
+    message_id: str | None
+    application_id: str | None
+    token: str | None
+    usable_until: str
+    #: the reply's status once claimed: "streaming" to finish, else what it ended as
+    status: str
+    #: whether to answer again into the surface (else: say it was interrupted)
+    resume: bool
 
 
 class SettingRow(NamedTuple):

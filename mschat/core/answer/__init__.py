@@ -25,7 +25,7 @@ Replies whose writer died are marked interrupted by ``recovery.py``.
 """
 
 from mschat.core.answer.pipeline import Answerer, NewSession
-from mschat.core.answer.recovery import recover_replies
+from mschat.core.answer.recovery import claim_surfaces, recover_replies
 from mschat.core.answer.turns import LEASE
 from mschat.core.answer.writer import FLUSH_INTERVAL, WriterSettings
 
@@ -35,5 +35,6 @@ __all__ = [
     "Answerer",
     "NewSession",
     "WriterSettings",
+    "claim_surfaces",
     "recover_replies",
 ]

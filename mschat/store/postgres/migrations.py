@@ -441,4 +441,20 @@ def m011_queue(conn: Any) -> None:
     conn.execute("CREATE INDEX idx_queue_user ON queue(user_id, id)")
 
 
+@migration
+def m012_reply_surfaces(conn: Any) -> None:
+    """Where a streaming reply shows on Discord, so a restarted bot can finish it there.
+
+    One row per reply while it streams (and after, until the bot has dealt with it):
+    the channel and first message, or an interaction's token until it expires
+    (``usable_until``). The token is a credential: the row goes once not needed.
+    """
+    conn.execute(
+        "CREATE TABLE reply_surfaces (reply_id bigint PRIMARY KEY "
+        "REFERENCES messages(id) ON DELETE CASCADE, kind text NOT NULL, "
+        "channel_id text, message_id text, application_id text, token text, "
+        "usable_until text NOT NULL, created text NOT NULL)"
+    )
+
+
 KNOWN_MIGRATIONS = [name for name, _ in MIGRATIONS]

@@ -48,12 +48,16 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
 from mschat.store.contract import (
+    HELD_FOR_A_BOT,
     LIST_FEEDBACK,
     LOG_TABLES,
     PRUNED_LOGS,
+    SURFACE_GONE,
+    SURFACES_TO_CLAIM,
     TABLES,
     ChangeFeed,
     QueueStatus,
+    ReplySurface,
     SearchOrder,
     SettingRow,
     Store,
@@ -890,13 +894,69 @@ class PostgresStore(Store):
             [lease_until, message_id],
         )
 
+    def save_reply_surface(
+        self, reply_id: int, kind: str, usable_until: str, **values: Any
+    ) -> None:
+        """Remember where a streaming reply shows, replacing what was saved."""
+        row = {"reply_id": reply_id, "kind": kind, "usable_until": usable_until, **values}
+        row["created"] = utcnow()
+        names = checked_columns(row)
+        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:])
+        self._execute(
+            f"INSERT INTO reply_surfaces ({', '.join(names)}) "
+            f"VALUES ({', '.join('%s' for _ in row)}) "
+            f"ON CONFLICT (reply_id) DO UPDATE SET {updates}",
+            list(row.values()),
+        )
+
+    def drop_reply_surface(self, reply_id: int) -> None:
+        """Forget where a reply shows."""
+        self._execute("DELETE FROM reply_surfaces WHERE reply_id = %s", [reply_id])
+
+    def claim_reply_surfaces(self, now: str, lease_until: str) -> list[ReplySurface]:
+        """Claim the surfaces of replies whose writer is gone, each for one caller only.
+
+        Rows another process holds locked are skipped (``SKIP LOCKED``); the
+        conditional updates make a claim one caller's even without the locks.
+        """
+        if not self._query(SURFACES_TO_CLAIM, [now])[1]:
+            return []  # the usual case: a read, no write lock every few seconds
+        claimed: list[ReplySurface] = []
+        with self.write() as conn:
+            rows = conn.execute(SURFACES_TO_CLAIM + " FOR UPDATE OF s SKIP LOCKED", [now])
+            for row in rows.fetchall():
+                surface = ReplySurface._make([*row[:8], False])
+                if surface.status == "streaming" and surface.usable_until > now:
+                    won = conn.execute(
+                        "UPDATE messages SET lease_until = %s WHERE id = %s "
+                        "AND status = 'streaming' AND lease_until < %s",
+                        [lease_until, surface.reply_id, now],
+                    ).rowcount
+                    if won:
+                        claimed.append(surface._replace(resume=True))
+                    continue
+                won = conn.execute(
+                    "DELETE FROM reply_surfaces WHERE reply_id = %s", [surface.reply_id]
+                ).rowcount
+                if won and surface.status == "streaming":
+                    conn.execute(
+                        "UPDATE messages SET status = 'interrupted', error = %s, "
+                        "lease_until = NULL WHERE id = %s",
+                        [SURFACE_GONE, surface.reply_id],
+                    )
+                    surface = surface._replace(status="interrupted")
+                if won:
+                    claimed.append(surface)
+        return claimed
+
     def interrupt_stale_replies(self, now: str, legacy_before: str, reason: str) -> int:
         """Mark replies still ``streaming`` whose writer is gone as interrupted (one UPDATE)."""
         return self._execute(
             "UPDATE messages SET status = 'interrupted', error = %s, lease_until = NULL "
             "WHERE status = 'streaming' "
-            "AND (lease_until < %s OR (lease_until IS NULL AND created < %s))",
-            [reason, now, legacy_before],
+            "AND (lease_until < %s OR (lease_until IS NULL AND created < %s)) "
+            f"AND {HELD_FOR_A_BOT}",
+            [reason, now, legacy_before, now],
         ).rowcount
 
     # ---- operations logs ----------------------------------------------------

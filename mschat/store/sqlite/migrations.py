@@ -316,4 +316,20 @@ def m011_queue(db: Database) -> None:
     db.execute("CREATE INDEX idx_queue_user ON queue(user_id, id)")
 
 
+@migrations()
+def m012_reply_surfaces(db: Database) -> None:
+    """Where a streaming reply shows on Discord, so a restarted bot can finish it there.
+
+    One row per reply while it streams (and after, until the bot has dealt with it):
+    the channel and first message, or an interaction's token until it expires
+    (``usable_until``). The token is a credential: the row goes once not needed.
+    """
+    db.execute(
+        "CREATE TABLE reply_surfaces (reply_id INTEGER PRIMARY KEY "
+        "REFERENCES messages(id) ON DELETE CASCADE, kind TEXT NOT NULL, "
+        "channel_id TEXT, message_id TEXT, application_id TEXT, token TEXT, "
+        "usable_until TEXT NOT NULL, created TEXT NOT NULL)"
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -18,12 +18,16 @@ from mschat.core.models import Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
 from mschat.store.contract import (
+    HELD_FOR_A_BOT,
     LIST_FEEDBACK,
     LOG_TABLES,
     PRUNED_LOGS,
+    SURFACE_GONE,
+    SURFACES_TO_CLAIM,
     TABLES,
     ChangeFeed,
     QueueStatus,
+    ReplySurface,
     SearchOrder,
     SettingRow,
     Store,
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -679,6 +683,57 @@ class SQLiteStore(Store):
         """Change a message's fields (content while streaming, final status...)."""
         self._update("messages", message_id, values)
 
+    def save_reply_surface(
+        self, reply_id: int, kind: str, usable_until: str, **values: Any
+    ) -> None:
+        """Remember where a streaming reply shows, replacing what was saved."""
+        row = {"reply_id": reply_id, "kind": kind, "usable_until": usable_until, **values}
+        row["created"] = utcnow()
+        columns = ", ".join(checked_columns(row))
+        with self.write() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO reply_surfaces ({columns}) "
+                f"VALUES ({', '.join('?' for _ in row)})",
+                list(row.values()),
+            )
+
+    def drop_reply_surface(self, reply_id: int) -> None:
+        """Forget where a reply shows."""
+        with self.write() as conn:
+            conn.execute("DELETE FROM reply_surfaces WHERE reply_id = ?", [reply_id])
+
+    def claim_reply_surfaces(self, now: str, lease_until: str) -> list[ReplySurface]:
+        """Claim the surfaces of replies whose writer is gone, each for one caller only."""
+        if not self._query(SURFACES_TO_CLAIM.replace("%s", "?"), [now])[1]:
+            return []  # the usual case: a read, no write lock every few seconds
+        claimed: list[ReplySurface] = []
+        with self.write() as conn:
+            rows = conn.execute(SURFACES_TO_CLAIM.replace("%s", "?"), [now]).fetchall()
+            for row in rows:
+                surface = ReplySurface._make([*row[:8], False])
+                if surface.status == "streaming" and surface.usable_until > now:
+                    won = conn.execute(
+                        "UPDATE messages SET lease_until = ? WHERE id = ? "
+                        "AND status = 'streaming' AND lease_until < ?",
+                        [lease_until, surface.reply_id, now],
+                    ).rowcount
+                    if won:
+                        claimed.append(surface._replace(resume=True))
+                    continue
+                won = conn.execute(
+                    "DELETE FROM reply_surfaces WHERE reply_id = ?", [surface.reply_id]
+                ).rowcount
+                if won and surface.status == "streaming":
+                    conn.execute(
+                        "UPDATE messages SET status = 'interrupted', error = ?, "
+                        "lease_until = NULL WHERE id = ?",
+                        [SURFACE_GONE, surface.reply_id],
+                    )
+                    surface = surface._replace(status="interrupted")
+                if won:
+                    claimed.append(surface)
+        return claimed
+
     def interrupt_stale_replies(self, now: str, legacy_before: str, reason: str) -> int:
         """Mark replies still ``streaming`` whose writer is gone as interrupted.
 
@@ -689,15 +744,16 @@ class SQLiteStore(Store):
         """
         stale = (
             "status = 'streaming' AND (lease_until < ? OR (lease_until IS NULL AND created < ?))"
+            f" AND {HELD_FOR_A_BOT.replace('%s', '?')}"
         )
-        _, rows = self._query(f"SELECT id FROM messages WHERE {stale}", [now, legacy_before])
+        _, rows = self._query(f"SELECT id FROM messages WHERE {stale}", [now, legacy_before, now])
         if not rows:
             return 0
         with self.write() as conn:
             cursor = conn.executemany(
                 "UPDATE messages SET status = 'interrupted', error = ?, lease_until = NULL "
                 f"WHERE id = ? AND {stale}",
-                [(reason, row[0], now, legacy_before) for row in rows],
+                [(reason, row[0], now, legacy_before, now) for row in rows],
             )
         return cursor.rowcount
 

@@ -1,0 +1,111 @@
+"""``mschat serve-discord`` killed (SIGKILL) mid-answer and started again: the answer is
+finished in the same message, a Q&A one and a ``/chat`` one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mschat.config import load_config
+from mschat.core.answer.turns import stamp
+from mschat.core.services import Services, build_services
+from tests.conftest import eventually, fake_model_config
+from tests.dbs import sql
+from tests.fakes.fake_discord import QA_CHANNEL_ID, FakeDiscord
+from tests.fakes.fake_openai import FakeOpenAIThread
+from tests.servers import MschatProcess
+
+DONE = "👌"
+pytestmark = pytest.mark.backends
+
+
+@pytest.fixture
+async def db_services(
+    mschat_home: Path, fake_thread: FakeOpenAIThread, db_url: str
+) -> AsyncIterator[Services]:
+    """The test's own view of the database the bot processes share."""
+    fake_model_config(mschat_home, fake_thread.start())
+    services = build_services(load_config(db=db_url))
+    yield services
+    await services.aclose()
+
+
+async def test_a_killed_bot_finishes_its_answers_when_started_again(
+    fake: FakeDiscord,
+    fake_thread: FakeOpenAIThread,
+    db_services: Services,
+    mschat_home: Path,
+    db_url: str,
+) -> None:
+    manager = db_services.manager
+    user = await manager.user("discord", "7", name="user7")
+    await manager.update_user(user, user.id, status="active")
+    other = await manager.user("discord", "8", name="user8")  # another session, not waiting
+    await manager.update_user(other, other.id, status="active")
+    env = {
+        **os.environ,
+        "MSCHAT_HOME": str(mschat_home),
+        "MSCHAT_DB": db_url,
+        "MSCHAT_DISCORD_TOKEN": fake.token,
+        "MSCHAT_DISCORD_API_BASE": fake.api_base,
+        "MSCHAT_DISCORD_GATEWAY_URL": fake.gateway_url,
+        "MSCHAT_DISCORD_QA_CHANNELS": str(QA_CHANNEL_ID),
+        "MSCHAT_DISCORD_EDIT_INTERVAL": "0.05",
+    }
+
+    def start() -> Any:
+        return MschatProcess.start(
+            env, "serve-discord", "--log-level", "info", ready="connected as"
+        )
+
+    def surfaces() -> list[tuple[Any, ...]]:
+        return sql(db_services.store, "SELECT kind, message_id FROM reply_surfaces")
+
+    first = await start()
+    try:
+        # the model is held mid-answer (it sends one chunk, then nothing)
+        fake_thread.push(fault="stall", reply="half of it, and the rest", after_chunks=1)
+        question = await fake.send_message(7, "tell me")
+        answer = await fake.wait_until(lambda: (fake.replies_to(question["id"]) or [None])[0], 20)
+        fake_thread.push(fault="stall", reply="the chat answer held", after_chunks=1)
+        interaction = await fake.slash(8, "chat", {"prompt": "and you?"})
+        await eventually(lambda: len(surfaces()) == 2, 20)
+        chat_message = await fake.wait_until(
+            lambda: next(iter(fake.interaction_messages(interaction)), None)
+        )
+        first.process.kill()  # SIGKILL: nothing is cleaned up
+        await first.process.wait()
+    finally:
+        await first.stop()
+    assert fake.messages[int(answer["id"])]["content"].startswith("half")
+    # the dead writer's 30 s leases (its replies', its sessions' turns) run out
+    # (instead of waiting for them)
+    past = [stamp(timedelta(seconds=-1))]
+    sql(db_services.store, "UPDATE messages SET lease_until = ? WHERE status = 'streaming'", past)
+    sql(
+        db_services.store, "UPDATE sessions SET lease_until = ? WHERE lease_until IS NOT NULL", past
+    )
+
+    fake_thread.push(reply="the whole answer")
+    fake_thread.push(reply="the whole answer")  # whichever is answered first
+    second = await start()
+    try:
+        mid, cid = int(answer["id"]), int(chat_message["id"])
+        await fake.wait_until(
+            lambda: (
+                fake.messages[mid]["content"] == "the whole answer"
+                and fake.messages[cid]["content"] == "> and you?\n\nthe whole answer"
+                and DONE in fake.reactions.get(int(question["id"]), [])
+            ),
+            30,
+        )
+        assert fake.messages[mid]["components"] and fake.messages[cid]["components"]
+        assert len(fake.bot_messages()) == 2  # the same messages, no new ones
+        await eventually(lambda: not surfaces(), 10)
+    finally:
+        assert await second.stop() == 0
