@@ -109,6 +109,21 @@ class Session:
     creator_name: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """A file that came with a question: its content is stored once per ``sha256``."""
+
+    sha256: str
+    name: str
+    mime: str
+    size: int
+
+    @property
+    def is_image(self) -> bool:
+        """Whether it is an image (sent to models that see), else a text file (inlined)."""
+        return self.mime.startswith("image/")
+
+
 @dataclass(slots=True)
 class Message:
     """One stored turn."""
@@ -127,6 +142,8 @@ class Message:
     finish_reason: str | None = None
     error: str | None = None
     external_ref: str | None = None
+    #: the files that came with a question, in the order given
+    attachments: tuple[AttachmentInfo, ...] = ()
     author_name: str | None = None
 
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from mschat.core.errors import DatabaseError
-from mschat.core.models import Message, SearchHit, Session, User
+from mschat.core.models import AttachmentInfo, Message, SearchHit, Session, User
 
 #: the tables a whole history is made of, parents before children (``read_rows``)
 TABLES = (
     "users",
     "sessions",
     "messages",
+    "attachments",
     "api_calls",
     "feedback",
     "interactions",
@@ -354,19 +355,36 @@ class Store(ABC):
         model: str,
         lease_until: str,
         external_ref: str | None = None,
+        attachments: Sequence[tuple[AttachmentInfo, bytes]] = (),
     ) -> tuple[Message, Message]:
-        """A user's question and the empty reply after it, all or none (``add_message``
-        then ``add_reply``). One transaction; a backend may write it in fewer round trips.
+        """A user's question with its files and the empty reply after it, all or none
+        (``save_attachment``, ``add_message``, ``add_reply``). One transaction; a
+        backend may write it in fewer round trips.
         """
         with self.write():
-            asked = self.add_message(
-                session_id=session_id,
-                author_id=author_id,
-                role="user",
-                content=content,
-                external_ref=external_ref,
-            )
+            for info, data in attachments:
+                self.save_attachment(info, data)
+            values: dict[str, Any] = {
+                "session_id": session_id,
+                "author_id": author_id,
+                "role": "user",
+                "content": content,
+                "external_ref": external_ref,
+            }
+            if attachments:
+                values["attachments"] = tuple(info for info, _ in attachments)
+            asked = self.add_message(**values)
             return asked, self.add_reply(session_id, model, lease_until)
+
+    # ---- attachments: files stored once per content ---------------------------
+
+    @abstractmethod
+    def save_attachment(self, info: AttachmentInfo, data: bytes) -> None:
+        """Store a file's content under its SHA-256, unless it is stored already."""
+
+    @abstractmethod
+    def attachment_data(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        """The stored contents of these files, by SHA-256 (unknown ones left out)."""
 
     @abstractmethod
     def renew_reply_lease(self, message_id: int, lease_until: str) -> None:
@@ -792,6 +810,13 @@ def usage_rows(rows: Sequence[Sequence[Any]]) -> list[UsageTotal]:
 
 
 # ---- change feed -----------------------------------------------------------------
+
+
+def listed_hashes(rows: Sequence[Sequence[Any]]) -> set[str]:
+    """The SHA-256 of every file listed by these ``messages.attachments`` values."""
+    from mschat.store.records import attachments_of
+
+    return {info.sha256 for (value,) in rows for info in attachments_of(value)}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ writer waits for the first and re-checks the condition on the row it left.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import select
@@ -44,7 +45,7 @@ from psycopg.adapt import Loader
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from mschat.core.errors import DatabaseError, DatabaseUnavailable, NotFound
-from mschat.core.models import Message, SearchHit, Session, User, utcnow
+from mschat.core.models import AttachmentInfo, Message, SearchHit, Session, User, utcnow
 from mschat.redact import redact_text
 from mschat.store import records
 from mschat.store.contract import (
@@ -65,6 +66,7 @@ from mschat.store.contract import (
     UserAsks,
     checked_columns,
     checked_table,
+    listed_hashes,
     log_query,
     queue_status,
     usage_query,
@@ -584,11 +586,56 @@ class PostgresStore(Store):
 
     def delete_session(self, session_id: int) -> None:
         """Delete a session and (by cascade) its messages."""
-        self._execute("DELETE FROM sessions WHERE id = %s", [session_id])
+        with self.write():
+            listed = self._listed("session_id = %s", [session_id])
+            self._execute("DELETE FROM sessions WHERE id = %s", [session_id])
+            self._drop_unused(listed)
 
     def delete_user_sessions(self, user_id: int) -> int:
         """Delete every session a user created; returns how many."""
-        return self._execute("DELETE FROM sessions WHERE creator_id = %s", [user_id]).rowcount
+        with self.write():
+            listed = self._listed(
+                "session_id IN (SELECT id FROM sessions WHERE creator_id = %s)", [user_id]
+            )
+            deleted = self._execute(
+                "DELETE FROM sessions WHERE creator_id = %s", [user_id]
+            ).rowcount
+            self._drop_unused(listed)
+            return deleted
+
+    def _listed(self, where: str, params: list[Any]) -> set[str]:
+        """The files the messages about to be deleted list."""
+        _, rows = self._query(
+            f"SELECT attachments FROM messages WHERE attachments IS NOT NULL AND {where}", params
+        )
+        return listed_hashes(rows)
+
+    def _drop_unused(self, hashes: set[str]) -> None:
+        """Delete the stored contents no message lists any more (of those just unlisted)."""
+        for sha256 in hashes:
+            self._execute(
+                "DELETE FROM attachments WHERE sha256 = %s AND NOT EXISTS (SELECT 1 FROM "
+                "messages WHERE attachments IS NOT NULL AND strpos(attachments, %s) > 0)",
+                [sha256, sha256],
+            )
+
+    def save_attachment(self, info: AttachmentInfo, data: bytes) -> None:
+        """Store a file's content under its SHA-256, unless it is stored already."""
+        self._execute(
+            "INSERT INTO attachments (sha256, mime, size, data, created) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
+            [info.sha256, info.mime, len(data), data, utcnow()],
+        )
+
+    def attachment_data(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        """The stored contents of these files, by SHA-256 (unknown ones left out)."""
+        wanted = list(dict.fromkeys(sha256s))
+        if not wanted:
+            return {}
+        _, rows = self._query(
+            "SELECT sha256, data FROM attachments WHERE sha256 = ANY(%s)", [wanted]
+        )
+        return {sha256: bytes(data) for sha256, data in rows}
 
     def list_sessions(
         self,
@@ -644,7 +691,7 @@ class PostgresStore(Store):
     def add_message(self, *, touch_session: bool = True, **values: Any) -> Message:
         """Insert a message; bumps the session's and author's ``updated`` time."""
         now = values.setdefault("created", utcnow())
-        inserted = _values(values)
+        inserted = _values(records.message_values(values))
         columns = ", ".join(inserted)
         marks = ", ".join("%s" for _ in inserted)
         # one statement, so one round trip and its own transaction: the updates
@@ -659,6 +706,8 @@ class PostgresStore(Store):
             params += [now, values["author_id"]]
         message_id = _new_id(self._execute(f"{sql} SELECT id FROM m", params))
         # built from what was inserted, as on SQLite
+        if "attachments" in values:
+            values["attachments"] = records.attachments_of(values["attachments"])
         return Message(id=message_id, author_id=values.pop("author_id", None), **values)
 
     def insert_messages(
@@ -672,8 +721,7 @@ class PostgresStore(Store):
         )
         now = utcnow()
         values = [
-            [session_id] + [row.get(c) if c != "created" else row.get(c) or now for c in copied]
-            for row in rows
+            [session_id] + [records.copied_value(row, c, now) for c in copied] for row in rows
         ]
         if not values:
             return 0
@@ -720,9 +768,14 @@ class PostgresStore(Store):
 
     def delete_messages_from(self, session_id: int, message_id: int) -> int:
         """Delete a session's messages from ``message_id`` on; returns how many."""
-        return self._execute(
-            "DELETE FROM messages WHERE session_id = %s AND id >= %s", [session_id, message_id]
-        ).rowcount
+        where = "session_id = %s AND id >= %s"
+        with self.write():
+            listed = self._listed(where, [session_id, message_id])
+            deleted = self._execute(
+                f"DELETE FROM messages WHERE {where}", [session_id, message_id]
+            ).rowcount
+            self._drop_unused(listed)
+            return deleted
 
     def messages(
         self,
@@ -844,28 +897,35 @@ class PostgresStore(Store):
         model: str,
         lease_until: str,
         external_ref: str | None = None,
+        attachments: Sequence[tuple[AttachmentInfo, bytes]] = (),
     ) -> tuple[Message, Message]:
         """A question and its empty reply in one statement (one round trip, one transaction).
 
         One multi-row INSERT: its rows take their ids in the order listed, so the
         reply's id follows the question's, as when inserted one after the other.
+        Files come first, in the same transaction.
         """
         now = utcnow()
-        cursor = self._execute(
-            "WITH m AS (INSERT INTO messages (session_id, author_id, role, content, "
-            "external_ref, created, model, status, lease_until) VALUES "
-            "(%s, %s, 'user', %s, %s, %s, DEFAULT, DEFAULT, DEFAULT), "
-            "(%s, NULL, 'assistant', '', NULL, %s, %s, 'streaming', %s) RETURNING id), "
-            "s AS (UPDATE sessions SET updated = %s WHERE id = %s), "
-            "u AS (UPDATE users SET updated = %s WHERE id = %s) "
-            "SELECT id FROM m ORDER BY id",
-            [
-                *(session_id, author_id, content, external_ref, now),
-                *(session_id, now, model, lease_until),
-                *(now, session_id, now, author_id),
-            ],
-        )
-        question_id, reply_id = (row[0] for row in cursor.fetchall())
+        infos = tuple(info for info, _ in attachments)
+        with self.write() if attachments else contextlib.nullcontext():
+            for info, data in attachments:
+                self.save_attachment(info, data)
+            cursor = self._execute(
+                "WITH m AS (INSERT INTO messages (session_id, author_id, role, content, "
+                "external_ref, attachments, created, model, status, lease_until) VALUES "
+                "(%s, %s, 'user', %s, %s, %s, %s, DEFAULT, DEFAULT, DEFAULT), "
+                "(%s, NULL, 'assistant', '', NULL, NULL, %s, %s, 'streaming', %s) RETURNING id), "
+                "s AS (UPDATE sessions SET updated = %s WHERE id = %s), "
+                "u AS (UPDATE users SET updated = %s WHERE id = %s) "
+                "SELECT id FROM m ORDER BY id",
+                [
+                    *(session_id, author_id, content, external_ref),
+                    *(records.attachments_json(infos), now),
+                    *(session_id, now, model, lease_until),
+                    *(now, session_id, now, author_id),
+                ],
+            )
+            question_id, reply_id = (row[0] for row in cursor.fetchall())
         asked = Message(
             id=question_id,
             session_id=session_id,
@@ -874,6 +934,7 @@ class PostgresStore(Store):
             content=content,
             created=now,
             external_ref=external_ref,
+            attachments=infos,
         )
         reply = Message(
             id=reply_id,

@@ -332,4 +332,23 @@ def m012_reply_surfaces(db: Database) -> None:
     )
 
 
+@migrations()
+def m013_attachments(db: Database) -> None:
+    """Files that come with questions: each content stored once, by its SHA-256.
+
+    A message lists its files (name, type, size, hash) as JSON in
+    ``messages.attachments``; a content no message lists any more is deleted with
+    the last message that did.
+    """
+    db.execute(
+        "CREATE TABLE attachments (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "sha256 TEXT NOT NULL UNIQUE, mime TEXT NOT NULL, size INTEGER NOT NULL, "
+        "data BLOB NOT NULL, created TEXT NOT NULL)"
+    )
+    db.execute("ALTER TABLE messages ADD COLUMN attachments TEXT")
+    db.execute(
+        "CREATE INDEX idx_messages_attachments ON messages(id) WHERE attachments IS NOT NULL"
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mschat.core.errors import DatabaseError, NotFound
-from mschat.core.models import Message, SearchHit, Session, User, utcnow
+from mschat.core.models import AttachmentInfo, Message, SearchHit, Session, User, utcnow
 from mschat.files import create_private, private_dir
 from mschat.store import records
 from mschat.store.contract import (
@@ -35,6 +35,7 @@ from mschat.store.contract import (
     UserAsks,
     checked_columns,
     checked_table,
+    listed_hashes,
     log_query,
     queue_status,
     usage_query,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -544,13 +545,58 @@ class SQLiteStore(Store):
     def delete_session(self, session_id: int) -> None:
         """Delete a session and (by cascade) its messages."""
         with self.write() as conn:
+            listed = self._listed(conn, "session_id = ?", [session_id])
             conn.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+            self._drop_unused(conn, listed)
 
     def delete_user_sessions(self, user_id: int) -> int:
         """Delete every session a user created; returns how many."""
         with self.write() as conn:
+            listed = self._listed(
+                conn, "session_id IN (SELECT id FROM sessions WHERE creator_id = ?)", [user_id]
+            )
             cursor = conn.execute("DELETE FROM sessions WHERE creator_id = ?", [user_id])
+            self._drop_unused(conn, listed)
             return cursor.rowcount
+
+    @staticmethod
+    def _listed(conn: sqlite3.Connection, where: str, params: list[Any]) -> set[str]:
+        """The files the messages about to be deleted list."""
+        rows = conn.execute(
+            f"SELECT attachments FROM messages WHERE attachments IS NOT NULL AND {where}", params
+        ).fetchall()
+        return listed_hashes(rows)
+
+    @staticmethod
+    def _drop_unused(conn: sqlite3.Connection, hashes: set[str]) -> None:
+        """Delete the stored contents no message lists any more (of those just unlisted)."""
+        for sha256 in hashes:
+            conn.execute(
+                "DELETE FROM attachments WHERE sha256 = ? AND NOT EXISTS (SELECT 1 FROM "
+                "messages WHERE attachments IS NOT NULL AND instr(attachments, ?) > 0)",
+                [sha256, sha256],
+            )
+
+    def save_attachment(self, info: AttachmentInfo, data: bytes) -> None:
+        """Store a file's content under its SHA-256, unless it is stored already."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO attachments (sha256, mime, size, data, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+                [info.sha256, info.mime, len(data), data, utcnow()],
+            )
+
+    def attachment_data(self, sha256s: Sequence[str]) -> dict[str, bytes]:
+        """The stored contents of these files, by SHA-256 (unknown ones left out)."""
+        wanted = list(dict.fromkeys(sha256s))
+        if not wanted:
+            return {}
+        _, rows = self._query(
+            f"SELECT sha256, data FROM attachments WHERE sha256 IN "
+            f"({', '.join('?' for _ in wanted)})",
+            wanted,
+        )
+        return {sha256: bytes(data) for sha256, data in rows}
 
     def list_sessions(
         self,
@@ -617,11 +663,12 @@ class SQLiteStore(Store):
     def add_message(self, *, touch_session: bool = True, **values: Any) -> Message:
         """Insert a message; bumps the session's and author's ``updated`` time."""
         now = values.setdefault("created", utcnow())
+        inserted = records.message_values(values)
         with self.write() as conn:
-            columns = ", ".join(values)
-            marks = ", ".join("?" for _ in values)
+            columns = ", ".join(inserted)
+            marks = ", ".join("?" for _ in inserted)
             cursor = conn.execute(
-                f"INSERT INTO messages ({columns}) VALUES ({marks})", list(values.values())
+                f"INSERT INTO messages ({columns}) VALUES ({marks})", list(inserted.values())
             )
             message_id = int(cursor.lastrowid or 0)
             if touch_session:
@@ -633,6 +680,8 @@ class SQLiteStore(Store):
                     "UPDATE users SET updated = ? WHERE id = ?", [now, values["author_id"]]
                 )
         # built from what was inserted: a SELECT per message is a third of an ask's cost
+        if "attachments" in values:
+            values["attachments"] = records.attachments_of(values["attachments"])
         return Message(id=message_id, author_id=values.pop("author_id", None), **values)
 
     def insert_messages(
@@ -649,8 +698,7 @@ class SQLiteStore(Store):
         )
         now = utcnow()
         values = [
-            [session_id] + [row.get(c) if c != "created" else row.get(c) or now for c in copied]
-            for row in rows
+            [session_id] + [records.copied_value(row, c, now) for c in copied] for row in rows
         ]
         with self.write() as conn:
             first = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
@@ -768,9 +816,10 @@ class SQLiteStore(Store):
     def delete_messages_from(self, session_id: int, message_id: int) -> int:
         """Delete a session's messages from ``message_id`` on; returns how many."""
         with self.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM messages WHERE session_id = ? AND id >= ?", [session_id, message_id]
-            )
+            where = "session_id = ? AND id >= ?"
+            listed = self._listed(conn, where, [session_id, message_id])
+            cursor = conn.execute(f"DELETE FROM messages WHERE {where}", [session_id, message_id])
+            self._drop_unused(conn, listed)
             return cursor.rowcount
 
     def messages(
