@@ -339,6 +339,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
             url=True,
         ),
     },
+    "attachments": {
+        "max_bytes": Key(_positive_int, 10 * 1024 * 1024, "largest file a question may carry"),
+        "max_count": Key(_positive_int, 10, "most files one question may carry"),
+    },
     "moderation": {
         "model": Key(_str, None, "moderation model checking questions and answers (unset: off)"),
         "provider": Key(
@@ -362,6 +366,12 @@ PROVIDER_KEYS: dict[str, Key] = {
     "max_concurrency": Key(
         _positive_int, None, "answers this provider writes at once (unset: no limit)"
     ),
+    "vision": Key(_bool, None, "its models see images (unset: known model families only)"),
+}
+
+#: the keys of a ``[models."provider/name"]`` table: what one model can do
+MODEL_KEYS: dict[str, Key] = {
+    "vision": Key(_bool, None, "the model sees images"),
 }
 
 MAP_SECTIONS = {
@@ -387,6 +397,7 @@ class ProviderConfig:
     n_ctx: int | None = None
     n_threads: int | None = None
     max_concurrency: int | None = None
+    vision: bool | None = None
     source: str = "config"
 
     def __repr__(self) -> str:
@@ -428,6 +439,8 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     #: ``provider/model`` -> {"input": ..., "output": ...} per million tokens ([prices])
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: ``provider/model`` (or a bare model name) -> what it can do ([models."…"])
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # sections hold tokens: never let a repr (logs, tracebacks) show them
@@ -471,6 +484,7 @@ class Config:
         data["aliases"] = dict(self.aliases)
         data["context_windows"] = dict(self.context_windows)
         data["prices"] = {name: dict(price) for name, price in self.prices.items()}
+        data["models"] = {name: dict(keys) for name, keys in self.models.items()}
         return data
 
     def masked_toml(self) -> str:
@@ -542,7 +556,7 @@ def load_config(
     data = _read_file(file, required=required)
     origins: dict[str, str] = {}
 
-    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers", "prices"}
+    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers", "prices", "models"}
     for name, value in data.items():
         if name not in known:
             raise ConfigError(
@@ -566,6 +580,7 @@ def load_config(
         origins=origins,
         warnings=unknown_variables(env),
         prices=_load_prices(file, data.get("prices", {}), env),
+        models=_load_models(file, data.get("models", {})),
     )
 
 
@@ -737,6 +752,24 @@ def _load_prices(file: Path, given: Any, env: Mapping[str, str]) -> dict[str, di
         except ValueError as exc:
             raise ConfigError(f"{where}: {key} must be {exc}") from None
     return prices
+
+
+def _load_models(file: Path, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[models."provider/name"]`` tables: what a model can do (``vision``)."""
+    models: dict[str, dict[str, Any]] = {}
+    for name, keys in given.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f'{file}: models."{name}" must be a table ([models."{name}"])')
+        for key, value in keys.items():
+            if key not in MODEL_KEYS:
+                raise ConfigError(
+                    f'{file}: unknown key models."{name}".{key}; expected one of '
+                    + ", ".join(sorted(MODEL_KEYS))
+                )
+            models.setdefault(name, {})[key] = _parse(
+                file, f'models."{name}".{key}', MODEL_KEYS[key], value
+            )
+    return models
 
 
 #: variables read outside the sections (paths, shortcuts): code that reads a new

@@ -107,4 +107,6 @@ def render_config(config: Config) -> str:
             lines += _table(f"[{section}]", data[section])
     for name, price in data["prices"].items():
         lines += _table(f"[prices.{toml_key(name)}]", price)
+    for name, keys in data["models"].items():
+        lines += _table(f"[models.{toml_key(name)}]", keys)
     return "\n".join(lines) + "\n"

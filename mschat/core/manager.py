@@ -18,7 +18,7 @@ import getpass
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -36,6 +36,7 @@ from mschat.core.answer import (
     recover_replies,
 )
 from mschat.core.answer.queue import Ticket
+from mschat.core.attachments import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, Limits, prepare_all
 from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
@@ -593,6 +594,16 @@ class SessionManager:
         return self._prices
 
     @property
+    def attachment_limits(self) -> Limits:
+        """How many files a question may carry and how big each (``[attachments]``)."""
+        sections = getattr(self.registry.config, "sections", {})
+        given = sections.get("attachments", {})
+        return Limits(
+            max_bytes=given.get("max_bytes") or DEFAULT_MAX_BYTES,
+            max_count=given.get("max_count") or DEFAULT_MAX_COUNT,
+        )
+
+    @property
     def currency(self) -> str:
         """The currency of the price table (``general.currency``)."""
         sections = getattr(self.registry.config, "sections", {})
@@ -771,6 +782,7 @@ class SessionManager:
         title: str | None = None,
         external_ref: str | None = None,
         private: bool = False,
+        attachments: Sequence[tuple[str, bytes]] = (),
     ) -> AsyncIterator[Event]:
         """Store the question, stream the reply and store it as it arrives.
 
@@ -779,7 +791,9 @@ class SessionManager:
         raise; later failures end the stream with ``Failed``. ``WaitingForTurn``
         comes first when another ask holds the session. A ``private`` question
         (Discord's ``/private``) never goes into a public session: one routed
-        there starts a new private session instead.
+        there starts a new private session instead. ``attachments`` are files
+        (name, content) that come with the question: refused in one line before
+        anything is stored when they are not images or text, too many or too big.
         """
         # ranked among the user's questions now, before anything is awaited: the
         # queue takes a user's questions in the order they were asked
@@ -799,6 +813,7 @@ class SessionManager:
                 title=title,
                 external_ref=external_ref,
                 private=private,
+                attachments=attachments,
             ):
                 yield event
         finally:
@@ -820,10 +835,12 @@ class SessionManager:
         title: str | None,
         external_ref: str | None,
         private: bool,
+        attachments: Sequence[tuple[str, bytes]],
     ) -> AsyncIterator[Event]:
         """The body of :meth:`ask`, once the question is ranked."""
         if not text or not text.strip():
             raise InvalidInput("the message is empty")
+        files = prepare_all(attachments, self.attachment_limits) if attachments else []
         if temperature is not None:
             temperature = validate_temperature(temperature)
         if max_tokens is not None:
@@ -873,6 +890,7 @@ class SessionManager:
             max_tokens=max_tokens,
             external_ref=external_ref,
             ticket=ticket,
+            attachments=files,
         ):
             if isinstance(event, Started) and isinstance(target, NewSession):
                 self._attached(user, event.session, target.user_changes)

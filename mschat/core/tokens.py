@@ -50,8 +50,18 @@ class PromptCounter:
         return self.fixed + sum(self.message(m) for m in messages)
 
 
+#: what an image costs in a prompt when nothing better is known: OpenAI's price of a
+#: detailed image at its usual size (85 base + 170 per 512-pixel tile, 6 tiles)
+IMAGE_TOKENS = 1105
+
+
+def estimate_chat_message(message: ChatMessage) -> int:
+    """The estimated cost of a message to send: its text, framing and images."""
+    return estimate_message(message.content) + IMAGE_TOKENS * len(message.images)
+
+
 #: the counter of a provider without an offline tokenizer
-ESTIMATE = PromptCounter(lambda message: estimate_message(message.content))
+ESTIMATE = PromptCounter(estimate_chat_message)
 
 
 def counter_for(provider: Provider, model: str) -> PromptCounter:
@@ -73,6 +83,9 @@ def counter_for(provider: Provider, model: str) -> PromptCounter:
 
     def message(item: ChatMessage) -> int:
         total = count(model, [item])
-        return int(total) - fixed if total is not None else estimate_message(item.content)
+        images = IMAGE_TOKENS * len(item.images)  # the tokenizer counts text only
+        return (
+            int(total) - fixed if total is not None else estimate_message(item.content)
+        ) + images
 
     return PromptCounter(message, int(fixed))

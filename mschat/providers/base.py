@@ -8,11 +8,36 @@ from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image shown to a model that sees, sent as a base64 ``data:`` URL."""
+
+    mime: str  # image/png, image/jpeg, image/webp or image/gif
+    data: bytes = field(repr=False)
+
+    @property
+    def data_url(self) -> str:
+        """The image as the ``image_url`` of a chat-completions content part."""
+        import base64
+
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One message of the chat-completions wire protocol."""
 
     role: str  # "system" | "user" | "assistant"
     content: str
+    #: images after the text (only for models that see them)
+    images: tuple[ImagePart, ...] = ()
+
+    def wire_content(self) -> str | list[dict[str, object]]:
+        """``content`` as sent: the text, or text and image parts when there are images."""
+        if not self.images:
+            return self.content
+        parts: list[dict[str, object]] = [{"type": "text", "text": self.content}]
+        parts += [{"type": "image_url", "image_url": {"url": i.data_url}} for i in self.images]
+        return parts
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,7 +184,7 @@ def build_payload(request: ChatRequest, *, stream: bool = True) -> dict[str, Any
     """The JSON body of a chat-completions request."""
     payload: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": m.wire_content()} for m in request.messages],
         "stream": stream,
     }
     if stream:

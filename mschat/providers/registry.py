@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: model families that see images (OpenAI's, and well-known open ones)
+KNOWN_VISION = (
+    "gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-4-vision", "gpt-5", "o1", "o3",
+    "o4", "claude-3", "claude-sonnet-4", "claude-opus-4", "gemini", "llava", "bakllava",
+    "llama-3.2-vision", "llama3.2-vision", "qwen2-vl", "qwen2.5-vl", "pixtral", "gemma3",
+    "minicpm-v", "moondream",
+)  # fmt: skip
+#: names within those families that do not
+KNOWN_BLIND = ("o1-mini", "o3-mini", "gpt-4o-audio", "gpt-4o-realtime", "gpt-4o-mini-tts")
+
 # Context windows of well-known model families, used when the config says nothing.
 KNOWN_CONTEXT_WINDOWS: list[tuple[str, int]] = [
     ("gpt-4.1", 1_047_576),
@@ -391,6 +401,20 @@ class Registry:
             if lowered.startswith(prefix):
                 return size
         return int(self.config.get("defaults", "context_window"))
+
+    def vision(self, provider: str, model: str) -> bool:
+        """Whether the model sees images: ``[models."…"]``, the provider, known families."""
+        models = getattr(self.config, "models", {})
+        for key in (f"{provider}/{model}", model):
+            if models.get(key, {}).get("vision") is not None:
+                return bool(models[key]["vision"])
+        provider_config = self.provider_configs.get(provider)
+        if provider_config is not None and provider_config.vision is not None:
+            return provider_config.vision
+        if provider_config is not None and provider_config.type == "local":
+            return False
+        lowered = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" on a router
+        return lowered.startswith(KNOWN_VISION) and not lowered.startswith(KNOWN_BLIND)
 
     # ---- the usable models -----------------------------------------------------------
 

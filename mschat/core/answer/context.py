@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mschat.core.attachments import chat_message, estimate_files
 from mschat.core.errors import InvalidInput
 from mschat.core.models import Message, MessageStatus
 from mschat.core.tokens import ESTIMATE, PromptCounter, estimate_message
@@ -51,7 +52,7 @@ async def load_history(
     spent = 0
     while True:
         messages[:0] = page
-        spent += sum(estimate_message(m.content) for m in page)
+        spent += sum(estimate_message(m.content) + estimate_files(m) for m in page)
         if len(page) < HISTORY_PAGE or spent > 2 * budget:
             return messages
         page = await older(page[0].id)
@@ -65,12 +66,16 @@ def build_context(
     max_tokens: int,
     model: str,
     counter: PromptCounter = ESTIMATE,
+    files: Mapping[str, bytes] | None = None,
+    vision: bool = False,
 ) -> Context:
     """Newest turns first until the budget (window minus max_tokens) is spent.
 
     ``history`` is in chronological order and ends with the new user message,
     which must always fit: otherwise the error names the model and the numbers.
-    ``prompt_tokens`` is what ``counter`` says the messages sent cost.
+    ``prompt_tokens`` is what ``counter`` says the messages sent cost. ``files``
+    holds the contents of the messages' files (see ``attachments.wanted_files``);
+    images are sent only to a model that sees (``vision``).
     """
     budget = context_window - max_tokens
     used = counter.fixed
@@ -83,7 +88,7 @@ def build_context(
     costs: list[int] = []
     dropped = 0
     for index in range(len(turns) - 1, -1, -1):
-        message = ChatMessage(turns[index].role, turns[index].content)
+        message = chat_message(turns[index], files or {}, vision)
         cost = counter.message(message)
         if used + cost > budget:
             if not kept:

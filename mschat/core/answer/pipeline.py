@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
 from mschat.core.answer.queue import Queue, Ticket
 from mschat.core.answer.turns import Runner, Turn, Turns, new_owner, stamp
 from mschat.core.answer.writer import ReplyWriter, WriterSettings
+from mschat.core.attachments import Prepared, check_visible, wanted_files
 from mschat.core.errors import (
     Busy,
     InvalidInput,
@@ -184,6 +185,13 @@ class Answerer:
         ticket: Ticket | None = options.pop("ticket", None)
         try:
             resolved = await self._resolve(user, target, model)
+            question: Message | None = options.get("question")
+            files = [info for info, _ in options.get("attachments", ())]
+            check_visible(
+                question.attachments if question is not None else files,
+                resolved.full_name,
+                self.registry.vision(resolved.provider, resolved.model),
+            )
         except BaseException:
             if ticket is not None:
                 ticket.done()
@@ -230,6 +238,7 @@ class Answerer:
         question: Message | None = None,
         left_session: tuple[int | None, str] | None = None,
         admit: Admit | None = None,
+        attachments: Sequence[Prepared] = (),
     ) -> AsyncIterator[Event]:
         store = self.store
         new = target if isinstance(target, NewSession) else None
@@ -272,6 +281,7 @@ class Answerer:
                         model=resolved.full_name,
                         lease_until=lease,
                         external_ref=external_ref,
+                        attachments=attachments,
                     )
                 else:
                     asked = question
@@ -329,6 +339,10 @@ class Answerer:
                 )
 
             history = await load_history(recent, resolved.context_window - limit, older)
+            vision = self.registry.vision(resolved.provider, resolved.model)
+            given = {info.sha256: data for info, data in attachments}
+            wanted = [h for h in wanted_files(history, vision) if h not in given]
+            files = {**given, **(await self.run(store.attachment_data, wanted) if wanted else {})}
 
             def fit() -> Context:
                 # a real tokenizer may load a model: keep it off the event loop
@@ -339,6 +353,8 @@ class Answerer:
                     max_tokens=limit,
                     model=resolved.full_name,
                     counter=counter_for(provider, resolved.model),
+                    files=files,
+                    vision=vision,
                 )
 
             context = await asyncio.to_thread(fit)
