@@ -12,11 +12,15 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mschat.core.errors import InvalidInput
 from mschat.core.models import AttachmentInfo, Message
 from mschat.core.tokens import IMAGE_TOKENS
 from mschat.providers.base import ChatMessage, ImagePart
+
+if TYPE_CHECKING:
+    from mschat.store.contract import Store
 
 #: the defaults of ``attachments.max_bytes`` and ``attachments.max_count``
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -109,7 +113,8 @@ def _text_type(name: str, data: bytes) -> str | None:
     return TEXT_TYPES.get(extension, "text/plain")
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
+    """A size as people read it: 512 bytes, 4.0 KB, 12.3 MB."""
     for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
@@ -120,8 +125,9 @@ def prepare(name: str, data: bytes, limits: Limits) -> Prepared:
     """Check one file and describe it; InvalidInput (one line) when it is refused."""
     shown = safe_name(name)
     if len(data) > limits.max_bytes:
+        limit = size_text(limits.max_bytes)
         raise InvalidInput(
-            f"{shown} is {_size(len(data))}; a file may be at most {_size(limits.max_bytes)} "
+            f"{shown} is {size_text(len(data))}; a file may be at most {limit} "
             "(attachments.max_bytes)"
         )
     if not data:
@@ -192,3 +198,16 @@ def wanted_files(history: Iterable[Message], vision: bool) -> list[str]:
         for info in message.attachments
         if vision or not info.is_image
     ]
+
+
+def save_files(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Store the files of imported rows (``files``: prepared) and list them on the rows.
+
+    Call it inside the transaction that inserts the rows.
+    """
+    for row in rows:
+        files: list[Prepared] = row.pop("files", None) or []
+        for info, data in files:
+            store.save_attachment(info, data)
+        if files:
+            row["attachments"] = tuple(info for info, _ in files)

@@ -36,7 +36,13 @@ from mschat.core.answer import (
     recover_replies,
 )
 from mschat.core.answer.queue import Ticket
-from mschat.core.attachments import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, Limits, prepare_all
+from mschat.core.attachments import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_COUNT,
+    Limits,
+    prepare_all,
+    save_files,
+)
 from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
@@ -46,7 +52,7 @@ from mschat.core.errors import (
     PermissionDenied,
 )
 from mschat.core.events import Event, Started
-from mschat.core.export import parse_export, render_markdown
+from mschat.core.export import export_json, parse_export, render_markdown
 from mschat.core.feedback import KINDS, AnswerFeedback, group_feedback
 from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
@@ -482,11 +488,9 @@ class SessionManager:
         session = await self.get_session(user, session_id)
         messages = await self._run(self.store.messages, session_id)
         if fmt == "json":
-            return json.dumps(
-                {"session": asdict(session), "messages": [asdict(m) for m in messages]},
-                ensure_ascii=False,
-                indent=2,
-            )
+            hashes = [info.sha256 for m in messages for info in m.attachments]
+            files = await self._run(self.store.attachment_data, hashes) if hashes else {}
+            return json.dumps(export_json(session, messages, files), ensure_ascii=False, indent=2)
         if fmt not in ("markdown", "md"):
             raise InvalidInput(f"export format must be markdown or json, got {fmt!r}")
         return render_markdown(session, messages)
@@ -979,7 +983,13 @@ class SessionManager:
             public=0,
             origin=Origin.TERMINAL.value if user.kind == UserKind.LOCAL else Origin.API.value,
         )
-        await self._run(self.store.insert_messages, session.id, rows)
+
+        def insert() -> None:
+            with self.store.write():
+                save_files(self.store, rows)
+                self.store.insert_messages(session.id, rows)
+
+        await self._run(insert)
         return await self._run(self.store.get_session, session.id)
 
     async def import_file(self, user: User, path: str | Path) -> list[Session]:

@@ -3,7 +3,9 @@ model (text inlined, images to models that see), kept in history, gone with the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -143,3 +145,50 @@ def test_names_lose_their_folders_and_control_characters():
     assert safe_name("C:\\Users\\me\\notes.md") == "notes.md"
     assert safe_name("   ") == "file"
     assert len(safe_name("a" * 500)) == 200
+
+
+async def test_export_and_import_keep_the_files_and_trust_no_hash(vision: Services, tmp_path):
+    manager = vision.manager
+    me = await manager.local_user()
+    events = await _ask(vision, "look", [("cat.png", PNG), ("notes.md", b"# plan\n")])
+    exported = json.loads(await manager.export_session(me, events[0].session.id, "json"))
+    files = exported["messages"][0]["attachments"]
+    assert [(f["name"], base64.b64decode(f["data"])) for f in files] == [
+        ("cat.png", PNG),
+        ("notes.md", b"# plan\n"),
+    ]
+    markdown = await manager.export_session(me, events[0].session.id, "markdown")
+    assert "📎 cat.png (image/png, 216 bytes)" in markdown
+    # a document claiming another content's hash: the hash is computed again
+    files[1]["sha256"] = files[0]["sha256"]
+    files[1]["data"] = base64.b64encode(b"# changed\n").decode()
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(exported))
+    (imported,) = await manager.import_file(me, path)
+    question = (await manager.messages(me, imported.id))[0]
+    data = await asyncio.to_thread(
+        vision.store.attachment_data, [a.sha256 for a in question.attachments]
+    )
+    assert [data[a.sha256] for a in question.attachments] == [PNG, b"# changed\n"]
+    # the original session's notes are untouched
+    original = (await manager.messages(me, events[0].session.id))[0]
+    notes = await asyncio.to_thread(vision.store.attachment_data, [original.attachments[1].sha256])
+    assert list(notes.values()) == [b"# plan\n"]
+    files[0]["data"] = "not base64!"
+    path.write_text(json.dumps(exported))
+    with pytest.raises(InvalidInput, match="attachment without a name and base64 data"):
+        await manager.import_file(me, path)
+
+
+async def test_a_fork_keeps_the_files(vision: Services, provider: ScriptedProvider):
+    manager = vision.manager
+    me = await manager.local_user()
+    events = await _ask(vision, "look", [("cat.png", PNG)])
+    question = (await manager.messages(me, events[0].session.id))[0]
+    await _ask(vision, "more", [], session_id=events[0].session.id)
+    answer = (await manager.messages(me, events[0].session.id))[-1]
+    fork = await manager.fork(me, answer.id - 1, "more, please")
+    copied = (await manager.messages(me, fork.id))[0]
+    assert copied.attachments == question.attachments
+    await manager.remove_session(me, events[0].session.id)
+    assert sql(vision.store, "SELECT count(*) FROM attachments") == [(1,)]

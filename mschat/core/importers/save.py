@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mschat.core.attachments import save_files
 from mschat.core.importers.base import ImportedSession, in_order
 from mschat.core.models import Session, User
 from mschat.store.contract import Store
@@ -36,5 +37,6 @@ def save_imported(store: Store, user: User, item: ImportedSession, origin: str) 
             origin=origin,
             **times,
         )
+        save_files(store, rows)
         store.insert_messages(session.id, rows, ref=item.ref)
     return store.get_session(session.id)
