@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -33,11 +34,25 @@ def edit_prompt(prompt: str | None) -> str:
     return text
 
 
-def read_prompt(prompt: str | None, *, editor: bool = False) -> str:
-    """The prompt from the argument (or the editor) and piped stdin, appended as context."""
+def read_attachment(path: str, limit: int) -> tuple[str, bytes]:
+    """A file to attach (``-`` is stdin), read up to one byte past ``limit`` (the core
+    refuses it then, without reading all of a huge file or a device)."""
+    if path == "-":
+        stdin = sys.stdin.buffer if sys.stdin is not None else None
+        return "stdin", bytes(stdin.read(limit + 1)) if stdin is not None else b""
+    try:
+        with open(path, "rb") as file:
+            return os.path.basename(path), file.read(limit + 1)
+    except OSError as exc:
+        fail(f"cannot attach {path}: {exc.strerror or exc}")
+
+
+def read_prompt(prompt: str | None, *, editor: bool = False, stdin: bool = True) -> str:
+    """The prompt from the argument (or the editor) and piped stdin, appended as context
+    (unless stdin is attached as a file: ``-a -``)."""
     if editor:
         prompt = edit_prompt(prompt)
-    piped = read_stdin()
+    piped = read_stdin() if stdin else ""
     if prompt and piped.strip():
         return f"{prompt}\n\n{piped}"
     return prompt if prompt is not None else piped
@@ -60,6 +75,15 @@ def read_prompt(prompt: str | None, *, editor: bool = False) -> str:
     "--json", "as_json", is_flag=True, help="Print one JSON object: reply, session, usage."
 )
 @click.option("-u", "--usage", "show_usage", is_flag=True, help="Print token usage on stderr.")
+@click.option(
+    "-a",
+    "--attach",
+    "attach",
+    multiple=True,
+    type=TEXT,
+    metavar="FILE",
+    help="Attach an image or a text file (repeatable; - reads stdin).",
+)
 @click.pass_obj
 def ask(
     ctx: Context,
@@ -75,12 +99,14 @@ def ask(
     no_stream: bool,
     as_json: bool,
     show_usage: bool,
+    attach: tuple[str, ...],
 ) -> None:
     """Ask one question and stream the answer.
 
     The prompt comes from the argument, from $EDITOR (-e, prefilled with the
     argument), from piped stdin, or both (stdin is appended to the prompt as
-    context). Each ask starts a new session unless -c or -s is given.
+    context). Each ask starts a new session unless -c or -s is given. Images
+    (PNG, JPEG, WebP, GIF) go to models that see them, text files are inlined.
 
     \b
     Examples:
@@ -89,10 +115,19 @@ def ask(
       mschat ask -e                  write a long prompt in your editor
       cat error.log | mschat ask "What went wrong?"
       mschat ask -m openai/gpt-4o-mini --json "Hi" | jq .reply
+      mschat ask -a photo.jpg "What is in this picture?"
+      mschat ask -a main.py -a test_main.py "Why does the test fail?"
+      xclip -o -t image/png | mschat ask -a - "Read the text in this screenshot"
     """
     if sum([bool(session_ref), continue_, new_session]) > 1:
         raise click.UsageError("use only one of --session, --continue and --new")
-    text = read_prompt(prompt, editor=editor)
+    if attach.count("-") > 1:
+        raise click.UsageError("stdin can be attached once (-a -)")
+    files = []
+    if attach:
+        limit = int(ctx.config().get("attachments", "max_bytes"))
+        files = [read_attachment(path, limit) for path in attach]
+    text = read_prompt(prompt, editor=editor, stdin="-" not in attach)
     if not text.strip():
         fail("the prompt is empty; pass it as an argument, with -e or on stdin")
 
@@ -122,6 +157,7 @@ def ask(
             system=system,
             temperature=temperature,
             max_tokens=max_tokens,
+            attachments=files,
         )
         return await renderer.consume(events)
 

@@ -125,9 +125,9 @@ def prepare(name: str, data: bytes, limits: Limits) -> Prepared:
     """Check one file and describe it; InvalidInput (one line) when it is refused."""
     shown = safe_name(name)
     if len(data) > limits.max_bytes:
-        limit = size_text(limits.max_bytes)
+        # the size read may be cut short (a front end reads one byte past the limit)
         raise InvalidInput(
-            f"{shown} is {size_text(len(data))}; a file may be at most {limit} "
+            f"{shown} is larger than {size_text(limits.max_bytes)}, the most a file may be "
             "(attachments.max_bytes)"
         )
     if not data:

@@ -109,7 +109,10 @@ async def test_an_image_for_a_blind_model_is_refused_before_anything_is_stored(
 @pytest.mark.parametrize(
     ("files", "refusal"),
     [
-        ([("big.txt", b"x" * 5000)], r"big\.txt is 4\.9 KB; a file may be at most 4\.0 KB"),
+        (
+            [("big.txt", b"x" * 5000)],
+            r"big\.txt is larger than 4\.0 KB, the most a file may be \(attachments\.max_bytes\)",
+        ),
         (
             [(f"{n}.txt", b"x") for n in range(4)],
             r"4 files attached; a question may carry at most 3",

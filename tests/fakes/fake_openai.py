@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import contextlib
 import dataclasses
@@ -52,11 +53,12 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,12 +141,52 @@ def fake_tokens(text: str) -> int:
 
 
 def content_text(content: Any) -> str:
-    """Text of a message ``content`` (a string or a list of content parts)."""
+    """Text of a message ``content`` (a string or a list of content parts); an image
+    part reads ``[image image/png 216 bytes]``, so an echo shows what arrived."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return "".join(_part_text(p) for p in content if isinstance(p, dict))
     return ""
+
+
+def _part_text(part: dict[str, Any]) -> str:
+    if part.get("type") != "image_url":
+        return str(part.get("text", ""))
+    image = image_of(part)
+    return f" [image {image[0]} {len(image[1])} bytes]" if image else " [image ?]"
+
+
+def image_of(part: dict[str, Any]) -> tuple[str, bytes] | None:
+    """The type and bytes of an ``image_url`` part with a base64 data URL, else None."""
+    url = (part.get("image_url") or {}).get("url") if isinstance(part, dict) else None
+    match = re.fullmatch(r"data:(image/(?:png|jpeg|webp|gif));base64,([A-Za-z0-9+/=]+)", url or "")
+    if match is None:
+        return None
+    try:
+        return match.group(1), base64.b64decode(match.group(2), validate=True)
+    except ValueError:
+        return None
+
+
+def image_refusal(messages: list[Any], model: str, sees: bool) -> str | None:
+    """What OpenAI answers a request whose image parts are malformed or sent to a model
+    that does not see, else None."""
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            if not sees:
+                return (
+                    "Invalid content type. image_url is only supported by certain models "
+                    f"({model})."
+                )
+            if image_of(part) is None:
+                return "Invalid image_url: expected a base64 data URL of a PNG, JPEG, WebP or GIF."
+    return None
 
 
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
@@ -195,8 +237,11 @@ class FakeOpenAI:
         model_contexts: dict[str, int] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        vision_models: Collection[str] | None = None,
     ) -> None:
         self.models = list(models)
+        #: models that take image parts (None: every model); others get OpenAI's 400
+        self.vision_models = None if vision_models is None else set(vision_models)
         self.serve_models = serve_models  # False: GET /models answers 404, like some servers
         self.model_contexts = dict(model_contexts or {})
         #: when set, ``GET /models`` answers only once another thread sets this event
@@ -445,6 +490,12 @@ class FakeOpenAI:
                     "messages",
                 ),
                 status=400,
+            )
+        sees = self.vision_models is None or model in self.vision_models
+        refused = image_refusal(messages, model, sees)
+        if refused is not None:
+            return web.json_response(
+                error_body(refused, "invalid_request_error", None, "messages"), status=400
             )
         if self.context_window is not None and prompt_tokens(messages) > self.context_window:
             return _context_length_error(self.context_window, prompt_tokens(messages))

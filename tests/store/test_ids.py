@@ -159,8 +159,7 @@ def _fill(conn: sqlite3.Connection) -> None:
 
 def _columns(conn: sqlite3.Connection) -> dict[str, list[str]]:
     return {
-        table: [row[1] for row in conn.execute(f"PRAGMA table_info('{table}')")]
-        for table in TABLES
+        table: [row[1] for row in conn.execute(f"PRAGMA table_info('{table}')")] for table in TABLES
     }
 
 
