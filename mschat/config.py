@@ -342,6 +342,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "attachments": {
         "max_bytes": Key(_positive_int, 10 * 1024 * 1024, "largest file a question may carry"),
         "max_count": Key(_positive_int, 10, "most files one question may carry"),
+        "fetch_private": Key(
+            _bool, False, "fetch files from URLs of private and local addresses too"
+        ),
     },
     "moderation": {
         "model": Key(_str, None, "moderation model checking questions and answers (unset: off)"),

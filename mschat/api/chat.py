@@ -38,10 +38,13 @@ async def _events(
     manager: SessionManager, user: User, ask: ChatRequest
 ) -> tuple[Event | None, AsyncIterator[Event]]:
     """Start the answer; errors raised before anything is stored become HTTP errors."""
+    files = [attachment.as_core() for attachment in ask.attachments]
     if ask.session is None:
-        events = manager.chat(user, ask.message, origin=Origin.API)
+        events = manager.chat(user, ask.message, origin=Origin.API, attachments=files)
     else:
-        events = manager.ask(user, ask.message, session_id=ask.session, origin=Origin.API)
+        events = manager.ask(
+            user, ask.message, session_id=ask.session, origin=Origin.API, attachments=files
+        )
     try:
         return await first_event(events), events
     except MschatError as error:

@@ -149,6 +149,36 @@ class Closed(Shape):
 # ---- /chat and /chat-stream ------------------------------------------------------
 
 
+class AttachmentIn(Closed):
+    """A file of a question: its content in base64 (``data``), or a URL mschat fetches."""
+
+    name: str | None = Field(default=None, max_length=MAX_NAME, description="its file name")
+    data: str | None = Field(default=None, description="the content, base64")
+    url: str | None = Field(default=None, max_length=8192, description="an http(s) URL")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AttachmentIn:
+        if (self.data is None) == (self.url is None):
+            raise PydanticCustomError("attachment", "an attachment needs data or url (one)")
+        if self.data is not None:
+            import base64
+            import binascii
+
+            try:
+                base64.b64decode(self.data, validate=True)
+            except (binascii.Error, ValueError):
+                raise PydanticCustomError("attachment", "data must be base64") from None
+        return self
+
+    def as_core(self) -> tuple[str, bytes] | str:
+        """The file as the core takes it: (name, content), or the URL."""
+        if self.url is not None:
+            return self.url
+        import base64
+
+        return self.name or "file", base64.b64decode(self.data or "")
+
+
 class ChatRequest(Shape):
     """POST /chat and /chat-stream."""
 
@@ -162,6 +192,9 @@ class ChatRequest(Shape):
         default=None,
         description="ask in this session (own or public) instead of the current one; "
         "a digit string works too",
+    )
+    attachments: list[AttachmentIn] = Field(
+        default_factory=list, description="images and text files that come with the question"
     )
 
 
@@ -349,6 +382,15 @@ class SessionList(BaseModel):
     current_session_id: int | None
 
 
+class Attachment(BaseModel):
+    """A file that came with a question (its content is not served)."""
+
+    name: str
+    mime: str
+    size: int
+    sha256: str
+
+
 class Message(BaseModel):
     """One stored turn."""
 
@@ -366,6 +408,7 @@ class Message(BaseModel):
     latency_ms: int | None
     finish_reason: str | None
     error: str | None
+    attachments: list[Attachment] = Field(default_factory=list)
 
     @classmethod
     def of(cls, message: core.Message) -> Message:
@@ -385,6 +428,10 @@ class Message(BaseModel):
             latency_ms=message.latency_ms,
             finish_reason=message.finish_reason,
             error=message.error,
+            attachments=[
+                Attachment(name=a.name, mime=a.mime, size=a.size, sha256=a.sha256)
+                for a in message.attachments
+            ],
         )
 
 
@@ -481,10 +528,24 @@ class IdempotencyHeader(Params):
 
 
 class TextPart(BaseModel):
-    """A text part of a message's content (the only kind mschat takes)."""
+    """A text part of a message's content."""
 
     type: Literal["text"]
     text: str
+
+
+class ImageUrl(BaseModel):
+    """Where an image part's image is: a base64 ``data:`` URL, or an http(s) URL."""
+
+    url: str = Field(max_length=MAX_TEXT * 8)
+    detail: str | None = None
+
+
+class ImagePart(BaseModel):
+    """An image part of a user message's content (for models that see)."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
 
 
 def _join_parts(value: Any) -> Any:
@@ -499,7 +560,8 @@ def _join_parts(value: Any) -> Any:
             raise PydanticCustomError(
                 "text_part",
                 f"{{label}}[{index}] must be a text part "
-                '({"type": "text", "text": "..."}); only text is supported',
+                '({"type": "text", "text": "..."}) or an image part '
+                '({"type": "image_url", "image_url": {"url": "..."}})',
             )
         text = part.get("text")
         if not isinstance(text, str):
@@ -517,7 +579,12 @@ Content = Annotated[
         {
             "anyOf": [
                 {"type": "string"},
-                {"type": "array", "items": TextPart.model_json_schema()},
+                {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [TextPart.model_json_schema(), ImagePart.model_json_schema()]
+                    },
+                },
                 {"type": "null"},
             ]
         }
@@ -533,6 +600,31 @@ class ChatMessage(Shape):
 
     role: Role
     content: Content
+    images: list[ImageUrl] = Field(
+        default_factory=list,
+        description="filled from the content's image_url parts (images of user messages)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_images(cls, data: Any) -> Any:
+        """Image parts leave the content for ``images``; the text parts stay."""
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            return data
+        parts = data["content"]
+        images = [p for p in parts if isinstance(p, dict) and p.get("type") == "image_url"]
+        if not images:
+            return data
+        text = [p for p in parts if not (isinstance(p, dict) and p.get("type") == "image_url")]
+        found = []
+        for part in images:
+            url = (part.get("image_url") or {}).get("url")
+            if not isinstance(url, str):
+                raise PydanticCustomError(
+                    "image_part", "{label}: an image part needs image_url.url, a string"
+                )
+            found.append({"url": url})
+        return {**data, "content": text, "images": [*data.get("images", []), *found]}
 
 
 class StreamOptions(Shape):

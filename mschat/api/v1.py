@@ -8,6 +8,9 @@ its id comes back in the same header.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,24 +43,47 @@ from mschat.core.models import Origin
 from mschat.core.titles import make_title
 from mschat.core.tokens import estimate_tokens
 
+#: an image given inline: ``data:image/png;base64,...``
+DATA_URL = re.compile(r"data:image/([a-z0-9.+-]+);base64,(.*)", re.DOTALL)
+
 #: OpenAI's roles as mschat stores them
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-def split_messages(messages: list[ChatMessage]) -> tuple[str | None, list[tuple[str, str]], str]:
-    """(system text, earlier turns, trailing user text) of a request's messages."""
+#: a turn as the core imports it: role, text and its files (see ``image_files``)
+Turn = tuple[str, str, list[tuple[str, bytes] | str]]
+
+
+def image_files(message: ChatMessage) -> list[tuple[str, bytes] | str]:
+    """A message's images as the core takes files: a data URL decoded, another URL as is."""
+    files: list[tuple[str, bytes] | str] = []
+    for index, image in enumerate(message.images, 1):
+        match = DATA_URL.fullmatch(image.url)
+        if match is None:
+            files.append(image.url)
+            continue
+        try:
+            data = base64.b64decode(match.group(2), validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("messages", "an image's data URL is not valid base64") from None
+        files.append((f"image-{index}.{match.group(1)}", data))
+    return files
+
+
+def split_messages(messages: list[ChatMessage]) -> tuple[str | None, list[Turn], Turn]:
+    """(system text, earlier turns, the trailing user turn) of a request's messages."""
     system: list[str] = []
-    turns: list[tuple[str, str]] = []
+    turns: list[Turn] = []
     for message in messages:
         role = ROLES[message.role]
         if role == "system":
             if message.content.strip():
                 system.append(message.content)
         else:
-            turns.append((role, message.content))
+            turns.append((role, message.content, image_files(message) if role == "user" else []))
     if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
         raise bad_request("messages", "the last message must be a non-empty user message")
-    return ("\n\n".join(system) or None), turns[:-1], turns[-1][1]
+    return ("\n\n".join(system) or None), turns[:-1], turns[-1]
 
 
 def _usage(reply: Reply) -> CompletionUsage:
@@ -147,7 +173,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await fields.read_json(request)
     asked = fields.validate(ChatCompletionRequest, body)
     session_id = fields.headers(request, SessionHeader).session
-    system, earlier, question = split_messages(asked.messages)
+    system, earlier, (_, question, files) = split_messages(asked.messages)
     model = asked.model.strip() if asked.model and asked.model.strip() else None
     include_usage = bool(asked.stream_options and asked.stream_options.include_usage)
     options: dict[str, Any] = {
@@ -172,6 +198,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 origin=Origin.API,
                 model=model,
                 system=system,
+                attachments=files,
                 **options,
             )
             try:
@@ -187,7 +214,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             if earlier:
                 await manager.import_messages(user, session.id, earlier)
             asking = manager.ask(
-                user, question, session_id=session.id, origin=Origin.API, **options
+                user,
+                question,
+                session_id=session.id,
+                origin=Origin.API,
+                attachments=files,
+                **options,
             )
             return await first_event(asking), asking, session.id
         except MschatError as error:

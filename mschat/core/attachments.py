@@ -141,13 +141,18 @@ def prepare(name: str, data: bytes, limits: Limits) -> Prepared:
     return AttachmentInfo(hashlib.sha256(data).hexdigest(), shown, mime, len(data)), data
 
 
-def prepare_all(files: Sequence[tuple[str, bytes]], limits: Limits) -> list[Prepared]:
-    """Check the files of one question (their number first, then each)."""
-    if len(files) > limits.max_count:
+def check_count(count: int, limits: Limits) -> None:
+    """Refuse more files than one question may carry."""
+    if count > limits.max_count:
         raise InvalidInput(
-            f"{len(files)} files attached; a question may carry at most {limits.max_count} "
+            f"{count} files attached; a question may carry at most {limits.max_count} "
             "(attachments.max_count)"
         )
+
+
+def prepare_all(files: Sequence[tuple[str, bytes]], limits: Limits) -> list[Prepared]:
+    """Check the files of one question (their number first, then each)."""
+    check_count(len(files), limits)
     return [prepare(name, data, limits) for name, data in files]
 
 

@@ -40,6 +40,8 @@ from mschat.core.attachments import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COUNT,
     Limits,
+    Prepared,
+    check_count,
     prepare_all,
     save_files,
 )
@@ -597,6 +599,21 @@ class SessionManager:
             self._prices = Prices(getattr(self.registry.config, "prices", None))
         return self._prices
 
+    async def _files(self, given: Sequence[tuple[str, bytes] | str]) -> list[Prepared]:
+        """The files of a question checked (URLs fetched first, within the limits)."""
+        limits = self.attachment_limits
+        check_count(len(given), limits)
+        files = []
+        for item in given:
+            if isinstance(item, str):
+                from mschat.core.fetch import fetch_file
+
+                sections = getattr(self.registry.config, "sections", {})
+                private = bool(sections.get("attachments", {}).get("fetch_private"))
+                item = await fetch_file(item, max_bytes=limits.max_bytes, allow_private=private)
+            files.append(item)
+        return prepare_all(files, limits)
+
     @property
     def attachment_limits(self) -> Limits:
         """How many files a question may carry and how big each (``[attachments]``)."""
@@ -786,7 +803,7 @@ class SessionManager:
         title: str | None = None,
         external_ref: str | None = None,
         private: bool = False,
-        attachments: Sequence[tuple[str, bytes]] = (),
+        attachments: Sequence[tuple[str, bytes] | str] = (),
     ) -> AsyncIterator[Event]:
         """Store the question, stream the reply and store it as it arrives.
 
@@ -796,8 +813,9 @@ class SessionManager:
         comes first when another ask holds the session. A ``private`` question
         (Discord's ``/private``) never goes into a public session: one routed
         there starts a new private session instead. ``attachments`` are files
-        (name, content) that come with the question: refused in one line before
-        anything is stored when they are not images or text, too many or too big.
+        (name, content), or URLs to fetch them from, that come with the question:
+        refused in one line before anything is stored when they are not images or
+        text, too many, too big, or cannot be fetched.
         """
         # ranked among the user's questions now, before anything is awaited: the
         # queue takes a user's questions in the order they were asked
@@ -839,12 +857,12 @@ class SessionManager:
         title: str | None,
         external_ref: str | None,
         private: bool,
-        attachments: Sequence[tuple[str, bytes]],
+        attachments: Sequence[tuple[str, bytes] | str],
     ) -> AsyncIterator[Event]:
         """The body of :meth:`ask`, once the question is ranked."""
         if not text or not text.strip():
             raise InvalidInput("the message is empty")
-        files = prepare_all(attachments, self.attachment_limits) if attachments else []
+        files = await self._files(attachments) if attachments else []
         if temperature is not None:
             temperature = validate_temperature(temperature)
         if max_tokens is not None:
@@ -1016,30 +1034,44 @@ class SessionManager:
         return imported
 
     async def import_messages(
-        self, user: User, session_id: int, turns: list[tuple[str, str]]
+        self,
+        user: User,
+        session_id: int,
+        turns: Sequence[tuple[str, str] | tuple[str, str, Sequence[tuple[str, bytes] | str]]],
     ) -> list[Message]:
-        """Append earlier (role, content) turns to a session the user may change.
+        """Append earlier (role, content[, files]) turns to a session the user may change.
 
         For front ends that receive a whole conversation at once (the
         OpenAI-compatible API): user turns are authored by ``user``, assistant
-        turns are stored as complete replies of the session's model.
+        turns are stored as complete replies of the session's model. A user
+        turn's files are checked (and fetched) as a question's are.
         """
         session = await self._editable(user, session_id)
-        for role, _ in turns:
+        for role, *_ in turns:
             if role not in ("user", "assistant"):
                 raise InvalidInput(f"only user and assistant turns can be imported, not {role!r}")
+        files = [await self._files(turn[2]) if len(turn) > 2 and turn[2] else [] for turn in turns]
 
         def insert() -> list[Message]:
-            return [
-                self.store.add_message(
-                    session_id=session.id,
-                    author_id=user.id if role == "user" else None,
-                    role=role,
-                    content=content,
-                    model=session.model if role == "assistant" else None,
-                )
-                for role, content in turns
-            ]
+            with self.store.write():
+                added = []
+                for (role, content, *_), prepared in zip(turns, files, strict=True):
+                    for info, data in prepared:
+                        self.store.save_attachment(info, data)
+                    extra: dict[str, Any] = (
+                        {"attachments": tuple(i for i, _ in prepared)} if prepared else {}
+                    )
+                    added.append(
+                        self.store.add_message(
+                            session_id=session.id,
+                            author_id=user.id if role == "user" else None,
+                            role=role,
+                            content=content,
+                            model=session.model if role == "assistant" else None,
+                            **extra,
+                        )
+                    )
+                return added
 
         async with self._answerer.turns.lock(session.id):
             return await self._run(insert)
