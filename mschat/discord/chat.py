@@ -100,9 +100,14 @@ def outcome(error: Exception) -> str:
 
 
 async def ask(
-    bot: MschatBot, interaction: discord.Interaction, prompt: str, *, private: bool
+    bot: MschatBot,
+    interaction: discord.Interaction,
+    prompt: str,
+    *,
+    private: bool,
+    attachment: discord.Attachment | None = None,
 ) -> None:
-    """Answer ``prompt`` as Q&A mode would, as the interaction's response."""
+    """Answer ``prompt`` (with its file) as Q&A mode would, as the interaction's response."""
 
     async def body(ctx: Ctx) -> None:
         dm = interaction.guild_id is None
@@ -112,6 +117,7 @@ async def ask(
             origin=Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD,
             private=private,
             external_ref=str(interaction.id),
+            attachments=[attachment.url] if attachment is not None else [],
         )
         surface = InteractionSurface(interaction, private=private)
         try:
@@ -144,14 +150,22 @@ def register(bot: MschatBot) -> None:
     tree = bot.tree
 
     @tree.command(name="chat", description="Ask the model; the answer is posted in this channel")
-    @app_commands.describe(prompt="Your question")
-    async def chat_command(interaction: discord.Interaction, prompt: str) -> None:
-        await ask(bot, interaction, prompt, private=False)
+    @app_commands.describe(prompt="Your question", attachment="An image or a text file")
+    async def chat_command(
+        interaction: discord.Interaction,
+        prompt: str,
+        attachment: discord.Attachment | None = None,
+    ) -> None:
+        await ask(bot, interaction, prompt, private=False, attachment=attachment)
 
     @tree.command(name="private", description="Ask the model; only you see question and answer")
-    @app_commands.describe(prompt="Your question")
-    async def private_command(interaction: discord.Interaction, prompt: str) -> None:
-        await ask(bot, interaction, prompt, private=True)
+    @app_commands.describe(prompt="Your question", attachment="An image or a text file")
+    async def private_command(
+        interaction: discord.Interaction,
+        prompt: str,
+        attachment: discord.Attachment | None = None,
+    ) -> None:
+        await ask(bot, interaction, prompt, private=True, attachment=attachment)
 
     @tree.command(name="clear", description="Start your next question in a new session")
     async def clear_command(interaction: discord.Interaction) -> None:

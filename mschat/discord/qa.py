@@ -190,7 +190,11 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
             )
 
     origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
-    events = manager.chat(user, text, origin=origin, external_ref=str(message.id))
+    # the core fetches each file from Discord's CDN, within its limits
+    files = [attachment.url for attachment in message.attachments]
+    events = manager.chat(
+        user, text, origin=origin, external_ref=str(message.id), attachments=files
+    )
     try:
         error = await answer(bot, MessageSurface(bot, reactions), events)
     except asyncio.CancelledError:

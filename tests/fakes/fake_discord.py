@@ -217,6 +217,9 @@ class FakeDiscord:
         self.endpoints: list[str] = []
         self._signing_key: Any = None
         self._turn = itertools.count()
+        #: attachment id -> (file name, content) served at the fake CDN's URL
+        self.uploads: dict[str, tuple[str, bytes]] = {}
+        self.cdn_base = ""
         #: interaction id -> (endpoint URL, status, body) of what the endpoint answered
         self.endpoint_answers: dict[str, tuple[str, int, bytes]] = {}
         self._acknowledged: set[str] = set()  # tokens of interactions with their callback
@@ -228,6 +231,7 @@ class FakeDiscord:
         self._changed = asyncio.Event()
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{id}/{filename}", self._cdn)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -235,6 +239,7 @@ class FakeDiscord:
         await site.start()
         port = self._runner.addresses[0][1]
         self.api_base = f"http://{self.host}:{port}/api/v10"
+        self.cdn_base = f"http://{self.host}:{port}/attachments"
         self.gateway_url = f"ws://{self.host}:{port}/gateway"
         return self.api_base, self.gateway_url
 
@@ -503,8 +508,10 @@ class FakeDiscord:
         dm: bool = False,
         mention_bot: bool = False,
         bot: bool = False,
+        files: list[tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
-        """Dispatch MESSAGE_CREATE from a user (in a guild channel, or a DM)."""
+        """Dispatch MESSAGE_CREATE from a user (in a guild channel, or a DM), with
+        ``files`` (name, content) as its attachments, served by the fake CDN."""
         author = self.user(user_id, bot=bot)
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
@@ -519,7 +526,7 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [self.bot_user] if mention_bot else [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [self.upload(name, data) for name, data in files or []],
             "embeds": [],
             "pinned": False,
             "type": 0,
@@ -542,6 +549,29 @@ class FakeDiscord:
         self._echo("TYPING_START", typing, TYPING, DM_TYPING)
         await self.dispatch("MESSAGE_CREATE", message)
         return message
+
+    def upload(self, name: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
+        """An attachment object for ``data``, which the fake CDN then serves."""
+        attachment_id = str(self.new_id())
+        self.uploads[attachment_id] = (name, data)
+        url = f"{self.cdn_base}/{attachment_id}/{name}"
+        attachment = {
+            "id": attachment_id,
+            "filename": name,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+        }
+        if content_type:
+            attachment["content_type"] = content_type
+        return attachment
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        """GET of an uploaded attachment, as Discord's CDN serves it."""
+        found = self.uploads.get(request.match_info["id"])
+        if found is None or found[0] != request.match_info["filename"]:
+            return web.Response(status=404, text="not found")
+        return web.Response(body=found[1], content_type="application/octet-stream")
 
     def _interaction(
         self, user_id: int, kind: int, data: dict[str, Any], *, dm: bool, channel_id: int
@@ -607,14 +637,19 @@ class FakeDiscord:
         dm: bool = False,
         channel_id: int = QA_CHANNEL_ID,
     ) -> dict[str, Any]:
-        """Dispatch a slash command interaction (option types from the registered command)."""
+        """Dispatch a slash command interaction (option types from the registered command;
+        an attachment option's value is (name, content), uploaded to the fake CDN)."""
         data = self._command(name, 1)
         registered = next(c for cs in self.commands.values() for c in cs if c["id"] == data["id"])
         types = {o["name"]: o["type"] for o in registered.get("options", [])}
-        data["options"] = [
-            {"name": key, "type": types.get(key, 3), "value": value}
-            for key, value in (options or {}).items()
-        ]
+        data["options"] = []
+        for key, value in (options or {}).items():
+            if types.get(key) == 11:  # ATTACHMENT: the id, and the object under "resolved"
+                attachment = self.upload(*value)
+                resolved = data.setdefault("resolved", {}).setdefault("attachments", {})
+                resolved[attachment["id"]] = attachment
+                value = attachment["id"]
+            data["options"].append({"name": key, "type": types.get(key, 3), "value": value})
         interaction = self._interaction(user_id, 2, data, dm=dm, channel_id=channel_id)
         await self._deliver(interaction)
         return interaction
