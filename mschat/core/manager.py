@@ -60,6 +60,7 @@ from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
+    AttachmentInfo,
     Message,
     MessageStatus,
     Origin,
@@ -509,6 +510,20 @@ class SessionManager:
         if message is None:
             raise NotFound("that message does not belong to any session")
         return await self.get_session(user, message.session_id), message
+
+    async def attachment(
+        self, user: User, message_id: int, index: int
+    ) -> tuple[AttachmentInfo, bytes]:
+        """A file of a message in a session the user may see: what it is, and its content."""
+        message = await self._run(self.store.get_message, message_id)
+        await self.get_session(user, message.session_id)
+        if not 0 <= index < len(message.attachments):
+            raise NotFound(f"message {message_id} has no file {index + 1}")
+        info = message.attachments[index]
+        found = await self._run(self.store.attachment_data, [info.sha256])
+        if info.sha256 not in found:
+            raise NotFound(f"the content of {info.name} is no longer stored")
+        return info, found[info.sha256]
 
     async def log_interaction(self, **values: Any) -> int:
         """Record an interaction or command a front end received; returns its id."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from textual.theme import Theme
 from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
+from mschat.core.attachments import safe_name, size_text
 from mschat.core.costs import parse_since
 from mschat.core.errors import (
     DatabaseError,
@@ -50,6 +53,7 @@ from mschat.state import State
 from mschat.store.contract import Change
 from mschat.tui.commands import MschatCommands, bindings
 from mschat.tui.format import code_blocks, one_line, session_mark, title_of
+from mschat.tui.screens.attach import AttachScreen
 from mschat.tui.screens.feedback import FeedbackScreen
 from mschat.tui.screens.modals import ChoiceScreen, ConfirmScreen, TextInputScreen
 from mschat.tui.screens.search import SearchScreen
@@ -90,9 +94,28 @@ class MainScreen(Screen[None]):
             with Vertical(id="main-pane"):
                 yield Static("", id="session-title")
                 yield ChatView(id="chat")
+                yield Static("", id="pending-files")
                 yield PromptArea(id="prompt", placeholder="Message — Enter sends, Ctrl+J newline")
                 yield StatusBar(id="status")
         yield Footer(compact=True)
+
+
+def save_download(name: str, data: bytes) -> Path:
+    """Write a file into the user's downloads folder, beside any of the same name."""
+    from platformdirs import user_downloads_path
+
+    folder = user_downloads_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, dot, suffix = name.rpartition(".") if "." in name[1:] else (name, "", "")
+    path, copy = folder / name, 1
+    while True:
+        try:
+            with open(path, "xb") as file:  # never over an existing file
+                file.write(data)
+            return path
+        except FileExistsError:
+            copy += 1
+            path = folder / f"{stem} ({copy}){dot}{suffix}"
 
 
 class MschatApp(App[None]):
@@ -124,6 +147,8 @@ class MschatApp(App[None]):
         self.remote_streaming: set[int] = set()
         self.local_replies: dict[int, int] = {}  # reply id -> session id
         self.send_workers: dict[int, Worker[None]] = {}
+        #: files (name, content) that go with the next question from the prompt
+        self.pending_files: list[tuple[str, bytes]] = []
         #: applies other instances' changes for the app's lifetime (not a worker, so
         #: waiting for the workers to complete does not wait for it)
         self._follower: asyncio.Task[None] | None = None
@@ -185,6 +210,11 @@ class MschatApp(App[None]):
     def prompt(self) -> PromptArea:
         """The prompt."""
         return self.screen_stack[0].query_one("#prompt", PromptArea)
+
+    @property
+    def pending_bar(self) -> Static:
+        """The files that go with the next question, shown above the prompt."""
+        return self.screen_stack[0].query_one("#pending-files", Static)
 
     @property
     def status(self) -> StatusBar:
@@ -547,10 +577,11 @@ class MschatApp(App[None]):
     def start_send(self, text: str, session_id: int | None) -> Worker[Any]:
         """Ask in an exclusive worker for this session."""
         assert self.viewer is not None
+        files = list(self.pending_files)
         if session_id is None:
-            events = self.manager.ask(self.viewer, text, new_session=True)
+            events = self.manager.ask(self.viewer, text, new_session=True, attachments=files)
         else:
-            events = self.manager.ask(self.viewer, text, session_id=session_id)
+            events = self.manager.ask(self.viewer, text, session_id=session_id, attachments=files)
         # exclusive per session; sends that create a session must not cancel each other
         return self.spawn(
             self._stream(events, session_id, prompt_text=text),
@@ -600,6 +631,7 @@ class MschatApp(App[None]):
                     self.local_replies[reply.id] = sid
                     if prompt_text is not None and self.prompt.text == prompt_text:
                         self.prompt.clear()  # stored now: nothing typed can be lost
+                        self._set_pending([])
                     # a new session, or an empty one the core just titled from the question
                     self.sidebar.upsert(event.session)
                     if event.created_session:
@@ -1129,6 +1161,83 @@ class MschatApp(App[None]):
             screen.remove_class("-show-sidebar")
             if self.sidebar.has_focus:
                 self.prompt.focus()
+
+    # ---- files --------------------------------------------------------------------------
+
+    def _set_pending(self, files: list[tuple[str, bytes]]) -> None:
+        """The files of the next question, and their chips above the prompt."""
+        self.pending_files = files
+        chips = Text()
+        for name, data in files:
+            chips.append(f" 📎 {one_line(name)} ", style="reverse")
+            chips.append(f" {size_text(len(data))}  ", style="dim")
+        if files:
+            chips.append("go with your next question", style="italic")
+        self.pending_bar.update(chips)
+        self.pending_bar.display = bool(files)
+
+    def action_attach(self) -> None:
+        """Attach a file (by its path) to the next question."""
+
+        def done(path: str | None) -> None:
+            if path:
+                self.spawn(self._add_file(path), group="attach")
+
+        self.push_screen(AttachScreen(), done)
+
+    async def _add_file(self, path: str) -> None:
+        limit = self.manager.attachment_limits.max_bytes
+
+        def read() -> bytes:
+            with open(path, "rb") as file:
+                return file.read(limit + 1)  # the core refuses what is longer
+
+        try:
+            data = await asyncio.to_thread(read)
+        except OSError as exc:
+            self.notify(f"cannot attach {path}: {exc.strerror or exc}", severity="error")
+            return
+        self._set_pending([*self.pending_files, (os.path.basename(path), data)])
+        self.prompt.focus()
+
+    def action_remove_files(self) -> None:
+        """Send the next question without the files attached so far."""
+        self._set_pending([])
+
+    def action_open_file(self) -> None:
+        """Open a file of the selected (or last) message: saved to your downloads (in a
+        browser, downloaded)."""
+        target = self._target()
+        if target is None or not target.attachments:
+            target = next((m for m in reversed(self.chat.messages()) if m.attachments), None)
+        if target is None:
+            self.notify("No file in this session", severity="warning")
+            return
+        if len(target.attachments) == 1:
+            self.spawn(self._open_file(target.id, 0), group="open-file")
+            return
+        choices = [(str(i), one_line(a.name)) for i, a in enumerate(target.attachments)]
+
+        def done(choice: str | None) -> None:
+            if choice is not None:
+                self.spawn(self._open_file(target.id, int(choice)), group="open-file")
+
+        self.push_screen(ChoiceScreen("Open which file?", choices), done)
+
+    async def _open_file(self, message_id: int, index: int) -> None:
+        info, data = await self.manager.attachment(self.actor, message_id, index)
+        name = safe_name(info.name)
+        if self.is_web:  # served in a browser: the browser opens it
+            self.deliver_binary(
+                io.BytesIO(data), save_filename=name, mime_type=info.mime, open_method="browser"
+            )
+            return
+        try:
+            saved = await asyncio.to_thread(save_download, name, data)
+        except OSError as exc:
+            self.notify(f"cannot save {one_line(name)}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"Saved to {one_line(str(saved))}")
 
     def action_edit_prompt(self) -> None:
         """Write the prompt in $VISUAL / $EDITOR; the text comes back into the prompt, unsent."""

@@ -106,6 +106,29 @@ ACTIONS: tuple[Action, ...] = (
         "Hide the open session from listings (or show it again)",
         False,
     ),
+    Action(
+        "attach",
+        "f6",
+        "Attach file",
+        "Attach an image or a text file to the next question (its path completes with Tab)",
+        short="Attach",
+        priority=True,  # the prompt's own F6 selects a line
+    ),
+    Action(
+        "open_file",
+        "f7",
+        "Open file",
+        "Open a file of the selected (or last) message with files: saved to your downloads",
+        False,
+        priority=True,  # the prompt's own F7 selects everything
+    ),
+    Action(
+        "remove_files",
+        "",
+        "Remove files",
+        "Send the next question without the files attached so far",
+        False,
+    ),
     Action("load_older", "", "Load older messages", "Show the previous page of the session", False),
     Action("focus_prompt", "ctrl+l", "Focus prompt", "Move the cursor to the prompt", False),
     Action(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,8 +22,9 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
 
-from mschat.core.models import Message, MessageStatus
-from mschat.tui.format import author_of, plain, short_time, status_note
+from mschat.core.attachments import size_text
+from mschat.core.models import AttachmentInfo, Message, MessageStatus
+from mschat.tui.format import author_of, one_line, plain, short_time, status_note
 from mschat.visible import visible
 
 #: messages per page when opening a session and paging back
@@ -71,9 +73,23 @@ def message_body(message: Message) -> RenderableType:
         parts.append(markdown(visible(message.content)))
     elif message.status == MessageStatus.STREAMING:
         parts.append(Text("…", style="dim"))
+    if message.attachments:
+        parts.append(file_chips(message.attachments))
     if message.error:
         parts.append(plain(f"error: {message.error}", "bold red"))
     return Group(*parts)
+
+
+def file_chips(files: Sequence[AttachmentInfo]) -> Text:
+    """The files of a message as chips: icon, name, type and size (F7 opens them)."""
+    chips = Text()
+    for index, info in enumerate(files):
+        if index:
+            chips.append("  ")
+        icon = "🖼" if info.is_image else "📎"
+        chips.append(f" {icon} {one_line(info.name)} ", style="reverse")
+        chips.append(f" {info.mime} · {size_text(info.size)}", style="dim")
+    return chips
 
 
 def _placed(
