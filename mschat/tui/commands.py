@@ -116,11 +116,11 @@ ACTIONS: tuple[Action, ...] = (
     ),
     Action(
         "open_file",
-        "f7",
+        "",
         "Open file",
-        "Open a file of the selected (or last) message with files: saved to your downloads",
+        "Open a file of the selected (or last) message with files (o on a selected message): "
+        "saved to your downloads",
         False,
-        priority=True,  # the prompt's own F7 selects everything
     ),
     Action(
         "remove_files",

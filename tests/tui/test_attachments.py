@@ -78,7 +78,9 @@ async def test_attach_by_path_send_and_open(
         )
         assert "image/png · 80 bytes" in screen_text(app)
 
-        await pilot.press("f7")  # two files: which one?
+        app.chat.focus()
+        await pilot.press("up")  # select the question: its files
+        await pilot.press("o")  # two files: which one?
         await pilot.pause()
         await pilot.press("enter")  # the first
         saved = downloads / "cat-on-a-mat.png"

@@ -81,7 +81,7 @@ def message_body(message: Message) -> RenderableType:
 
 
 def file_chips(files: Sequence[AttachmentInfo]) -> Text:
-    """The files of a message as chips: icon, name, type and size (F7 opens them)."""
+    """The files of a message as chips: icon, name, type and size (o opens them)."""
     chips = Text()
     for index, info in enumerate(files):
         if index:
@@ -347,6 +347,7 @@ class ChatView(VerticalScroll, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "select_previous", "Previous message", show=False),
         Binding("down", "select_next", "Next message", show=False),
+        Binding("o", "app.open_file", "Open file", show=False),
     ]
 
     @dataclass
