@@ -117,10 +117,13 @@ class TuiService(AppService):
 
     async def stop(self) -> None:
         """Ask the TUI to quit; kill it when it does not within ``QUIT_TIMEOUT``."""
+        process = self._process
         try:
-            await asyncio.wait_for(super().stop(), QUIT_TIMEOUT)
+            async with asyncio.timeout(QUIT_TIMEOUT):
+                await super().stop()
+                if process is not None:
+                    await process.wait()
         except TimeoutError:
-            process = self._process
             if process is not None and process.returncode is None:
                 process.kill()
                 await process.wait()
