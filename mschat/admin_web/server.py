@@ -20,8 +20,8 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 from string import Template
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import textual_serve
@@ -76,7 +76,7 @@ class AdminSettings:
 
 
 SETTINGS = web.AppKey("settings", AdminSettings)
-SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 
 
 def tui_command(python: str = sys.executable) -> str:
@@ -316,7 +316,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for websocket in list(app[SOCKETS]):
+    """On shutdown: close every browser's socket, so each TUI process is asked to quit."""
+    sockets = app[SOCKETS]
+    for websocket in list(sockets):
         await websocket.close(code=1001, message=b"server shutting down")
 
 
@@ -411,4 +413,3 @@ def run(
         env=tui_environment(db, config_file),
     )
     asyncio.run(serve(settings, host, port))
-

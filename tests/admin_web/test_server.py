@@ -52,11 +52,11 @@ class Admin:
         self.client = client
         self.host = url.removeprefix("http://")
 
-    def get(self, path: str, **kwargs: object):  # noqa: ANN201 - aiohttp's context manager
+    def get(self, path: str, **kwargs: object):
         """GET without following redirects."""
         return self.client.get(self.url + path, allow_redirects=False, **kwargs)
 
-    def post(self, path: str, **kwargs: object):  # noqa: ANN201
+    def post(self, path: str, **kwargs: object):
         """POST without following redirects."""
         return self.client.post(self.url + path, allow_redirects=False, **kwargs)
 
