@@ -18,6 +18,7 @@ from mschat.admin_web.auth import COOKIE, cookie_value
 from mschat.admin_web.server import (
     AdminSettings,
     accepted_hosts,
+    same_origin,
     serve,
     tui_command,
     tui_environment,
@@ -229,3 +230,22 @@ def test_the_command_holds_no_secret():
     assert tui_command("/opt/my python/bin/python") == "'/opt/my python/bin/python' -m mschat tui"
     shown = repr(settings(TOKEN, **tui_environment("postgresql://u:pw@h/db", Path("/x"))))
     assert TOKEN not in shown and "pw" not in shown
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("http://127.0.0.1:5003", "127.0.0.1:5003", True),
+        ("https://admin.example.org", "admin.example.org", True),  # behind a TLS proxy
+        ("https://admin.example.org", "ADMIN.example.org:443", True),
+        ("http://[::1]:5003", "[::1]:5003", True),
+        ("http://127.0.0.1:5004", "127.0.0.1:5003", False),
+        ("http://admin.example.org.evil.example", "admin.example.org", False),
+        ("null", "127.0.0.1:5003", False),
+        ("file://", "127.0.0.1:5003", False),
+        ("http://127.0.0.1:99999", "127.0.0.1:5003", False),
+        ("http://127.0.0.1:5003", None, False),
+    ],
+)
+def test_same_origin(origin: str, host: str | None, same: bool):
+    assert same_origin(origin, host) is same
