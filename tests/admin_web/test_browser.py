@@ -150,6 +150,8 @@ async def test_the_admin_logs_in_lists_sessions_and_opens_one(
             )
             try:
                 page = context.pages[0] if context.pages else await context.new_page()
+                requested: list[str] = []
+                page.on("request", lambda request: requested.append(request.url))
                 await page.goto(url)
                 await expect(page).to_have_url(f"{url}/login")
                 await page.fill("#token", TOKEN)
@@ -160,6 +162,7 @@ async def test_the_admin_logs_in_lists_sessions_and_opens_one(
                 await expect(screen).to_contain_text("Alpha topic", timeout=STEP)
                 await expect(screen).to_contain_text("Beta topic", timeout=STEP)
                 await expect(screen).to_contain_text("Beta is the second letter.", timeout=STEP)
+                assert (await screen.text_content()).count("Beta topic") == 2  # list, title
                 # a click in the sidebar's free space focuses it (Ctrl+B would too, but
                 # Textual moves the focus a message later than the keys that follow);
                 # Down: the older session; Enter: open it
@@ -170,6 +173,11 @@ async def test_the_admin_logs_in_lists_sessions_and_opens_one(
                 await page.keyboard.press("Enter")
                 await expect(screen).to_contain_text("Alpha is the first letter.", timeout=STEP)
                 await expect(screen).not_to_contain_text("Beta is the second letter.")
+                # nothing came from another site (no web fonts, no scripts)
+                assert requested and all(
+                    address.startswith((f"{url}/", url.replace("http", "ws", 1) + "/", "data:"))
+                    for address in requested
+                ), requested
             finally:
                 await context.close()
     finally:
