@@ -140,6 +140,7 @@ SERVERS = {
     "serve-api": "mschat.api.server",
     "serve-discord": "mschat.discord.bot",
     "tui": "mschat.tui.app",
+    "serve-admin": "mschat.admin_web.server",
 }
 
 
@@ -148,7 +149,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The servers' run functions record the services they got instead of serving."""
     got: list[Any] = []
     for module in SERVERS.values():
-        monkeypatch.setattr(f"{module}.run", lambda services, **_: got.append(services))
+        # serve-admin's run gets only keywords (it opens no services of its own)
+        monkeypatch.setattr(f"{module}.run", lambda *args, **kwargs: got.append(args or kwargs))
     return got
 
 

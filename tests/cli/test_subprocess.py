@@ -99,7 +99,8 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp',"
         " 'numpy', 'pydantic', 'psycopg', 'psycopg_pool', 'mschat.store.postgres',"
         " 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
-        " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers']\n"
+        " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers',"
+        " 'textual_serve', 'jinja2', 'aiohttp_jinja2', 'mschat.admin_web']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(
