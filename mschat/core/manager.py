@@ -65,10 +65,12 @@ from mschat.core.models import (
 from mschat.core.rules import (
     ADMIN_ONLY_SETTINGS,
     DEFAULT_STATUS,
+    INT_LIMIT,
     USER_SETTINGS,
     validate_max_tokens,
     validate_status,
     validate_temperature,
+    validate_whole,
 )
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
@@ -246,8 +248,10 @@ class SessionManager:
             if not name:
                 raise InvalidInput("name must not be empty")
             return name
-        if key in ("rate_limit", "priority"):
-            return None if value in (None, "") else int(value)
+        if key == "rate_limit":  # none: the default; 0 blocks
+            return None if value in (None, "") else validate_whole(key, value, 0)
+        if key == "priority":  # higher is answered first; below 0, after everyone
+            return validate_whole(key, 0 if value in (None, "") else value, -INT_LIMIT)
         return value
 
     # ---- models -------------------------------------------------------------

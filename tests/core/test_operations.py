@@ -51,3 +51,21 @@ def test_periods_of_every_unit_and_any_size():
     assert parse_since("99999999999999d", now).startswith("0001-01-01")  # all of it
     with pytest.raises(InvalidInput):
         parse_since("yesterday", now)
+
+
+async def test_priority_and_rate_limit_are_bounded_whole_numbers(services: Services):
+    manager = services.manager
+    admin = await manager.local_user()
+    bob = await manager.user("api", "bob")
+    for changes in (
+        {"priority": 2**40},
+        {"priority": "high"},
+        {"rate_limit": -1},
+        {"rate_limit": 10**30},
+    ):
+        with pytest.raises(InvalidInput, match=next(iter(changes))):
+            await manager.update_user(admin, bob.id, **changes)
+    bob = await manager.update_user(admin, bob.id, priority="-3", rate_limit="0")
+    assert (bob.priority, bob.rate_limit) == (-3, 0)
+    bob = await manager.update_user(admin, bob.id, priority="", rate_limit="")
+    assert (bob.priority, bob.rate_limit) == (0, None)

@@ -23,7 +23,7 @@ async def people(services: Services) -> tuple[User, User]:
     manager = services.manager
     admin = await manager.local_user()
     alice = await manager.user("discord", "42", "alice")
-    bob = await manager.user("api", "bob-key", "bob \x1b[31mred")
+    bob = await manager.user("api", "bob-key", "bob \x1b[31m[b]red")
     alice = await manager.update_user(admin, alice.id, priority=3, rate_limit=20)
     [_ async for _ in manager.ask(bob, "hello", new_session=True)]  # an API call
     return alice, bob
@@ -77,9 +77,10 @@ async def test_admin_sees_users_queue_feedback_and_logs(services: Services):
         await open_admin(pilot)
         users = {row[2]: row for row in rows(app, "users-table")}
         assert users["alice"][1:8] == ["discord", "alice", "disabled", "", "", "3", "20"]
-        assert users["bob ␛[31mred"][1] == "api"
+        assert users["bob ␛[31m[b]red"][1] == "api"
         assert users["tester"][4] == "yes"  # the admin
-        assert "\x1b" not in screen_text(app)
+        shown = screen_text(app)
+        assert "bob ␛[31m[b]red" in shown and "\x1b" not in shown  # not markup, not codes
 
         await show_tab(pilot, "queue")
         state = app.screen.query_one("#queue-state")
@@ -100,7 +101,7 @@ async def test_admin_sees_users_queue_feedback_and_logs(services: Services):
         await show_tab(pilot, "api_calls")
         await wait_for(pilot, lambda: rows(app, "api_calls-table"), what="API calls")
         [call] = rows(app, "api_calls-table")
-        assert call[2:5] == ["bob ␛[31mred", "fake/fake-model", "ok"]
+        assert call[2:5] == ["bob ␛[31m[b]red", "fake/fake-model", "ok"]
 
         # opening the answer from the Feedback tab goes to its session
         await show_tab(pilot, "feedback")
@@ -160,6 +161,15 @@ async def test_changing_a_user_from_the_screen_is_stored(services: Services):
         await wait_for(pilot, lambda: isinstance(app.screen, UserEditScreen), what="dialog")
         dialog = app.screen
         dialog.query_one("#priority", Input).value = "7"
+        dialog.query_one("#rate_limit", Input).value = "-1"
+        await pilot.press("ctrl+s")  # refused by the core: said, and the dialog stays
+        await wait_for(
+            pilot,
+            lambda: any("rate_limit must be from 0" in n.message for n in app._notifications),
+            what="refusal",
+        )
+        assert app.screen is dialog
+        assert (await services.manager.get_user(bob.id)).priority == 0
         dialog.query_one("#rate_limit", Input).value = "0"
         await pilot.click("#ignored")
         await pilot.press("ctrl+s")
