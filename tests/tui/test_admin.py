@@ -40,9 +40,17 @@ async def show_tab(pilot, tab: str) -> None:  # type: ignore[no-untyped-def]
     await wait_for(pilot, lambda: pilot.app.screen.query_one(TabbedContent).active == tab, what=tab)
 
 
-async def open_admin(pilot) -> AdminScreen:  # type: ignore[no-untyped-def]
+async def open_admin(pilot, *, palette: bool = False) -> AdminScreen:  # type: ignore[no-untyped-def]
+    """Open the admin screen by its key (F7) or the command palette's "Admin"."""
     app = await ready(pilot)
-    await pilot.press("f7")
+    if palette:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Admin")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+    else:
+        await pilot.press("f7")
     await wait_for(pilot, lambda: isinstance(app.screen, AdminScreen), what="admin screen")
     screen = app.screen
     assert isinstance(screen, AdminScreen)
@@ -190,7 +198,7 @@ async def test_pause_and_resume_from_the_queue_tab(services: Services):
     await people(services)
     app = build_app(services)
     async with app.run_test(size=SIZE) as pilot:
-        await open_admin(pilot)
+        await open_admin(pilot, palette=True)
         await show_tab(pilot, "queue")
         await pilot.click("#pause")
         admin = await services.manager.local_user()
