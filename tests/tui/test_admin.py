@@ -87,8 +87,9 @@ async def test_admin_sees_users_queue_feedback_and_logs(services: Services):
         assert users["alice"][1:8] == ["discord", "alice", "disabled", "", "", "3", "20"]
         assert users["bob ␛[31m[b]red"][1] == "api"
         assert users["tester"][4] == "yes"  # the admin
-        shown = screen_text(app)
-        assert "bob ␛[31m[b]red" in shown and "\x1b" not in shown  # not markup, not codes
+        # drawn as written: neither markup nor control codes
+        await wait_for(pilot, lambda: "bob ␛[31m[b]red" in screen_text(app), what="drawn")
+        assert "\x1b" not in screen_text(app)
 
         await show_tab(pilot, "queue")
         state = app.screen.query_one("#queue-state")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -55,6 +56,8 @@ TABS = ("users", "queue", "feedback", "interactions", "api_calls")
 LOG_LIMIT = 500
 #: seconds between two looks at the queue while its tab is shown
 QUEUE_EVERY = 1.0
+#: the widest a column is drawn (longer cells end in "…")
+MAX_WIDTH = 48
 DEFAULT_PERIOD = {"users": "30d", "interactions": "24h", "api_calls": "24h"}
 
 
@@ -279,12 +282,22 @@ class AdminScreen(Screen[AnswerFeedback | None]):
     # ---- showing ----------------------------------------------------------------
 
     def _fill(self, table_id: str, rows: list[tuple[str, list[Text]]]) -> None:
-        """Replace a table's rows, keeping the cursor on the same row when it is still there."""
+        """Replace a table's rows, keeping the cursor on the same row when it is still there.
+
+        The columns get their widths here, from the cells: a DataTable that measures
+        them itself, later, may draw the new rows at the old widths meanwhile.
+        """
         table = self.query_one(table_id, DataTable)
         selected = None
         if table.row_count and table.cursor_row >= 0:
             selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        table.clear()
+        headers = [str(column.label) for column in table.ordered_columns]
+        widths = [len(header) for header in headers]
+        for _, cells in rows:
+            widths = [max(w, cell_len(c.plain)) for w, c in zip(widths, cells, strict=True)]
+        table.clear(columns=True)
+        for header, width in zip(headers, widths, strict=True):
+            table.add_column(header, width=min(width, MAX_WIDTH), key=header)
         for key, cells in rows:
             table.add_row(*cells, key=key)
         if selected is not None and selected in {key for key, _ in rows}:
