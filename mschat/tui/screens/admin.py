@@ -215,6 +215,8 @@ class AdminScreen(Screen[AnswerFeedback | None]):
 
     def store_changed(self) -> None:
         """The store changed: the tab shown loads again, the others when next shown."""
+        if not self.is_mounted:  # pushed, not composed yet: it loads when mounted
+            return
         self.stale.update(TABS)
         now = time.monotonic()
         # a busy deployment changes the store all the time: at most one reload a second
