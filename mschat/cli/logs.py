@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -14,10 +12,6 @@ from mschat.cli.output import print_json, short_time, table
 
 #: the command's names of the logs -> their tables
 LOGS = {"interactions": "interactions", "api-calls": "api_calls", "feedback": "feedback"}
-
-#: ``--since 2h``: a number and a unit
-_AGO = re.compile(r"(\d{1,6})\s*([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 #: the columns of each log's table: header -> how a row shows it
 COLUMNS: dict[str, dict[str, Any]] = {
@@ -54,23 +48,15 @@ COLUMNS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_since(text: str, now: datetime | None = None) -> str:
-    """``--since``: an age (``30m``, ``2h``, ``7d``, ``1w``) or an ISO date or time (UTC
-    unless it says otherwise), as the stored times' ISO text."""
-    now = now or datetime.now(UTC)
-    ago = _AGO.fullmatch(text.strip().lower())
-    if ago:
-        when = now - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise click.BadParameter(
-                "an age such as 30m, 2h, 7d, 1w, or a date such as 2026-12-01", param_hint="--since"
-            ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
+def _since(text: str) -> str:
+    """``--since`` as the stored times' ISO text (the core's periods), or a usage error."""
+    from mschat.core.costs import parse_since
+    from mschat.core.errors import InvalidInput
+
+    try:
+        return parse_since(text)
+    except InvalidInput as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
 
 
 @click.command()
@@ -101,7 +87,7 @@ def logs(
       mschat logs feedback --json
     """
     table_name = LOGS[log]
-    start = parse_since(since) if since else None
+    start = _since(since) if since else None
 
     async def body(services: Any) -> list[dict[str, Any]]:
         manager = services.manager

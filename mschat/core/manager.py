@@ -35,7 +35,8 @@ from mschat.core.answer import (
     claim_surfaces,
     recover_replies,
 )
-from mschat.core.answer.queue import Ticket
+from mschat.core.answer.queue import QueueState, Ticket
+from mschat.core.answer.turns import stamp
 from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
@@ -64,10 +65,12 @@ from mschat.core.models import (
 from mschat.core.rules import (
     ADMIN_ONLY_SETTINGS,
     DEFAULT_STATUS,
+    INT_LIMIT,
     USER_SETTINGS,
     validate_max_tokens,
     validate_status,
     validate_temperature,
+    validate_whole,
 )
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
@@ -245,8 +248,10 @@ class SessionManager:
             if not name:
                 raise InvalidInput("name must not be empty")
             return name
-        if key in ("rate_limit", "priority"):
-            return None if value in (None, "") else int(value)
+        if key == "rate_limit":  # none: the default; 0 blocks
+            return None if value in (None, "") else validate_whole(key, value, 0)
+        if key == "priority":  # higher is answered first; below 0, after everyone
+            return validate_whole(key, 0 if value in (None, "") else value, -INT_LIMIT)
         return value
 
     # ---- models -------------------------------------------------------------
@@ -628,6 +633,25 @@ class SessionManager:
         totals = await self._run(self.store.usage_totals, since=since)
         costs = self.prices.per_user(totals)
         return {user_id: cost for user_id, cost in costs.items() if user_id is not None}
+
+    async def queue_status(self, actor: User) -> QueueState:
+        """Admin: whether answering is paused, and what waits and runs in the whole queue."""
+        if not actor.admin:
+            raise PermissionDenied("only an admin may see the queue")
+        status = await self._run(self.store.queue_status, stamp())
+        config = getattr(self.registry, "config", None)
+        section = config.sections.get("queue", {}) if config is not None else {}
+        oldest = None
+        if status.oldest is not None:
+            since = datetime.fromisoformat(status.oldest)
+            oldest = max(0.0, (datetime.now(UTC) - since).total_seconds())
+        return QueueState(
+            paused=bool(section.get("paused")),
+            when_paused=str(section.get("when_paused") or "reject"),
+            waiting=status.waiting,
+            running=dict(status.running),
+            oldest_wait=oldest,
+        )
 
     async def data_version(self) -> int:
         """Changes whenever another process commits to the database (cheap polling)."""

@@ -279,3 +279,29 @@ class Queue:
             if state != "waiting":
                 place.state = state
                 place.moved.set()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The whole deployment's queue now (``manager.queue_status``)."""
+
+    #: answering is paused (``mschat ops pause``)
+    paused: bool
+    #: what new questions get while paused: ``reject`` or ``hold``
+    when_paused: str
+    #: questions waiting for a slot
+    waiting: int
+    #: answers running, by provider
+    running: dict[str, int]
+    #: seconds the oldest waiting question has waited (None: none waits)
+    oldest_wait: float | None
+
+    def as_json(self) -> dict[str, object]:
+        """Machine-readable, as ``mschat ops status --json`` prints it."""
+        return {
+            "paused": self.paused,
+            "when_paused": self.when_paused,
+            "waiting": self.waiting,
+            "running": dict(self.running),
+            "oldest_wait_s": None if self.oldest_wait is None else round(self.oldest_wait, 1),
+        }
