@@ -80,8 +80,9 @@ SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 
 
 def tui_command(python: str = sys.executable) -> str:
-    """The shell command running the TUI with this interpreter (its path quoted)."""
-    return f"{shlex.quote(python)} -m mschat tui"
+    """The shell command running the TUI on its Admin screen with this interpreter (its
+    path quoted)."""
+    return f"{shlex.quote(python)} -m mschat tui --admin"
 
 
 def tui_environment(db: str, config_file: Path) -> dict[str, str]:

@@ -35,15 +35,19 @@ upgrade_option = click.option(
 
 @click.command()
 @click.option("--user", "user_ref", help="Open in another user's view (admin).")
+@click.option(
+    "--admin", "admin_screen", is_flag=True, help="Open on the Admin screen (admins only)."
+)
 @upgrade_option
 @click.pass_obj
-def tui(ctx: Context, user_ref: str | None, upgrade: bool) -> None:
+def tui(ctx: Context, user_ref: str | None, admin_screen: bool, upgrade: bool) -> None:
     """Open the terminal UI (the default command).
 
     \b
     Examples:
       mschat
       mschat tui --user 3
+      mschat tui --admin
       mschat tui --upgrade
     """
     try:
@@ -51,7 +55,7 @@ def tui(ctx: Context, user_ref: str | None, upgrade: bool) -> None:
     except ImportError as exc:
         fail(f"the terminal UI is not available: {exc}")
     services = open_services(ctx, "tui", upgrade=upgrade)
-    run_tui(services, user_ref=user_ref)
+    run_tui(services, user_ref=user_ref, admin=admin_screen)
 
 
 @click.command("serve-api")

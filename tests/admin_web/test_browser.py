@@ -158,6 +158,14 @@ async def test_the_admin_logs_in_lists_sessions_and_opens_one(
                 await page.click("button[type=submit]")
                 await expect(page.locator("body.-first-byte")).to_have_count(1, timeout=STEP)
                 screen = await mirror_screen(page)
+                # it opens on the Admin screen: the users, with the tabs of the rest
+                for tab in ("Users", "Queue", "Feedback", "Interactions", "API calls"):
+                    await expect(screen).to_contain_text(tab, timeout=STEP)
+                await expect(screen).to_contain_text("local", timeout=STEP)
+                # the terminal takes the keyboard (no click: a click starts a selection,
+                # which the next Escape would only clear)
+                await page.focus("textarea.xterm-helper-textarea")
+                await page.keyboard.press("Escape")  # back to the sessions
                 # the sidebar lists both sessions; the newest opens first
                 await expect(screen).to_contain_text("Alpha topic", timeout=STEP)
                 await expect(screen).to_contain_text("Beta topic", timeout=STEP)

@@ -227,7 +227,10 @@ def test_a_public_bind_without_a_token_is_refused(mschat_home: Path):
 
 
 def test_the_command_holds_no_secret():
-    assert tui_command("/opt/my python/bin/python") == "'/opt/my python/bin/python' -m mschat tui"
+    assert (
+        tui_command("/opt/my python/bin/python")
+        == "'/opt/my python/bin/python' -m mschat tui --admin"
+    )
     shown = repr(settings(TOKEN, **tui_environment("postgresql://u:pw@h/db", Path("/x"))))
     assert TOKEN not in shown and "pw" not in shown
 
