@@ -72,7 +72,7 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import LOG_TABLES, Change, ReplySurface, Store
+from mschat.store.contract import KINDED_LOGS, LOG_TABLES, Change, ReplySurface, Store
 
 T = TypeVar("T")
 
@@ -548,16 +548,20 @@ class SessionManager:
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Admin: the newest rows of an operations log (interactions, api_calls, feedback)."""
+        """Admin: the newest rows of an operations log (interactions, api_calls, feedback),
+        of one ``kind`` if given (interactions and feedback)."""
         if not actor.admin:
             raise PermissionDenied("only an admin may read the logs")
         if table not in LOG_TABLES:
             raise InvalidInput(f"no log named {table!r}")
         if limit < 1:
             raise InvalidInput("the limit must be at least 1")
+        if kind is not None and table not in KINDED_LOGS:
+            raise InvalidInput(f"the {table} log has no kinds")
         return await self._run(
-            self.store.list_log, table, user_id=user_id, since=since, limit=limit
+            self.store.list_log, table, user_id=user_id, since=since, limit=limit, kind=kind
         )
 
     async def prune_logs(self, retention_days: int) -> dict[str, int]:

@@ -1147,9 +1147,12 @@ class PostgresStore(Store):
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest rows of one operations log, each with its user's name."""
-        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="%s")
+        query, params = log_query(
+            table, user_id=user_id, since=since, limit=limit, mark="%s", kind=kind
+        )
         names, rows = self._query(query, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
