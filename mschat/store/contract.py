@@ -632,8 +632,11 @@ class Store(ABC):
         """Every setting stored in the database, by key."""
 
     @abstractmethod
-    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
-        """Store a setting's value (JSON text), replacing the one it had."""
+    def set_setting(
+        self, key: str, value: str, updated_by: str | None, updated: str | None = None
+    ) -> None:
+        """Store a setting's value (JSON text), replacing the one it had; changed now,
+        or at ``updated`` (a copy keeps the source's time)."""
 
     @abstractmethod
     def unset_setting(self, key: str) -> bool:
@@ -681,6 +684,11 @@ class Store(ABC):
         Returns whether anything changed. A table whose backend takes the id after
         its largest row (SQLite's logs) has nothing to advance.
         """
+
+    @abstractmethod
+    def count_reply_surfaces(self) -> int:
+        """How many replies a bot is writing on Discord, or a killed bot left to finish
+        (rows of ``reply_surfaces``: a copy leaves them behind)."""
 
 
 #: the surfaces a claim looks at: of replies no longer written (``%s``: now)
