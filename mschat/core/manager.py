@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mschat.core import eligibility
 from mschat.core.answer import (
@@ -37,7 +37,6 @@ from mschat.core.answer import (
 )
 from mschat.core.answer.queue import QueueState, Ticket
 from mschat.core.answer.turns import stamp
-from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
     InvalidInput,
@@ -46,8 +45,6 @@ from mschat.core.errors import (
     PermissionDenied,
 )
 from mschat.core.events import Event, Started
-from mschat.core.export import parse_export, render_markdown
-from mschat.core.feedback import KINDS, AnswerFeedback, group_feedback
 from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
@@ -75,7 +72,13 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import LOG_TABLES, Change, ReplySurface, Store
+from mschat.store.contract import KINDED_LOGS, LOG_TABLES, Change, ReplySurface, Store
+
+if TYPE_CHECKING:
+    # costs, feedback and export are imported where used: a cold ``mschat ask``
+    # (budget 0.3 s) needs none of them, and their dataclasses cost milliseconds
+    from mschat.core.costs import Cost, Prices, Spending
+    from mschat.core.feedback import AnswerFeedback
 
 T = TypeVar("T")
 
@@ -493,6 +496,8 @@ class SessionManager:
             )
         if fmt not in ("markdown", "md"):
             raise InvalidInput(f"export format must be markdown or json, got {fmt!r}")
+        from mschat.core.export import render_markdown  # not on the ask path (see imports)
+
         return render_markdown(session, messages)
 
     # ---- front-end support: references, logs, feedback, live updates --------
@@ -526,6 +531,8 @@ class SessionManager:
         False when it does not count again: the user already gave this kind (each of
         good, outdated and inaccurate counts once per user; every "other" text counts).
         """
+        from mschat.core.feedback import KINDS  # not on the ask path (see imports)
+
         if kind not in KINDS:
             raise InvalidInput("feedback must be good, outdated, inaccurate or other")
         message = await self._run(self.store.get_message, message_id)
@@ -543,6 +550,8 @@ class SessionManager:
         """Admin: the answers most recently given feedback, each with all of it."""
         if not user.admin:
             raise PermissionDenied("only an admin may read everyone's feedback")
+        from mschat.core.feedback import group_feedback  # not on the ask path (see imports)
+
         return group_feedback(await self._run(self.store.list_feedback, limit))
 
     async def list_log(
@@ -553,16 +562,20 @@ class SessionManager:
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Admin: the newest rows of an operations log (interactions, api_calls, feedback)."""
+        """Admin: the newest rows of an operations log (interactions, api_calls, feedback),
+        of one ``kind`` if given (interactions and feedback)."""
         if not actor.admin:
             raise PermissionDenied("only an admin may read the logs")
         if table not in LOG_TABLES:
             raise InvalidInput(f"no log named {table!r}")
         if limit < 1:
             raise InvalidInput("the limit must be at least 1")
+        if kind is not None and table not in KINDED_LOGS:
+            raise InvalidInput(f"the {table} log has no kinds")
         return await self._run(
-            self.store.list_log, table, user_id=user_id, since=since, limit=limit
+            self.store.list_log, table, user_id=user_id, since=since, limit=limit, kind=kind
         )
 
     async def prune_logs(self, retention_days: int) -> dict[str, int]:
@@ -594,6 +607,8 @@ class SessionManager:
     def prices(self) -> Prices:
         """The price table in effect: built-in list prices under the configured ones."""
         if self._prices is None:
+            from mschat.core.costs import Prices  # not on the ask path (see imports)
+
             self._prices = Prices(getattr(self.registry.config, "prices", None))
         return self._prices
 
@@ -623,6 +638,8 @@ class SessionManager:
         totals = await self._run(
             self.store.usage_totals, user_id=user_id, session_id=session_id, since=since
         )
+        from mschat.core.costs import Spending  # not on the ask path (see imports)
+
         return Spending(totals, self.prices.of_usage(totals), self.currency)
 
     async def spending_per_user(self, actor: User, *, since: str | None = None) -> dict[int, Cost]:
@@ -975,6 +992,8 @@ class SessionManager:
         Messages keep their roles, content, times and statuses; authors become
         ``user`` for user turns (the original authors may not exist here).
         """
+        from mschat.core.export import parse_export  # not on the ask path (see imports)
+
         session_data, rows = parse_export(data, author_id=user.id)
         session = await self._run(
             self.store.create_session,

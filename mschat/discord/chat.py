@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from mschat.core.errors import Busy, PermissionDenied
 from mschat.core.models import Origin
 from mschat.discord import qa, resume
 from mschat.discord.commands import Ctx, handle
 from mschat.discord.lanes import Lane
+from mschat.discord.message_log import outcome, reason
 from mschat.discord.texts import question_head
 
 if TYPE_CHECKING:
@@ -94,11 +94,6 @@ class InteractionSurface:
         """Nothing to mark: the answer's text and buttons say it."""
 
 
-def outcome(error: Exception) -> str:
-    """How an answer that ended in ``error`` is logged: refused by a rule, or failed."""
-    return "refused" if isinstance(error, (PermissionDenied, Busy)) else "error"
-
-
 async def ask(
     bot: MschatBot, interaction: discord.Interaction, prompt: str, *, private: bool
 ) -> None:
@@ -120,7 +115,7 @@ async def ask(
             ctx.outcome = ("interrupted", None)
             raise
         if error is not None:
-            ctx.outcome = (outcome(error), str(error))
+            ctx.outcome = (outcome(error), reason(error))
 
     name = "private" if private else "chat"
     if not bot.accepting:  # shutting down: shutdown would not wait for this answer

@@ -35,10 +35,11 @@ from mschat.core.events import (
     TextDelta,
     WaitingForTurn,
 )
-from mschat.core.models import Origin, User, utcnow
+from mschat.core.models import Origin, User
 from mschat.discord import resume
 from mschat.discord.feedback import answer_view
 from mschat.discord.lanes import ANSWER, DONE, FAILED, Lane, Marks
+from mschat.discord.message_log import EMPTY, MessageLog
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text, refusal_text
 
@@ -53,13 +54,26 @@ INTERRUPTED_NOTE = "\n\n*(interrupted: the bot is shutting down)*"
 
 
 def mentions_bot(message: discord.Message, bot_id: int) -> bool:
-    """Whether the message @mentions the bot."""
-    return bot_id in message.raw_mentions
+    """Whether the message @mentions the bot, or its own role in the server (Discord
+    offers both for "@" and the bot's name); ``@everyone`` and ``@here`` do not count."""
+    if bot_id in message.raw_mentions:
+        return True
+    role = _own_role(message)
+    return role is not None and role in message.raw_role_mentions
 
 
-def strip_mention(text: str, bot_id: int) -> str:
-    """The message text without the bot's mention."""
-    return re.sub(rf"<@!?{bot_id}>", "", text).strip()
+def _own_role(message: discord.Message) -> int | None:
+    """The id of the role Discord made for the bot in the message's server, if any."""
+    role = message.guild.self_role if message.guild is not None else None
+    return role.id if role is not None else None
+
+
+def strip_mention(text: str, bot_id: int, role_id: int | None = None) -> str:
+    """The message text without the bot's mention (nor its role's)."""
+    text = re.sub(rf"<@!?{bot_id}>", "", text)
+    if role_id is not None:
+        text = text.replace(f"<@&{role_id}>", "")
+    return text.strip()
 
 
 def eligible(bot: MschatBot, message: discord.Message) -> bool:
@@ -150,8 +164,10 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         return
     manager = bot.manager
     dm = message.guild is None
-    addressed = dm or mentions_bot(message, bot.user.id)
-    text = strip_mention(message.content, bot.user.id)
+    mentioned = mentions_bot(message, bot.user.id)
+    addressed = dm or mentioned
+    text = strip_mention(message.content, bot.user.id, _own_role(message))
+    logged = MessageLog(manager, message, text, mention=mentioned)
     try:
         user = await manager.user("discord", str(message.author.id), name=message.author.name)
     except DatabaseError as exc:
@@ -159,44 +175,29 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         return
     try:
         check_may_chat(user)
-    except UserIgnored:
-        return  # nothing is stored or answered, and nothing says so
-    except ChatDisabled:
+    except UserIgnored as exc:
+        await logged.refused(user, exc)  # nothing else is stored or answered, nothing says so
+        return
+    except ChatDisabled as exc:
         if addressed:
             await _hint(bot, message, user)
+        await logged.refused(user, exc)
         return
     if not text:
+        await logged.refused(user, EMPTY)
         return
 
     reactions = Reactions(bot, message)
     reactions.writing()
-    received = utcnow()
-
-    async def record(status: str, error: str | None = None) -> None:
-        # one row once the answer is over (one write per question, not two); a
-        # database gone meanwhile has already been reported
-        with contextlib.suppress(DatabaseError):
-            await manager.log_interaction(
-                user_id=user.id,
-                source="discord",
-                kind="message",
-                name="qa",
-                guild_id=str(message.guild.id) if message.guild else None,
-                channel_id=str(message.channel.id),
-                payload={"message_id": str(message.id), "length": len(text)},
-                status=status,
-                error=error,
-                created=received,
-            )
 
     origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
     events = manager.chat(user, text, origin=origin, external_ref=str(message.id))
     try:
         error = await answer(bot, MessageSurface(bot, reactions), events)
     except asyncio.CancelledError:
-        await record("interrupted")
+        await logged.interrupted(user)
         raise
-    await record("ok" if error is None else "error", None if error is None else str(error))
+    await logged.answered(user, error)
 
 
 class Surface(Protocol):

@@ -1072,7 +1072,9 @@ class PostgresStore(Store):
         _, rows = self._query("SELECT key, value, updated, updated_by FROM settings ORDER BY key")
         return [SettingRow(*row) for row in rows]
 
-    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+    def set_setting(
+        self, key: str, value: str, updated_by: str | None, updated: str | None = None
+    ) -> None:
         """Store a setting's value (JSON text), replacing the one it had."""
         with self.write() as conn:
             try:
@@ -1081,7 +1083,7 @@ class PostgresStore(Store):
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
                     "value = excluded.value, updated = excluded.updated, "
                     "updated_by = excluded.updated_by",
-                    [key, value, utcnow(), updated_by],
+                    [key, value, updated or utcnow(), updated_by],
                 )
             except psycopg.Error as exc:
                 raise self._error(exc) from None
@@ -1147,9 +1149,12 @@ class PostgresStore(Store):
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest rows of one operations log, each with its user's name."""
-        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="%s")
+        query, params = log_query(
+            table, user_id=user_id, since=since, limit=limit, mark="%s", kind=kind
+        )
         names, rows = self._query(query, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -1429,6 +1434,11 @@ class PostgresStore(Store):
             [past, checked_table(table), past],
         )
         return bool(found)
+
+    def count_reply_surfaces(self) -> int:
+        """How many replies' Discord surfaces are kept."""
+        _, found = self._query("SELECT count(*) FROM reply_surfaces")
+        return int(found[0][0])
 
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]

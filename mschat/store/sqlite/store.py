@@ -903,9 +903,12 @@ class SQLiteStore(Store):
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest rows of one operations log, each with its user's name."""
-        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="?")
+        query, params = log_query(
+            table, user_id=user_id, since=since, limit=limit, mark="?", kind=kind
+        )
         names, rows = self._query(query, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -1028,7 +1031,9 @@ class SQLiteStore(Store):
         _, rows = self._query("SELECT key, value, updated, updated_by FROM settings ORDER BY key")
         return [SettingRow(*row) for row in rows]
 
-    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+    def set_setting(
+        self, key: str, value: str, updated_by: str | None, updated: str | None = None
+    ) -> None:
         """Store a setting's value (JSON text), replacing the one it had."""
         with self.write() as conn:
             conn.execute(
@@ -1036,7 +1041,7 @@ class SQLiteStore(Store):
                 "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
                 "value = excluded.value, updated = excluded.updated, "
                 "updated_by = excluded.updated_by",
-                [key, value, utcnow(), updated_by],
+                [key, value, updated or utcnow(), updated_by],
             )
 
     def unset_setting(self, key: str) -> bool:
@@ -1321,3 +1326,8 @@ class SQLiteStore(Store):
             if not changed:
                 conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, past])
         return True
+
+    def count_reply_surfaces(self) -> int:
+        """How many replies' Discord surfaces are kept."""
+        _, rows = self._query("SELECT count(*) FROM reply_surfaces")
+        return int(rows[0][0])
