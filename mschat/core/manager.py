@@ -735,7 +735,7 @@ class SessionManager:
         session = await self._run(self.store.get_session, reply.session_id)
         assert last[0].author_id is not None
         user = await self.get_user(last[0].author_id)
-        async for event in self._answerer.answer_again(user, session):
+        async for event in self._answerer.answer_again(user, session, holding=reply_id):
             yield event
 
     async def chat(
