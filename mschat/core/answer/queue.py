@@ -9,8 +9,9 @@ The database decides who runs (``Store.claim_queue``): at most
 ``providers.NAME.max_concurrency`` entries per provider, one per user, priority
 users first, then the oldest. Every instance's dispatcher (one task per
 process) claims for the whole deployment and watches the entries of its own
-waiters, so a slot freed anywhere is taken within :data:`POLL` seconds, and at
-once when it was freed here. Every entry is leased to its process, which renews
+waiters, and their places in line (``Queued`` tells the asker each change), so
+a slot freed anywhere is taken within :data:`POLL` seconds, and at once when it
+was freed here. Every entry is leased to its process, which renews
 it; a dead process's entries expire and free their slots.
 """
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 LINES_KEPT = 1000
 #: seconds between two looks at the database while entries of this process wait
 POLL = 0.05
+#: seconds after which a question waits is told even if its place is not known yet
+UNPLACED = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +119,13 @@ class Place:
         self.entry: int | None = None
         #: waiting, running or gone (its lease ended: this process was too slow)
         self.state = "waiting"
+        #: its place in its provider's line while waiting (1 = next; 0: not known yet)
+        self.position = 0
         self.moved = asyncio.Event()
 
     async def wait(self, session_id: int, rules: QueueRules) -> AsyncGenerator[Queued, None]:
-        """Wait for a slot; yields ``Queued`` once if none is free at once.
+        """Wait for a slot; yields ``Queued`` if none is free at once, and again
+        whenever the place in line changes.
 
         Raises ``Paused`` (paused, ``when_paused = reject``), ``QueueFull`` or
         ``QueueTimeout``; then this place is already left.
@@ -142,7 +148,7 @@ class Place:
         if self.entry is None:
             raise QueueFull(f"the queue is full ({rules.size} questions wait); ask again later")
         queue.join(self)
-        told = False
+        told: int | None = None  # the position last told
         while self.state == "waiting":
             timeout = None
             if rules.max_age is not None:
@@ -154,14 +160,16 @@ class Place:
                         f"the question waited {rules.max_age:g} s in the queue without "
                         "a free slot; ask again later"
                     )
-            if not told:  # a free slot is taken within a poll: only then say it waits
+            if told is None:  # a free slot is taken within a poll: then say it waits
                 timeout = POLL if timeout is None else min(POLL, timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.moved.wait(), timeout)
             self.moved.clear()
-            if self.state == "waiting" and not told:
-                told = True
-                yield Queued(session_id, self.provider)
+            if self.state != "waiting" or self.position == told:
+                continue
+            if self.position or (datetime.now(UTC) - entered).total_seconds() > UNPLACED:
+                told = self.position
+                yield Queued(session_id, self.provider, self.position)
         if self.state == "gone":
             await self.leave()
             raise QueueTimeout("the question lost its place in the queue; ask again")
@@ -273,9 +281,12 @@ class Queue:
                     self._places[entry].moved.set()
         if not waiting:
             return
-        states = await self.run(self.store.queue_states, list(waiting))
+        places = await self.run(self.store.queue_places, list(waiting), stamp())
         for entry, place in waiting.items():
-            state = states.get(entry, "gone")
+            state, position = places.get(entry, ("gone", 0))
             if state != "waiting":
                 place.state = state
+                place.moved.set()
+            elif position != place.position:
+                place.position = position
                 place.moved.set()
