@@ -146,7 +146,7 @@ class Place:
                 rules.size,
             )
         if self.entry is None:
-            raise QueueFull(f"the queue is full ({rules.size} questions wait); ask again later")
+            raise QueueFull(f"the queue is full ({rules.size} waiting); ask again later")
         queue.join(self)
         told: int | None = None  # the position last told
         while self.state == "waiting":
