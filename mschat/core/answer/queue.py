@@ -29,7 +29,7 @@ from mschat.core.answer.turns import Runner, stamp
 from mschat.core.errors import Paused, QueueFull, QueueTimeout
 from mschat.core.events import Queued
 from mschat.core.models import User
-from mschat.store.contract import Store
+from mschat.store.contract import QueuePlace, Store
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 LINES_KEPT = 1000
 #: seconds between two looks at the database while entries of this process wait
 POLL = 0.05
+#: seconds between two counts of the places in line (a free slot is looked for every POLL)
+PLACES_EVERY = 0.25
 #: seconds after which a question waits is told even if its place is not known yet
 UNPLACED = 1.0
 
@@ -205,6 +207,8 @@ class Queue:
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        #: when the places in line were last counted (the event loop's time)
+        self._counted = float("-inf")
 
     def rules(self, provider: str) -> QueueRules:
         """The queue settings in effect for a provider (none without a config)."""
@@ -281,7 +285,14 @@ class Queue:
                     self._places[entry].moved.set()
         if not waiting:
             return
-        places = await self.run(self.store.queue_places, list(waiting), stamp())
+        now = asyncio.get_running_loop().time()
+        if now - self._counted >= PLACES_EVERY:
+            # counting places reads the whole line: not at every poll
+            self._counted = now
+            places = await self.run(self.store.queue_places, list(waiting), stamp())
+        else:
+            states = await self.run(self.store.queue_states, list(waiting))
+            places = {e: QueuePlace(s, waiting[e].position) for e, s in states.items()}
         for entry, place in waiting.items():
             state, position = places.get(entry, ("gone", 0))
             if state != "waiting":
