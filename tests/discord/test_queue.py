@@ -48,8 +48,12 @@ async def test_the_waiting_reply_says_the_place_in_line_and_becomes_the_answer(
     await h.discord_user(1, status="new")
     await h.discord_user(2, status="new")
     first = await h.fake.send_message(1, "one")
-    line = await h.fake.wait_until(lambda: only_reply(h, first))
-    assert line["content"] == "⏳ Waiting in line: yours is next…"
+    line = await h.fake.wait_until(
+        lambda: (
+            (only_reply(h, first) or {}).get("content") == "⏳ Waiting in line: yours is next…"
+            and only_reply(h, first)
+        )
+    )
     second = await h.fake.send_message(2, "two")
     await h.fake.wait_until(
         lambda: (

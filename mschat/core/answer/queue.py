@@ -39,8 +39,6 @@ LINES_KEPT = 1000
 POLL = 0.05
 #: seconds between two counts of the places in line (a free slot is looked for every POLL)
 PLACES_EVERY = 0.25
-#: seconds after which a question waits is told even if its place is not known yet
-UNPLACED = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +165,8 @@ class Place:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.moved.wait(), timeout)
             self.moved.clear()
-            if self.state != "waiting" or self.position == told:
-                continue
-            if self.position or (datetime.now(UTC) - entered).total_seconds() > UNPLACED:
-                told = self.position
+            if self.state == "waiting" and self.position != told:
+                told = self.position  # 0 at first when the line was not counted yet
                 yield Queued(session_id, self.provider, self.position)
         if self.state == "gone":
             await self.leave()
