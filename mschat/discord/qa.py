@@ -316,28 +316,37 @@ class MessageSurface:
         placeholder, self.placeholder = self.placeholder, None
         return placeholder
 
+    async def _into_placeholder(
+        self, text: str, view: discord.ui.View | None
+    ) -> discord.Message | None:
+        """The message that said the place in line, now saying ``text`` (None: none is)."""
+        placeholder = await self._take_placeholder()
+        if placeholder is None:
+            return None
+        try:
+            # the placeholder has no buttons: None leaves it so
+            return await placeholder.edit(content=text, view=view)
+        except discord.NotFound:  # deleted meanwhile: a new reply instead
+            return None
+
     async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
         """A reply to the question (its ✍🏻 says nothing more once this is out)."""
         channel = self.message.channel
-        placeholder = await self._take_placeholder()
-        if placeholder is not None:
-            # the placeholder has no buttons: None leaves it so
-            sent = await placeholder.edit(content=part, view=view)
-        elif view is None:
-            sent = await channel.send(part, reference=self.reference, mention_author=False)
-        else:
-            sent = await channel.send(
-                part, reference=self.reference, mention_author=False, view=view
-            )
+        # the message that said the place in line is the answer's first, if there is one
+        sent = await self._into_placeholder(part, view)
+        if sent is None:
+            if view is None:
+                sent = await channel.send(part, reference=self.reference, mention_author=False)
+            else:
+                sent = await channel.send(
+                    part, reference=self.reference, mention_author=False, view=view
+                )
         self.reactions.shown()
         return sent
 
     async def note(self, text: str, *, shown: bool) -> None:
         """A short reply to the question (the one saying its place in line becomes it)."""
-        placeholder = await self._take_placeholder()
-        if placeholder is not None:
-            await placeholder.edit(content=text)
-        else:
+        if await self._into_placeholder(text, None) is None:
             await _reply(self.bot, self.message, text)
 
     def place(self, first: discord.Message) -> resume.Place:
