@@ -758,7 +758,8 @@ class SessionManager:
         The caller claimed it (:meth:`claim_reply_surfaces`). The reply is replaced
         by a new one (``Started`` names it) when it is still the last message of its
         session after its question; otherwise it is marked interrupted and
-        InvalidInput says why.
+        InvalidInput says why. While the new answer waits for its turn or a queue
+        slot, the claimed reply's lease is renewed: no other process claims it.
         """
         reply = await self._run(self.store.get_message, reply_id)
         if reply.status != MessageStatus.STREAMING:
@@ -776,7 +777,7 @@ class SessionManager:
         session = await self._run(self.store.get_session, reply.session_id)
         assert last[0].author_id is not None
         user = await self.get_user(last[0].author_id)
-        async for event in self._answerer.answer_again(user, session):
+        async for event in self._answerer.answer_again(user, session, holding=reply_id):
             yield event
 
     async def chat(

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +32,7 @@ from mschat.core.events import (
     Event,
     Failed,
     HistoryTrimmed,
+    Queued,
     Started,
     TextDelta,
     WaitingForTurn,
@@ -38,7 +40,7 @@ from mschat.core.events import (
 from mschat.core.models import Origin, User
 from mschat.discord import resume
 from mschat.discord.feedback import answer_view
-from mschat.discord.lanes import ANSWER, DONE, FAILED, Lane, Marks
+from mschat.discord.lanes import ANSWER, DONE, FAILED, STREAMING, WAITING, Lane, Marks
 from mschat.discord.message_log import EMPTY, MessageLog
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text, refusal_text
@@ -200,6 +202,64 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     await logged.answered(user, error)
 
 
+class LineNotice:
+    """A message saying where a question waits in line, edited as that changes.
+
+    Only the latest text shows, at most one edit per ``interval``, through the
+    lane behind answers; once settled, the answer (or a refusal) has the message.
+    """
+
+    def __init__(self, lane: Lane, show: Callable[[str], Awaitable[object]], interval: float):
+        self.lane = lane
+        self.interval = interval
+        self._show = show
+        self._wanted: str | None = None
+        self._shown: str | None = None
+        self._editing = False
+        self._over = False
+        self._task: asyncio.Future[None] | None = None
+
+    def update(self, text: str) -> None:
+        """Show ``text`` soon, unless a later one comes first."""
+        if self._over:
+            return
+        self._wanted = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._over and self._wanted != self._shown:
+            text = self._wanted
+            assert text is not None
+            try:
+                await self.lane.run(STREAMING, functools.partial(self._edit, text))
+            except discord.HTTPException as exc:
+                log.debug("the place in line was not shown: %s", exc)
+                return
+            self._shown = text
+            await asyncio.sleep(self.interval)
+
+    async def _edit(self, text: str) -> None:
+        # its turn in the lane came: from here on it lands (see settle)
+        if self._over:
+            return
+        self._editing = True
+        try:
+            await self._show(text)
+        finally:
+            self._editing = False
+
+    async def settle(self) -> None:
+        """No more edits; one under way lands first, so it never overwrites what follows."""
+        self._over = True
+        task = self._task
+        if task is None or task.done():
+            return
+        if not self._editing:
+            task.cancel()  # waiting for its turn in the lane, or between two edits
+        await asyncio.wait([task])
+
+
 class Surface(Protocol):
     """Where an answer shows: replies to a question (Q&A) or an interaction's response."""
 
@@ -215,6 +275,10 @@ class Surface(Protocol):
 
     def waiting(self, on: bool) -> None:
         """Another process answers in the same public session first (or no longer)."""
+        ...
+
+    def in_line(self, text: str) -> None:
+        """The question waits in the queue: ``text`` says where (each change)."""
         ...
 
     def place(self, first: discord.Message) -> resume.Place:
@@ -236,22 +300,55 @@ class MessageSurface:
         self.lane = bot.lanes.messages(self.message.channel.id)
         # the question may be deleted meanwhile: then the answer is a plain message
         self.reference = self.message.to_reference(fail_if_not_exists=False)
+        #: the reply saying where the question waits in line; the answer edits it
+        self.placeholder: discord.Message | None = None
+        self.notice = LineNotice(self.lane, self._show_line, bot.edit_interval)
+
+    async def _show_line(self, text: str) -> None:
+        if self.placeholder is None:
+            self.placeholder = await self.message.channel.send(
+                text, reference=self.reference, mention_author=False
+            )
+        else:
+            self.placeholder = await self.placeholder.edit(content=text)
+
+    async def _take_placeholder(self) -> discord.Message | None:
+        await self.notice.settle()
+        placeholder, self.placeholder = self.placeholder, None
+        return placeholder
+
+    async def _into_placeholder(
+        self, text: str, view: discord.ui.View | None
+    ) -> discord.Message | None:
+        """The message that said the place in line, now saying ``text`` (None: none is)."""
+        placeholder = await self._take_placeholder()
+        if placeholder is None:
+            return None
+        try:
+            # the placeholder has no buttons: None leaves it so
+            return await placeholder.edit(content=text, view=view)
+        except discord.NotFound:  # deleted meanwhile: a new reply instead
+            return None
 
     async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
         """A reply to the question (its ✍🏻 says nothing more once this is out)."""
         channel = self.message.channel
-        if view is None:
-            sent = await channel.send(part, reference=self.reference, mention_author=False)
-        else:
-            sent = await channel.send(
-                part, reference=self.reference, mention_author=False, view=view
-            )
+        # the message that said the place in line is the answer's first, if there is one
+        sent = await self._into_placeholder(part, view)
+        if sent is None:
+            if view is None:
+                sent = await channel.send(part, reference=self.reference, mention_author=False)
+            else:
+                sent = await channel.send(
+                    part, reference=self.reference, mention_author=False, view=view
+                )
         self.reactions.shown()
         return sent
 
     async def note(self, text: str, *, shown: bool) -> None:
-        """A short reply to the question."""
-        await _reply(self.bot, self.message, text)
+        """A short reply to the question (the one saying its place in line becomes it)."""
+        if await self._into_placeholder(text, None) is None:
+            await _reply(self.bot, self.message, text)
 
     def place(self, first: discord.Message) -> resume.Place:
         """The answer's first message in the question's channel."""
@@ -263,6 +360,10 @@ class MessageSurface:
             self.reactions.wait()
         else:
             self.reactions.stop_waiting()
+
+    def in_line(self, text: str) -> None:
+        """A reply to the question says where it waits; the answer replaces it."""
+        self.notice.update(text)
 
     def finished(self, ok: bool) -> None:
         """✍🏻 becomes 👌 or ❌."""
@@ -294,6 +395,8 @@ async def answer(
         async for event in events:
             if isinstance(event, WaitingForTurn):
                 surface.waiting(True)
+                if isinstance(event, Queued):
+                    surface.in_line(in_line_text(event))
             elif isinstance(event, Started):
                 reply_id = event.reply_id
                 note += _left_session_note(event)
@@ -329,6 +432,11 @@ async def answer(
         error_note=refusal_text(error) if error is not None else None,
     )
     return error
+
+
+def in_line_text(event: Queued) -> str:
+    """What a waiting question's message says (the core's words)."""
+    return f"{WAITING} {event.text}…"
 
 
 def _left_session_note(started: Started) -> str:

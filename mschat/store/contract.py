@@ -614,6 +614,15 @@ class Store(ABC):
         """The state (``waiting`` or ``running``) of those entries still queued."""
 
     @abstractmethod
+    def queue_places(self, entry_ids: Sequence[int], now: str) -> dict[int, QueuePlace]:
+        """The state of those entries still queued, and where each waiting one stands.
+
+        A waiting entry's position (1 = next) is its rank among the live waiting
+        entries of its provider in the order a free slot takes them: priority
+        first, then the oldest. One statement.
+        """
+
+    @abstractmethod
     def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
         """Extend the leases of entries this process still waits for or runs."""
 
@@ -746,6 +755,37 @@ def queue_status(rows: Sequence[tuple[str, str, int, str]]) -> QueueStatus:
     running = {provider: count for state, provider, count, _ in rows if state == "running"}
     created = [oldest for state, _, _, oldest in rows if state == "waiting" and oldest]
     return QueueStatus(waiting, running, min(created) if created else None)
+
+
+class QueuePlace(NamedTuple):
+    """One entry of :meth:`Store.queue_places`."""
+
+    #: ``waiting`` or ``running``
+    state: str
+    #: 1 = the next its provider's free slot takes; 0 while running
+    position: int
+
+
+def queue_places_query(count: int) -> str:
+    """The statement of :meth:`Store.queue_places` for ``count`` entries (``%s`` marks).
+
+    Its parameters: the ids, now, the ids, the ids.
+    """
+    marks = ", ".join("%s" for _ in range(count))
+    return (
+        "SELECT id, state, position FROM (SELECT id, state, row_number() OVER "
+        "(PARTITION BY provider, state ORDER BY priority DESC, id) AS position FROM queue "
+        f"WHERE provider IN (SELECT provider FROM queue WHERE id IN ({marks})) "
+        f"AND (lease_until >= %s OR id IN ({marks}))) ranked WHERE id IN ({marks})"
+    )
+
+
+def queue_places(rows: Sequence[tuple[int, str, int]]) -> dict[int, QueuePlace]:
+    """The :meth:`Store.queue_places` of ``(id, state, rank)`` rows."""
+    return {
+        entry: QueuePlace(state, int(rank) if state == "waiting" else 0)
+        for entry, state, rank in rows
+    }
 
 
 class UserAsks(NamedTuple):

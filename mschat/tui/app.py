@@ -37,6 +37,7 @@ from mschat.core.events import (
     Event,
     Failed,
     HistoryTrimmed,
+    Queued,
     Retrying,
     Started,
     TextDelta,
@@ -583,6 +584,7 @@ class MschatApp(App[None]):
         live: LiveReply | None = None
         reply: Message | None = None
         sid = session_id
+        told_waiting = False
         if sid is not None:
             self._track(sid)
             self.status.state = "sending…"
@@ -591,9 +593,13 @@ class MschatApp(App[None]):
                 if isinstance(event, WaitingForTurn):
                     sid = event.session_id
                     self._track(sid)
+                    # the place in line changes: the status follows it, one notice says it
+                    waiting = event.text if isinstance(event, Queued) else WAITING
                     if self._is_open(sid):
-                        self.status.state = WAITING
-                    self.notify(WAITING)
+                        self.status.state = waiting
+                    if not told_waiting:
+                        told_waiting = True
+                        self.notify(waiting)
                 elif isinstance(event, Started):
                     sid = event.session.id
                     self._track(sid)

@@ -26,6 +26,7 @@ from mschat.store.contract import (
     SURFACES_TO_CLAIM,
     TABLES,
     ChangeFeed,
+    QueuePlace,
     QueueStatus,
     ReplySurface,
     SearchOrder,
@@ -36,6 +37,8 @@ from mschat.store.contract import (
     checked_columns,
     checked_table,
     log_query,
+    queue_places,
+    queue_places_query,
     queue_status,
     usage_query,
     usage_rows,
@@ -1001,6 +1004,16 @@ class SQLiteStore(Store):
         marks = ", ".join("?" for _ in entry_ids)
         _, rows = self._query(f"SELECT id, state FROM queue WHERE id IN ({marks})", entry_ids)
         return {row[0]: row[1] for row in rows}
+
+    def queue_places(self, entry_ids: Sequence[int], now: str) -> dict[int, QueuePlace]:
+        """The state of those entries still queued, and the place of the waiting ones."""
+        if not entry_ids:
+            return {}
+        ids = list(entry_ids)
+        _, rows = self._query(
+            queue_places_query(len(entry_ids)).replace("%s", "?"), [*ids, now, *ids, *ids]
+        )
+        return queue_places(rows)
 
     def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
         """Extend the leases of entries this process still waits for or runs."""
