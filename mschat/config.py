@@ -311,6 +311,14 @@ SECTIONS: dict[str, dict[str, Key]] = {
             _str_list, [], "Host header names accepted besides loopback and the bound address"
         ),
     },
+    "admin": {
+        "host": Key(_str, "127.0.0.1", "address serve-admin binds to"),
+        "port": Key(_port, 5003, "port serve-admin listens on"),
+        "token": Key(_str, None, "token (password) of serve-admin's login page", secret=True),
+        "allowed_hosts": Key(
+            _str_list, [], "Host header names serve-admin accepts besides loopback and its address"
+        ),
+    },
     "feedback": {
         "enabled": Key(_bool, True, "feedback buttons (with counts) under Discord answers"),
     },

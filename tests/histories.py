@@ -76,6 +76,8 @@ def fill_history(store: Store, *, questions: int = 3) -> History:
         expired="2000-01-01T00:00:00.000000+00:00",
     )
     store.update_user(alice.id, current_session_id=first.id, temperature=0.3)
+    store.set_setting("queue.size", "50", "Alice ✓", "2025-03-04T05:06:07.000008+00:00")
+    store.set_setting("feedback.enabled", "false", None)
     store.update_user(bob.id, current_session_id=fork.id)
     # the newest session and message are deleted: their ids must not come back either
     tail = store.create_session(creator_id=alice.id, title="tail", origin="terminal")
@@ -135,7 +137,8 @@ def newer_database(store: Store) -> None:
 
 
 def everything(store: Store) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, as ``read_rows`` gives them."""
+    """Every row of every table, as ``read_rows`` gives them, and the live settings."""
     from mschat.store.contract import TABLES
 
-    return {table: store.read_rows(table, limit=1_000_000) for table in TABLES}
+    rows = {table: store.read_rows(table, limit=1_000_000) for table in TABLES}
+    return {**rows, "settings": [row._asdict() for row in store.settings()]}

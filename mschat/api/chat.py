@@ -15,7 +15,7 @@ from mschat.api.replies import WAITING, EventStream, Reply, first_event
 from mschat.api.shapes import ChatDelta, ChatRequest, ChatResponse, ChatStart, Usage
 from mschat.core import eligibility
 from mschat.core.errors import MschatError
-from mschat.core.events import Event, Started, WaitingForTurn
+from mschat.core.events import Event, Queued, Started, WaitingForTurn
 from mschat.core.manager import SessionManager
 from mschat.core.models import Origin, User
 
@@ -90,6 +90,11 @@ def _start(reply: Reply) -> ChatStart:
     )
 
 
+def _queued(event: Queued) -> dict[str, Any]:
+    """The ``queued`` event of ``/chat-stream``: the question's place in line (each change)."""
+    return {"position": event.position, "ahead": event.ahead, "message": event.text}
+
+
 # ---- POST /chat -----------------------------------------------------------------
 
 
@@ -101,7 +106,11 @@ async def _answer(reply: Reply) -> web.StreamResponse:
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    """POST /chat: ask as ``user`` and answer with the whole reply."""
+    """POST /chat: ask as ``user`` and answer with the whole reply.
+
+    A question waiting in the queue holds the request until its answer; one the
+    queue refuses is an error (429, or 503 while paused) naming its stored reply.
+    """
     manager, user, ask, body = await _asker(request)
 
     async def run() -> tuple[Reply, web.StreamResponse]:
@@ -131,7 +140,10 @@ async def _end(stream: EventStream, reply: Reply) -> web.StreamResponse:
 
 
 async def chat_stream(request: web.Request) -> web.StreamResponse:
-    """POST /chat-stream: the same, as server-sent events (start, delta…, done | error)."""
+    """POST /chat-stream: the same, as server-sent events (start, delta…, done | error).
+
+    ``queued`` events come before ``start`` while the question waits in line.
+    """
     manager, user, ask, body = await _asker(request)
 
     async def replay(reply: Reply) -> web.StreamResponse:
@@ -154,7 +166,9 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
 
         async def relay(event: Event) -> None:
             delta = reply.feed(event)
-            if isinstance(event, WaitingForTurn):
+            if isinstance(event, Queued):
+                await stream.send(_queued(event), event="queued")
+            elif isinstance(event, WaitingForTurn):
                 await stream.comment(WAITING)
             elif isinstance(event, Started):
                 await stream.send(_start(reply), event="start")

@@ -88,6 +88,13 @@ class AskRenderer:
         self.spinner.clear()
         print(visible(text, newlines=False), file=self.err, flush=True)
 
+    def _queued(self, event: Queued) -> None:
+        """The place in line: the spinner's line on a terminal (updated), else a line."""
+        if self.spinner.enabled:
+            self.spinner.label = event.text
+        else:
+            self._note(f"[{event.text}]")
+
     async def consume(self, events: AsyncIterator[Event]) -> int:
         """Render every event; 0 when the reply completed, 1 when it failed."""
         code = 1
@@ -95,7 +102,7 @@ class AskRenderer:
         try:
             async for event in events:
                 if isinstance(event, Queued):
-                    self._note(f"[queued: waiting for a free slot of {event.provider}]")
+                    self._queued(event)
                 elif isinstance(event, WaitingForTurn):
                     self._note(
                         f"[waiting: another reply is being written in session "

@@ -149,17 +149,27 @@ def upgrade(ctx: Context) -> None:
     show_default=True,
     help="Rows per transaction (and per read).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Copy although SRC has questions in its queue or answers being written on "
+    "Discord (they are not copied).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (whole checksums).")
-def copy(source: str, dest: str, into_nonempty: bool, batch_size: int, as_json: bool) -> None:
+def copy(
+    source: str, dest: str, into_nonempty: bool, batch_size: int, force: bool, as_json: bool
+) -> None:
     """Copy a whole history from SRC to DST (paths or URLs), ids and all, and verify it.
 
     Users, sessions, messages, feedback, api_calls, interactions and idempotency
     keys are copied with their ids and every column, in id-ordered batches, then
-    counted and checksummed on both sides. A blank DST is created first. Re-running
-    is safe: only what DST lacks or holds differently is written, and a run after a
-    complete copy changes nothing; an interrupted copy resumes where it stopped. A
-    DST with rows that are not SRC's is refused unless --into-nonempty. Stop the
-    servers that write to SRC while it runs.
+    the live settings (but queue.paused); all are counted and checksummed on both
+    sides. A blank DST is created first. Re-running is safe: only what DST lacks or
+    holds differently is written, and a run after a complete copy changes nothing;
+    an interrupted copy resumes where it stopped. A DST with rows that are not
+    SRC's is refused unless --into-nonempty. The queue and the answers being
+    written on Discord are not copied: a SRC with any is refused unless --force.
+    Stop the servers that write to SRC while it runs.
 
     \b
     Examples:
@@ -190,6 +200,7 @@ def copy(source: str, dest: str, into_nonempty: bool, batch_size: int, as_json: 
                     src,
                     dst,
                     into_nonempty=into_nonempty,
+                    force=force,
                     batch=batch_size,
                     progress=_Progress() if is_terminal(sys.stderr) else None,
                 )

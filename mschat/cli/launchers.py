@@ -35,15 +35,19 @@ upgrade_option = click.option(
 
 @click.command()
 @click.option("--user", "user_ref", help="Open in another user's view (admin).")
+@click.option(
+    "--admin", "admin_screen", is_flag=True, help="Open on the Admin screen (admins only)."
+)
 @upgrade_option
 @click.pass_obj
-def tui(ctx: Context, user_ref: str | None, upgrade: bool) -> None:
+def tui(ctx: Context, user_ref: str | None, admin_screen: bool, upgrade: bool) -> None:
     """Open the terminal UI (the default command).
 
     \b
     Examples:
       mschat
       mschat tui --user 3
+      mschat tui --admin
       mschat tui --upgrade
     """
     try:
@@ -51,7 +55,7 @@ def tui(ctx: Context, user_ref: str | None, upgrade: bool) -> None:
     except ImportError as exc:
         fail(f"the terminal UI is not available: {exc}")
     services = open_services(ctx, "tui", upgrade=upgrade)
-    run_tui(services, user_ref=user_ref)
+    run_tui(services, user_ref=user_ref, admin=admin_screen)
 
 
 @click.command("serve-api")
@@ -100,3 +104,40 @@ def serve_discord(ctx: Context, log_level: str | None, no_gateway: bool, upgrade
 
     services = open_services(ctx, "serve-discord", upgrade=upgrade, server=True)
     run_bot(services, log_level=log_level, gateway=not no_gateway)
+
+
+@click.command("serve-admin")
+@click.option("--host", help="Address to bind (default 127.0.0.1; others need admin.token).")
+@click.option("--port", type=int, help="Port (default 5003; 0 picks a free one).")
+@upgrade_option
+@click.pass_obj
+def serve_admin(ctx: Context, host: str | None, port: int | None, upgrade: bool) -> None:
+    """Serve the terminal UI, as the local admin, in a browser (textual-serve).
+
+    \b
+    Examples:
+      mschat serve-admin
+      MSCHAT_ADMIN_TOKEN=secret mschat serve-admin --host 0.0.0.0 --port 8443
+    """
+    import asyncio
+
+    from mschat.admin_web.server import check_bind
+    from mschat.admin_web.server import run as run_admin
+
+    config = ctx.config()
+    host = host if host is not None else str(config.get("admin", "host"))
+    port = port if port is not None else int(config.get("admin", "port"))
+    token = config.get("admin", "token") or None
+    check_bind(host, token)
+    # the database must be at the current schema before a TUI opens it for a browser
+    asyncio.run(open_services(ctx, "serve-admin", upgrade=upgrade).aclose())
+    level = str(config.get("general", "log_level"))
+    setup_logging("debug" if level == "debug" else "info")  # the start line and logins
+    run_admin(
+        host=host,
+        port=port,
+        token=token,
+        allowed_hosts=list(config.get("admin", "allowed_hosts")),
+        db=config.db,
+        config_file=config.file,
+    )

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
 from mschat.cli.base import TEXT, Context, run_async
 from mschat.cli.output import print_json, short_time, table
+from mschat.store.contract import KINDED_LOGS
 
 #: the command's names of the logs -> their tables
 LOGS = {"interactions": "interactions", "api-calls": "api_calls", "feedback": "feedback"}
-
-#: ``--since 2h``: a number and a unit
-_AGO = re.compile(r"(\d{1,6})\s*([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 #: the columns of each log's table: header -> how a row shows it
 COLUMNS: dict[str, dict[str, Any]] = {
@@ -30,6 +25,7 @@ COLUMNS: dict[str, dict[str, Any]] = {
         "NAME": lambda r: r["name"] or "",
         "STATUS": lambda r: r["status"] or "",
         "ERROR": lambda r: (r["error"] or "")[:80],
+        "TEXT": lambda r: (_payload(r).get("excerpt") or "")[:60],
     },
     "api_calls": {
         "ID": lambda r: r["id"],
@@ -54,23 +50,15 @@ COLUMNS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_since(text: str, now: datetime | None = None) -> str:
-    """``--since``: an age (``30m``, ``2h``, ``7d``, ``1w``) or an ISO date or time (UTC
-    unless it says otherwise), as the stored times' ISO text."""
-    now = now or datetime.now(UTC)
-    ago = _AGO.fullmatch(text.strip().lower())
-    if ago:
-        when = now - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise click.BadParameter(
-                "an age such as 30m, 2h, 7d, 1w, or a date such as 2026-12-01", param_hint="--since"
-            ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
+def _since(text: str) -> str:
+    """``--since`` as the stored times' ISO text (the core's periods), or a usage error."""
+    from mschat.core.costs import parse_since
+    from mschat.core.errors import InvalidInput
+
+    try:
+        return parse_since(text)
+    except InvalidInput as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
 
 
 @click.command()
@@ -78,17 +66,30 @@ def parse_since(text: str, now: datetime | None = None) -> str:
 @click.option("--user", "user_ref", type=TEXT, help="Only this user's rows (id or name).")
 @click.option("--since", type=TEXT, help="Only rows from then on: 30m, 2h, 7d, 1w or a date.")
 @click.option(
+    "--kind",
+    type=TEXT,
+    help="Only rows of this kind: mention, message, slash_command, component… "
+    "(interactions); good, outdated, inaccurate, other (feedback).",
+)
+@click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N rows."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (all columns).")
 @click.pass_obj
 def logs(
-    ctx: Context, log: str, user_ref: str | None, since: str | None, limit: int, as_json: bool
+    ctx: Context,
+    log: str,
+    user_ref: str | None,
+    since: str | None,
+    kind: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Show an operations log, newest first (admin only).
 
     \b
-    interactions  Discord commands, buttons and answered messages, with payload and outcome
+    interactions  Discord commands, buttons, messages that mention the bot and answered
+                  messages, with payload and outcome
     api-calls     provider requests: model, status, latency, tokens
     feedback      votes and texts given on answers
 
@@ -97,17 +98,22 @@ def logs(
     \b
     Examples:
       mschat logs interactions --since 2h
+      mschat logs interactions --kind mention
       mschat logs api-calls --user alice --limit 20
       mschat logs feedback --json
     """
     table_name = LOGS[log]
-    start = parse_since(since) if since else None
+    start = _since(since) if since else None
+    if kind is not None and table_name not in KINDED_LOGS:
+        raise click.BadParameter("only interactions and feedback have kinds", param_hint="--kind")
 
     async def body(services: Any) -> list[dict[str, Any]]:
         manager = services.manager
         me = await manager.local_user()
         user_id = (await manager.find_user(user_ref)).id if user_ref else None
-        return await manager.list_log(me, table_name, user_id=user_id, since=start, limit=limit)
+        return await manager.list_log(
+            me, table_name, user_id=user_id, since=start, limit=limit, kind=kind
+        )
 
     rows = run_async(ctx, body)
     if as_json:
@@ -125,3 +131,9 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             return row
     return row
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    """An interaction's payload as a dict (empty when it is none, or not an object)."""
+    payload = _json_row(row).get("payload")
+    return payload if isinstance(payload, dict) else {}

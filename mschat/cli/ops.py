@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -24,15 +23,9 @@ def ops() -> None:
 
 
 async def _set_paused(services: Any, paused: bool) -> str:
-    """Store ``queue.paused`` (an admin's live setting); what new questions get now."""
-    from mschat.cli.config import _admin_name
-
-    name = await _admin_name(services)
-    if paused:
-        services.live.set("queue.paused", True, name)
-    else:
-        services.live.unset("queue.paused")
-    return str(services.live.get("queue.when_paused"))
+    """Pause or resume as the terminal's user; what new questions get while paused."""
+    me = await services.manager.local_user()
+    return str(await services.set_paused(me, paused))
 
 
 @ops.command("pause")
@@ -75,23 +68,11 @@ def ops_status(ctx: Context, as_json: bool) -> None:
       mschat ops status
       mschat ops status --json | jq .waiting
     """
-    import asyncio
-
-    from mschat.core.answer.turns import stamp
 
     async def body(services: Any) -> dict[str, Any]:
-        status = await asyncio.to_thread(services.store.queue_status, stamp())
-        oldest = None
-        if status.oldest is not None:
-            since = datetime.fromisoformat(status.oldest)
-            oldest = round((datetime.now(UTC) - since).total_seconds(), 1)
-        return {
-            "paused": bool(services.live.get("queue.paused")),
-            "when_paused": services.live.get("queue.when_paused"),
-            "waiting": status.waiting,
-            "running": status.running,
-            "oldest_wait_s": oldest,
-        }
+        me = await services.manager.local_user()
+        state = await services.manager.queue_status(me)
+        return dict(state.as_json())
 
     result = run_async(ctx, body)
     if as_json:

@@ -28,6 +28,7 @@ COMMANDS = {
     "tui": "mschat.cli.launchers:tui",
     "serve-api": "mschat.cli.launchers:serve_api",
     "serve-discord": "mschat.cli.launchers:serve_discord",
+    "serve-admin": "mschat.cli.launchers:serve_admin",
 }
 EXIT_USAGE = 2
 

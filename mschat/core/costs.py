@@ -183,25 +183,28 @@ class Spending:
         }
 
 
-_PERIOD = re.compile(r"(\d+)\s*([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_PERIOD = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:
-    """The start of a period as stored times are: ``7d``, ``24h``, ``30m``, ``2w`` ago,
-    or an ISO date or time (UTC unless it says otherwise). InvalidInput otherwise.
+    """The start of a period as stored times are: ``7d``, ``24h``, ``30m``, ``2w``, ``90s``
+    ago, or an ISO date or time (UTC unless it says otherwise). InvalidInput otherwise.
     """
     now = now or datetime.now(UTC)
     spec = text.strip().lower()
     match = _PERIOD.fullmatch(spec)
     if match:
-        start = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            start = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except (OverflowError, ValueError):  # before year 1 (or digits beyond count): all
+            start = datetime.min.replace(tzinfo=UTC)
     else:
         try:
             start = datetime.fromisoformat(text.strip())
         except ValueError:
             raise InvalidInput(
-                f"--since must be a period like 7d, 24h, 30m, 2w or a date like 2026-01-31, "
+                f"--since must be a period like 7d, 24h, 30m, 2w, 90s or a date like 2026-01-31, "
                 f"not {text!r}"
             ) from None
         if start.tzinfo is None:

@@ -24,10 +24,28 @@ class Queued(WaitingForTurn):
     """This ask waits in the queue for one of its provider's slots (``queue.*``).
 
     A ``WaitingForTurn``, so a front end that shows only that shows it too;
-    ``session_id`` is 0 when the ask will create its session.
+    ``session_id`` is 0 when the ask will create its session. Comes again each
+    time the question's place in the line changes. Every front end shows
+    :attr:`text`.
     """
 
     provider: str
+    #: the question's place in its provider's line, 1 = next (0: not known yet)
+    position: int = 0
+
+    @property
+    def ahead(self) -> int:
+        """How many questions wait ahead of this one."""
+        return max(self.position - 1, 0)
+
+    @property
+    def text(self) -> str:
+        """The place in line in words, as every front end shows it."""
+        if self.position <= 0:
+            return "Waiting in line for a free slot"
+        if self.position == 1:
+            return "Waiting in line: yours is next"
+        return f"Waiting in line: {self.ahead} ahead of you"
 
 
 @dataclass(frozen=True, slots=True)

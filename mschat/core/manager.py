@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mschat.core import eligibility
 from mschat.core.answer import (
@@ -35,7 +35,8 @@ from mschat.core.answer import (
     claim_surfaces,
     recover_replies,
 )
-from mschat.core.answer.queue import Ticket
+from mschat.core.answer.queue import QueueState, Ticket
+from mschat.core.answer.turns import stamp
 from mschat.core.attachments import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_COUNT,
@@ -45,7 +46,6 @@ from mschat.core.attachments import (
     prepare_all,
     save_files,
 )
-from mschat.core.costs import Cost, Prices, Spending
 from mschat.core.errors import (
     DatabaseError,
     InvalidInput,
@@ -54,8 +54,6 @@ from mschat.core.errors import (
     PermissionDenied,
 )
 from mschat.core.events import Event, Started
-from mschat.core.export import export_json, parse_export, render_markdown
-from mschat.core.feedback import KINDS, AnswerFeedback, group_feedback
 from mschat.core.idempotency import IdempotencyKeys
 from mschat.core.models import (
     DEFAULT_MAX_TOKENS,
@@ -74,15 +72,23 @@ from mschat.core.models import (
 from mschat.core.rules import (
     ADMIN_ONLY_SETTINGS,
     DEFAULT_STATUS,
+    INT_LIMIT,
     USER_SETTINGS,
     validate_max_tokens,
     validate_status,
     validate_temperature,
+    validate_whole,
 )
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import LOG_TABLES, Change, ReplySurface, Store
+from mschat.store.contract import KINDED_LOGS, LOG_TABLES, Change, ReplySurface, Store
+
+if TYPE_CHECKING:
+    # costs, feedback and export are imported where used: a cold ``mschat ask``
+    # (budget 0.3 s) needs none of them, and their dataclasses cost milliseconds
+    from mschat.core.costs import Cost, Prices, Spending
+    from mschat.core.feedback import AnswerFeedback
 
 T = TypeVar("T")
 
@@ -255,8 +261,10 @@ class SessionManager:
             if not name:
                 raise InvalidInput("name must not be empty")
             return name
-        if key in ("rate_limit", "priority"):
-            return None if value in (None, "") else int(value)
+        if key == "rate_limit":  # none: the default; 0 blocks
+            return None if value in (None, "") else validate_whole(key, value, 0)
+        if key == "priority":  # higher is answered first; below 0, after everyone
+            return validate_whole(key, 0 if value in (None, "") else value, -INT_LIMIT)
         return value
 
     # ---- models -------------------------------------------------------------
@@ -488,6 +496,8 @@ class SessionManager:
 
     async def export_session(self, user: User, session_id: int, fmt: str = "markdown") -> str:
         """The whole session as Markdown or JSON text."""
+        from mschat.core.export import export_json, render_markdown  # not on the ask path
+
         session = await self.get_session(user, session_id)
         messages = await self._run(self.store.messages, session_id)
         if fmt == "json":
@@ -543,6 +553,8 @@ class SessionManager:
         False when it does not count again: the user already gave this kind (each of
         good, outdated and inaccurate counts once per user; every "other" text counts).
         """
+        from mschat.core.feedback import KINDS  # not on the ask path (see imports)
+
         if kind not in KINDS:
             raise InvalidInput("feedback must be good, outdated, inaccurate or other")
         message = await self._run(self.store.get_message, message_id)
@@ -560,6 +572,8 @@ class SessionManager:
         """Admin: the answers most recently given feedback, each with all of it."""
         if not user.admin:
             raise PermissionDenied("only an admin may read everyone's feedback")
+        from mschat.core.feedback import group_feedback  # not on the ask path (see imports)
+
         return group_feedback(await self._run(self.store.list_feedback, limit))
 
     async def list_log(
@@ -570,16 +584,20 @@ class SessionManager:
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Admin: the newest rows of an operations log (interactions, api_calls, feedback)."""
+        """Admin: the newest rows of an operations log (interactions, api_calls, feedback),
+        of one ``kind`` if given (interactions and feedback)."""
         if not actor.admin:
             raise PermissionDenied("only an admin may read the logs")
         if table not in LOG_TABLES:
             raise InvalidInput(f"no log named {table!r}")
         if limit < 1:
             raise InvalidInput("the limit must be at least 1")
+        if kind is not None and table not in KINDED_LOGS:
+            raise InvalidInput(f"the {table} log has no kinds")
         return await self._run(
-            self.store.list_log, table, user_id=user_id, since=since, limit=limit
+            self.store.list_log, table, user_id=user_id, since=since, limit=limit, kind=kind
         )
 
     async def prune_logs(self, retention_days: int) -> dict[str, int]:
@@ -611,6 +629,8 @@ class SessionManager:
     def prices(self) -> Prices:
         """The price table in effect: built-in list prices under the configured ones."""
         if self._prices is None:
+            from mschat.core.costs import Prices  # not on the ask path (see imports)
+
             self._prices = Prices(getattr(self.registry.config, "prices", None))
         return self._prices
 
@@ -665,6 +685,8 @@ class SessionManager:
         totals = await self._run(
             self.store.usage_totals, user_id=user_id, session_id=session_id, since=since
         )
+        from mschat.core.costs import Spending  # not on the ask path (see imports)
+
         return Spending(totals, self.prices.of_usage(totals), self.currency)
 
     async def spending_per_user(self, actor: User, *, since: str | None = None) -> dict[int, Cost]:
@@ -675,6 +697,25 @@ class SessionManager:
         totals = await self._run(self.store.usage_totals, since=since)
         costs = self.prices.per_user(totals)
         return {user_id: cost for user_id, cost in costs.items() if user_id is not None}
+
+    async def queue_status(self, actor: User) -> QueueState:
+        """Admin: whether answering is paused, and what waits and runs in the whole queue."""
+        if not actor.admin:
+            raise PermissionDenied("only an admin may see the queue")
+        status = await self._run(self.store.queue_status, stamp())
+        config = getattr(self.registry, "config", None)
+        section = config.sections.get("queue", {}) if config is not None else {}
+        oldest = None
+        if status.oldest is not None:
+            since = datetime.fromisoformat(status.oldest)
+            oldest = max(0.0, (datetime.now(UTC) - since).total_seconds())
+        return QueueState(
+            paused=bool(section.get("paused")),
+            when_paused=str(section.get("when_paused") or "reject"),
+            waiting=status.waiting,
+            running=dict(status.running),
+            oldest_wait=oldest,
+        )
 
     async def data_version(self) -> int:
         """Changes whenever another process commits to the database (cheap polling)."""
@@ -764,7 +805,8 @@ class SessionManager:
         The caller claimed it (:meth:`claim_reply_surfaces`). The reply is replaced
         by a new one (``Started`` names it) when it is still the last message of its
         session after its question; otherwise it is marked interrupted and
-        InvalidInput says why.
+        InvalidInput says why. While the new answer waits for its turn or a queue
+        slot, the claimed reply's lease is renewed: no other process claims it.
         """
         reply = await self._run(self.store.get_message, reply_id)
         if reply.status != MessageStatus.STREAMING:
@@ -782,7 +824,7 @@ class SessionManager:
         session = await self._run(self.store.get_session, reply.session_id)
         assert last[0].author_id is not None
         user = await self.get_user(last[0].author_id)
-        async for event in self._answerer.answer_again(user, session):
+        async for event in self._answerer.answer_again(user, session, holding=reply_id):
             yield event
 
     async def chat(
@@ -1006,6 +1048,8 @@ class SessionManager:
         Messages keep their roles, content, times and statuses; authors become
         ``user`` for user turns (the original authors may not exist here).
         """
+        from mschat.core.export import parse_export  # not on the ask path (see imports)
+
         session_data, rows = parse_export(data, author_id=user.id)
         session = await self._run(
             self.store.create_session,

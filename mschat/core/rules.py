@@ -62,3 +62,19 @@ def validate_status(value: Any) -> str:
         return Status(str(value).lower()).value
     except ValueError:
         raise InvalidInput(f"status must be one of new, active, disabled, got {value!r}") from None
+
+
+#: the largest number a user's priority or rate limit may be (both backends store it)
+INT_LIMIT = 2**31 - 1
+
+
+def validate_whole(key: str, value: Any, minimum: int) -> int:
+    """A whole number from ``minimum`` to :data:`INT_LIMIT` (priority, rate_limit), or
+    InvalidInput."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{key} must be a whole number, got {value!r}") from None
+    if not minimum <= number <= INT_LIMIT:
+        raise InvalidInput(f"{key} must be from {minimum} to {INT_LIMIT}, got {number}")
+    return number

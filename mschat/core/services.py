@@ -11,9 +11,10 @@ from typing import Any
 
 from mschat.config import Config, load_config
 from mschat.core.answer import recover_replies
-from mschat.core.errors import ConfigError, MschatError
+from mschat.core.errors import ConfigError, MschatError, PermissionDenied
 from mschat.core.live import LiveSettings
 from mschat.core.manager import SessionManager
+from mschat.core.models import User
 from mschat.providers.base import Provider
 from mschat.providers.registry import Registry, TransportFactory
 from mschat.store import Store, open_store
@@ -53,6 +54,22 @@ class Services:
         """Re-read config.toml whenever the process gets SIGHUP (the servers)."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_config)
+
+    async def set_paused(self, actor: User, paused: bool) -> str:
+        """Admin: pause (or resume) answering on every instance; returns ``queue.when_paused``.
+
+        Paused, running answers finish and new questions are refused (or wait, with
+        ``queue.when_paused = hold``); every instance applies it within a second.
+        """
+        if not actor.admin:
+            raise PermissionDenied(
+                f"only an admin may pause or resume answering ({actor.name} is not one)"
+            )
+        if paused:
+            await asyncio.to_thread(self.live.set, "queue.paused", True, actor.name)
+        else:
+            await asyncio.to_thread(self.live.unset, "queue.paused")
+        return str(self.live.get("queue.when_paused"))
 
     async def aclose(self) -> None:
         """Stop watching the settings; close providers and the database."""

@@ -10,18 +10,17 @@ a fresh session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
-from mschat.core.errors import Busy, PermissionDenied
 from mschat.core.models import Origin
 from mschat.discord import qa, resume
 from mschat.discord.commands import Ctx, handle
 from mschat.discord.lanes import Lane
+from mschat.discord.message_log import outcome, reason
 from mschat.discord.texts import question_head
 
 if TYPE_CHECKING:
@@ -40,7 +39,9 @@ class InteractionSurface:
     """An answer as an interaction's response: the first part edits the deferred
     reply, further parts are followups (ephemeral ones for ``/private``)."""
 
-    def __init__(self, interaction: discord.Interaction, *, private: bool) -> None:
+    def __init__(
+        self, interaction: discord.Interaction, *, private: bool, interval: float = 1.0
+    ) -> None:
         self.interaction = interaction
         self.private = private
         # its token's 15 minutes run from about now (Discord's clock and ours may differ)
@@ -48,13 +49,15 @@ class InteractionSurface:
         # an interaction's token has rate limits of its own, not its channel's
         self.lane = Lane()
         self._first = True
-        self._notice: asyncio.Task[object] | None = None  # "⏳ waiting…" on the deferred reply
+        # "⏳ waiting…" (or the place in line) on the deferred reply
+        self._notice = qa.LineNotice(self.lane, self._show_notice, interval)
+
+    async def _show_notice(self, text: str) -> None:
+        await self.interaction.edit_original_response(content=text)
 
     async def _settled(self) -> None:
         """Let the waiting notice land first, so it never overwrites what follows it."""
-        if self._notice is not None:
-            with contextlib.suppress(discord.HTTPException):
-                await self._notice
+        await self._notice.settle()
 
     async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
         """The deferred reply becomes the first part; later parts follow it."""
@@ -85,18 +88,16 @@ class InteractionSurface:
 
     def waiting(self, on: bool) -> None:
         """The deferred reply says so until the answer replaces it."""
-        if on and self._first and self._notice is None:
-            self._notice = asyncio.ensure_future(
-                self.interaction.edit_original_response(content=WAITING)
-            )
+        if on and self._first:
+            self._notice.update(WAITING)
+
+    def in_line(self, text: str) -> None:
+        """The deferred reply says where the question waits, until the answer replaces it."""
+        if self._first:
+            self._notice.update(text)
 
     def finished(self, ok: bool) -> None:
         """Nothing to mark: the answer's text and buttons say it."""
-
-
-def outcome(error: Exception) -> str:
-    """How an answer that ended in ``error`` is logged: refused by a rule, or failed."""
-    return "refused" if isinstance(error, (PermissionDenied, Busy)) else "error"
 
 
 async def ask(
@@ -119,14 +120,14 @@ async def ask(
             external_ref=str(interaction.id),
             attachments=[attachment.url] if attachment is not None else [],
         )
-        surface = InteractionSurface(interaction, private=private)
+        surface = InteractionSurface(interaction, private=private, interval=bot.edit_interval)
         try:
             error = await qa.answer(bot, surface, events, head=question_head(prompt))
         except asyncio.CancelledError:
             ctx.outcome = ("interrupted", None)
             raise
         if error is not None:
-            ctx.outcome = (outcome(error), str(error))
+            ctx.outcome = (outcome(error), reason(error))
 
     name = "private" if private else "chat"
     if not bot.accepting:  # shutting down: shutdown would not wait for this answer

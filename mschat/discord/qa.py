@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,14 +32,16 @@ from mschat.core.events import (
     Event,
     Failed,
     HistoryTrimmed,
+    Queued,
     Started,
     TextDelta,
     WaitingForTurn,
 )
-from mschat.core.models import Origin, User, utcnow
+from mschat.core.models import Origin, User
 from mschat.discord import resume
 from mschat.discord.feedback import answer_view
-from mschat.discord.lanes import ANSWER, DONE, FAILED, Lane, Marks
+from mschat.discord.lanes import ANSWER, DONE, FAILED, STREAMING, WAITING, Lane, Marks
+from mschat.discord.message_log import EMPTY, MessageLog
 from mschat.discord.relay import ReplyStream
 from mschat.discord.texts import DISABLED_HINT, error_text, refusal_text
 
@@ -53,13 +56,26 @@ INTERRUPTED_NOTE = "\n\n*(interrupted: the bot is shutting down)*"
 
 
 def mentions_bot(message: discord.Message, bot_id: int) -> bool:
-    """Whether the message @mentions the bot."""
-    return bot_id in message.raw_mentions
+    """Whether the message @mentions the bot, or its own role in the server (Discord
+    offers both for "@" and the bot's name); ``@everyone`` and ``@here`` do not count."""
+    if bot_id in message.raw_mentions:
+        return True
+    role = _own_role(message)
+    return role is not None and role in message.raw_role_mentions
 
 
-def strip_mention(text: str, bot_id: int) -> str:
-    """The message text without the bot's mention."""
-    return re.sub(rf"<@!?{bot_id}>", "", text).strip()
+def _own_role(message: discord.Message) -> int | None:
+    """The id of the role Discord made for the bot in the message's server, if any."""
+    role = message.guild.self_role if message.guild is not None else None
+    return role.id if role is not None else None
+
+
+def strip_mention(text: str, bot_id: int, role_id: int | None = None) -> str:
+    """The message text without the bot's mention (nor its role's)."""
+    text = re.sub(rf"<@!?{bot_id}>", "", text)
+    if role_id is not None:
+        text = text.replace(f"<@&{role_id}>", "")
+    return text.strip()
 
 
 def eligible(bot: MschatBot, message: discord.Message) -> bool:
@@ -150,8 +166,10 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         return
     manager = bot.manager
     dm = message.guild is None
-    addressed = dm or mentions_bot(message, bot.user.id)
-    text = strip_mention(message.content, bot.user.id)
+    mentioned = mentions_bot(message, bot.user.id)
+    addressed = dm or mentioned
+    text = strip_mention(message.content, bot.user.id, _own_role(message))
+    logged = MessageLog(manager, message, text, mention=mentioned)
     try:
         user = await manager.user("discord", str(message.author.id), name=message.author.name)
     except DatabaseError as exc:
@@ -159,35 +177,20 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
         return
     try:
         check_may_chat(user)
-    except UserIgnored:
-        return  # nothing is stored or answered, and nothing says so
-    except ChatDisabled:
+    except UserIgnored as exc:
+        await logged.refused(user, exc)  # nothing else is stored or answered, nothing says so
+        return
+    except ChatDisabled as exc:
         if addressed:
             await _hint(bot, message, user)
+        await logged.refused(user, exc)
         return
     if not text:
+        await logged.refused(user, EMPTY)
         return
 
     reactions = Reactions(bot, message)
     reactions.writing()
-    received = utcnow()
-
-    async def record(status: str, error: str | None = None) -> None:
-        # one row once the answer is over (one write per question, not two); a
-        # database gone meanwhile has already been reported
-        with contextlib.suppress(DatabaseError):
-            await manager.log_interaction(
-                user_id=user.id,
-                source="discord",
-                kind="message",
-                name="qa",
-                guild_id=str(message.guild.id) if message.guild else None,
-                channel_id=str(message.channel.id),
-                payload={"message_id": str(message.id), "length": len(text)},
-                status=status,
-                error=error,
-                created=received,
-            )
 
     origin = Origin.DISCORD_DM if dm else Origin.DISCORD_GUILD
     # the core fetches each file from Discord's CDN, within its limits
@@ -198,9 +201,67 @@ async def handle_message(bot: MschatBot, message: discord.Message) -> None:
     try:
         error = await answer(bot, MessageSurface(bot, reactions), events)
     except asyncio.CancelledError:
-        await record("interrupted")
+        await logged.interrupted(user)
         raise
-    await record("ok" if error is None else "error", None if error is None else str(error))
+    await logged.answered(user, error)
+
+
+class LineNotice:
+    """A message saying where a question waits in line, edited as that changes.
+
+    Only the latest text shows, at most one edit per ``interval``, through the
+    lane behind answers; once settled, the answer (or a refusal) has the message.
+    """
+
+    def __init__(self, lane: Lane, show: Callable[[str], Awaitable[object]], interval: float):
+        self.lane = lane
+        self.interval = interval
+        self._show = show
+        self._wanted: str | None = None
+        self._shown: str | None = None
+        self._editing = False
+        self._over = False
+        self._task: asyncio.Future[None] | None = None
+
+    def update(self, text: str) -> None:
+        """Show ``text`` soon, unless a later one comes first."""
+        if self._over:
+            return
+        self._wanted = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._over and self._wanted != self._shown:
+            text = self._wanted
+            assert text is not None
+            try:
+                await self.lane.run(STREAMING, functools.partial(self._edit, text))
+            except discord.HTTPException as exc:
+                log.debug("the place in line was not shown: %s", exc)
+                return
+            self._shown = text
+            await asyncio.sleep(self.interval)
+
+    async def _edit(self, text: str) -> None:
+        # its turn in the lane came: from here on it lands (see settle)
+        if self._over:
+            return
+        self._editing = True
+        try:
+            await self._show(text)
+        finally:
+            self._editing = False
+
+    async def settle(self) -> None:
+        """No more edits; one under way lands first, so it never overwrites what follows."""
+        self._over = True
+        task = self._task
+        if task is None or task.done():
+            return
+        if not self._editing:
+            task.cancel()  # waiting for its turn in the lane, or between two edits
+        await asyncio.wait([task])
 
 
 class Surface(Protocol):
@@ -218,6 +279,10 @@ class Surface(Protocol):
 
     def waiting(self, on: bool) -> None:
         """Another process answers in the same public session first (or no longer)."""
+        ...
+
+    def in_line(self, text: str) -> None:
+        """The question waits in the queue: ``text`` says where (each change)."""
         ...
 
     def place(self, first: discord.Message) -> resume.Place:
@@ -239,22 +304,55 @@ class MessageSurface:
         self.lane = bot.lanes.messages(self.message.channel.id)
         # the question may be deleted meanwhile: then the answer is a plain message
         self.reference = self.message.to_reference(fail_if_not_exists=False)
+        #: the reply saying where the question waits in line; the answer edits it
+        self.placeholder: discord.Message | None = None
+        self.notice = LineNotice(self.lane, self._show_line, bot.edit_interval)
+
+    async def _show_line(self, text: str) -> None:
+        if self.placeholder is None:
+            self.placeholder = await self.message.channel.send(
+                text, reference=self.reference, mention_author=False
+            )
+        else:
+            self.placeholder = await self.placeholder.edit(content=text)
+
+    async def _take_placeholder(self) -> discord.Message | None:
+        await self.notice.settle()
+        placeholder, self.placeholder = self.placeholder, None
+        return placeholder
+
+    async def _into_placeholder(
+        self, text: str, view: discord.ui.View | None
+    ) -> discord.Message | None:
+        """The message that said the place in line, now saying ``text`` (None: none is)."""
+        placeholder = await self._take_placeholder()
+        if placeholder is None:
+            return None
+        try:
+            # the placeholder has no buttons: None leaves it so
+            return await placeholder.edit(content=text, view=view)
+        except discord.NotFound:  # deleted meanwhile: a new reply instead
+            return None
 
     async def send(self, part: str, view: discord.ui.View | None) -> discord.Message:
         """A reply to the question (its ✍🏻 says nothing more once this is out)."""
         channel = self.message.channel
-        if view is None:
-            sent = await channel.send(part, reference=self.reference, mention_author=False)
-        else:
-            sent = await channel.send(
-                part, reference=self.reference, mention_author=False, view=view
-            )
+        # the message that said the place in line is the answer's first, if there is one
+        sent = await self._into_placeholder(part, view)
+        if sent is None:
+            if view is None:
+                sent = await channel.send(part, reference=self.reference, mention_author=False)
+            else:
+                sent = await channel.send(
+                    part, reference=self.reference, mention_author=False, view=view
+                )
         self.reactions.shown()
         return sent
 
     async def note(self, text: str, *, shown: bool) -> None:
-        """A short reply to the question."""
-        await _reply(self.bot, self.message, text)
+        """A short reply to the question (the one saying its place in line becomes it)."""
+        if await self._into_placeholder(text, None) is None:
+            await _reply(self.bot, self.message, text)
 
     def place(self, first: discord.Message) -> resume.Place:
         """The answer's first message in the question's channel."""
@@ -266,6 +364,10 @@ class MessageSurface:
             self.reactions.wait()
         else:
             self.reactions.stop_waiting()
+
+    def in_line(self, text: str) -> None:
+        """A reply to the question says where it waits; the answer replaces it."""
+        self.notice.update(text)
 
     def finished(self, ok: bool) -> None:
         """✍🏻 becomes 👌 or ❌."""
@@ -297,6 +399,8 @@ async def answer(
         async for event in events:
             if isinstance(event, WaitingForTurn):
                 surface.waiting(True)
+                if isinstance(event, Queued):
+                    surface.in_line(in_line_text(event))
             elif isinstance(event, Started):
                 reply_id = event.reply_id
                 note += _left_session_note(event)
@@ -332,6 +436,11 @@ async def answer(
         error_note=refusal_text(error) if error is not None else None,
     )
     return error
+
+
+def in_line_text(event: Queued) -> str:
+    """What a waiting question's message says (the core's words)."""
+    return f"{WAITING} {event.text}…"
 
 
 def _left_session_note(started: Started) -> str:

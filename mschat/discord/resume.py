@@ -153,6 +153,9 @@ class StoredSurface:
     def waiting(self, on: bool) -> None:
         """Nothing shows the wait: the message keeps the text it had."""
 
+    def in_line(self, text: str) -> None:
+        """Nor the place in line: the half answer stays until the new one replaces it."""
+
     def finished(self, ok: bool) -> None:
         """👌 (or ❌) on a Q&A question, ✍🏻 taken off."""
         if self.webhook is not None or self.question_ref is None or self.bot.user is None:

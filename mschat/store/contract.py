@@ -86,14 +86,24 @@ LIST_FEEDBACK = """
 LOG_TABLES = {"interactions": "created", "api_calls": "started", "feedback": "created"}
 #: the logs pruned after ``logs.retention_days`` (feedback is kept: members' words)
 PRUNED_LOGS = ("interactions", "api_calls")
+#: the logs with a ``kind`` column (``list_log(kind=…)``)
+KINDED_LOGS = ("interactions", "feedback")
 
 
 def log_query(
-    table: str, *, user_id: int | None, since: str | None, limit: int, mark: str
+    table: str,
+    *,
+    user_id: int | None,
+    since: str | None,
+    limit: int,
+    mark: str,
+    kind: str | None = None,
 ) -> tuple[str, list[Any]]:
     """SQL and parameters of :meth:`Store.list_log` (``mark``: the placeholder)."""
     if table not in LOG_TABLES:
         raise ValueError(f"not an operations log: {table!r}")
+    if kind is not None and table not in KINDED_LOGS:
+        raise ValueError(f"the {table} log has no kinds")
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if user_id is not None:
@@ -102,6 +112,9 @@ def log_query(
     if since is not None:
         where.append(f"t.{LOG_TABLES[table]} >= {mark}")
         params.append(since)
+    if kind is not None:
+        where.append(f"t.kind = {mark}")
+        params.append(kind)
     query = (
         f"SELECT t.*, u.name AS user_name FROM {table} t LEFT JOIN users u ON u.id = t.user_id"
         f" WHERE {' AND '.join(where)} ORDER BY t.id DESC LIMIT {mark}"
@@ -496,9 +509,11 @@ class Store(ABC):
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The newest rows of one of :data:`LOG_TABLES` (of one user, from ``since`` on),
-        newest first, each with the ``user_name`` of its ``user_id``."""
+        """The newest rows of one of :data:`LOG_TABLES` (of one user, from ``since`` on,
+        of one ``kind`` in :data:`KINDED_LOGS`), newest first, each with the
+        ``user_name`` of its ``user_id``."""
 
     @abstractmethod
     def prune_logs(self, before: str) -> dict[str, int]:
@@ -617,6 +632,15 @@ class Store(ABC):
         """The state (``waiting`` or ``running``) of those entries still queued."""
 
     @abstractmethod
+    def queue_places(self, entry_ids: Sequence[int], now: str) -> dict[int, QueuePlace]:
+        """The state of those entries still queued, and where each waiting one stands.
+
+        A waiting entry's position (1 = next) is its rank among the live waiting
+        entries of its provider in the order a free slot takes them: priority
+        first, then the oldest. One statement.
+        """
+
+    @abstractmethod
     def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
         """Extend the leases of entries this process still waits for or runs."""
 
@@ -635,8 +659,11 @@ class Store(ABC):
         """Every setting stored in the database, by key."""
 
     @abstractmethod
-    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
-        """Store a setting's value (JSON text), replacing the one it had."""
+    def set_setting(
+        self, key: str, value: str, updated_by: str | None, updated: str | None = None
+    ) -> None:
+        """Store a setting's value (JSON text), replacing the one it had; changed now,
+        or at ``updated`` (a copy keeps the source's time)."""
 
     @abstractmethod
     def unset_setting(self, key: str) -> bool:
@@ -684,6 +711,11 @@ class Store(ABC):
         Returns whether anything changed. A table whose backend takes the id after
         its largest row (SQLite's logs) has nothing to advance.
         """
+
+    @abstractmethod
+    def count_reply_surfaces(self) -> int:
+        """How many replies a bot is writing on Discord, or a killed bot left to finish
+        (rows of ``reply_surfaces``: a copy leaves them behind)."""
 
 
 #: the surfaces a claim looks at: of replies no longer written (``%s``: now)
@@ -741,6 +773,37 @@ def queue_status(rows: Sequence[tuple[str, str, int, str]]) -> QueueStatus:
     running = {provider: count for state, provider, count, _ in rows if state == "running"}
     created = [oldest for state, _, _, oldest in rows if state == "waiting" and oldest]
     return QueueStatus(waiting, running, min(created) if created else None)
+
+
+class QueuePlace(NamedTuple):
+    """One entry of :meth:`Store.queue_places`."""
+
+    #: ``waiting`` or ``running``
+    state: str
+    #: 1 = the next its provider's free slot takes; 0 while running
+    position: int
+
+
+def queue_places_query(count: int) -> str:
+    """The statement of :meth:`Store.queue_places` for ``count`` entries (``%s`` marks).
+
+    Its parameters: the ids, now, the ids, the ids.
+    """
+    marks = ", ".join("%s" for _ in range(count))
+    return (
+        "SELECT id, state, position FROM (SELECT id, state, row_number() OVER "
+        "(PARTITION BY provider, state ORDER BY priority DESC, id) AS position FROM queue "
+        f"WHERE provider IN (SELECT provider FROM queue WHERE id IN ({marks})) "
+        f"AND (lease_until >= %s OR id IN ({marks}))) ranked WHERE id IN ({marks})"
+    )
+
+
+def queue_places(rows: Sequence[tuple[int, str, int]]) -> dict[int, QueuePlace]:
+    """The :meth:`Store.queue_places` of ``(id, state, rank)`` rows."""
+    return {
+        entry: QueuePlace(state, int(rank) if state == "waiting" else 0)
+        for entry, state, rank in rows
+    }
 
 
 class UserAsks(NamedTuple):

@@ -28,6 +28,14 @@ What the destination may hold, compared row by row (same id) with the source:
 Each table is then verified: its row count and a checksum of a canonical
 serialisation of its rows in id order (times as UTC ISO text with microseconds,
 flags as 0/1, NULL as null), which reads the same from either backend.
+
+The live settings (``settings``, keyed by name, a few rows) are copied too, once
+every table is in, with the same rules (a key only the destination has is one of
+its own rows) and verified in key order; ``queue.paused`` is not: it is the
+source's state, not its configuration. The queue and the reply surfaces are the
+state of running servers (questions waiting or answered, Discord messages being
+written): they are never copied, and a source holding any is refused unless
+``force``, since the copy would leave them behind.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mschat.core.errors import DatabaseError
+from mschat.core.models import utcnow
 from mschat.store import records
 from mschat.store.contract import TABLES, Store
 
@@ -51,6 +60,14 @@ Row = dict[str, Any]
 Progress = Callable[[str, str, int, int], None]
 
 BATCH = 1000
+
+#: the live settings, copied after :data:`TABLES` (keyed by name, not by id)
+SETTINGS = "settings"
+#: what a copy copies and verifies, in order
+COPIED = (*TABLES, SETTINGS)
+#: live settings a copy leaves out: the source's state, not its configuration (an
+#: operator pauses the source to copy it; the destination should not start paused)
+TRANSIENT_SETTINGS = frozenset({"queue.paused"})
 
 #: columns written once every table is in, and what a new row holds meanwhile
 DEFERRED: dict[str, dict[str, Any]] = {
@@ -67,6 +84,7 @@ IDENTITY: dict[str, tuple[str, ...]] = {
     "feedback": ("message_id", "user_id", "created"),
     "interactions": ("source", "kind", "created"),
     "idempotency_keys": ("user_id", "key", "created"),
+    SETTINGS: ("key",),
 }
 
 #: unique keys besides the id: a new row must not take one a destination's own row has
@@ -132,20 +150,24 @@ def copy_history(
     into_nonempty: bool = False,
     batch: int = BATCH,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> CopyReport:
     """Copy every row of ``source`` into ``dest`` with its id, then verify both sides.
 
     Raises :class:`CopyRefused` (before writing anything) when ``dest`` holds
     other rows under the source's ids, or rows of its own without
-    ``into_nonempty``.
+    ``into_nonempty``, or when ``source`` has questions in its queue or answers
+    being written on Discord (which are not copied) without ``force``.
     """
     if source.identity == dest.identity:
         raise CopyRefused(f"source and destination are the same database ({source.url})")
+    if not force:
+        _refuse_in_use(source)
     copier = _Copier(source, dest, batch, progress or _quiet)
-    report = CopyReport({table: TableCopy(table) for table in TABLES})
-    totals = {table: source.count_rows(table) for table in TABLES}
-    empty = {table for table in TABLES if not dest.count_rows(table)}
-    if len(empty) < len(TABLES):
+    report = CopyReport({table: TableCopy(table) for table in COPIED})
+    totals = {table: copier.count(source, table) for table in COPIED}
+    empty = {table for table in COPIED if not copier.count(dest, table)}
+    if len(empty) < len(COPIED):
         copier.check(report, totals, empty, into_nonempty=into_nonempty)
         if report.verified:  # the check read both sides whole: nothing is missing
             report.ids_advanced = copier.advance_ids()
@@ -164,6 +186,20 @@ def _quiet(phase: str, table: str, done: int, total: int) -> None:
     """No progress report."""
 
 
+def _refuse_in_use(source: Store) -> None:
+    """Refuse a source with questions queued or answers being written: not copied."""
+    status = source.queue_status(utcnow())
+    queued = status.waiting + sum(status.running.values())
+    writing = source.count_reply_surfaces()
+    if queued or writing:
+        raise CopyRefused(
+            f"the source is in use: {queued} question(s) in its queue and {writing} "
+            "answer(s) being written on Discord would be left behind; pause it "
+            "(mschat --db SRC ops pause), stop its servers once those are done, and copy "
+            "again, or pass --force to copy without them"
+        )
+
+
 class _Copier:
     """The passes of one copy over the two stores."""
 
@@ -174,6 +210,25 @@ class _Copier:
         self.progress = progress
 
     # ---- reading both sides -------------------------------------------------
+
+    def count(self, store: Store, table: str) -> int:
+        """How many rows of ``table`` (or live settings) a copy finds in ``store``."""
+        return len(self.settings(store)) if table == SETTINGS else store.count_rows(table)
+
+    def settings(self, store: Store) -> dict[str, Row]:
+        """The live settings a copy carries, by name (a few rows: read whole)."""
+        return {
+            row.key: row._asdict() for row in store.settings() if row.key not in TRANSIENT_SETTINGS
+        }
+
+    def pairs(self, table: str) -> Iterator[tuple[Row | None, Row | None]]:
+        """(source row, destination row) pairs of one table, or of the settings by name."""
+        if table != SETTINGS:
+            yield from self.merge(table)
+            return
+        mine, theirs = self.settings(self.source), self.settings(self.dest)
+        for key in sorted(mine.keys() | theirs.keys()):
+            yield mine.get(key), theirs.get(key)
 
     def rows(self, store: Store, table: str) -> Iterator[Row]:
         """Every row of ``table`` in id order, a page at a time.
@@ -218,7 +273,7 @@ class _Copier:
         """
         conflicts: list[str] = []
         own: list[str] = []
-        for table in TABLES:
+        for table in COPIED:
             result = report.tables[table]
             sums = _Checksums()
             if table in empty:
@@ -229,7 +284,7 @@ class _Copier:
                 continue
             taken: set[tuple[Any, ...]] = set()
             wanted: dict[tuple[Any, ...], int] = {}
-            for done, (mine, theirs) in enumerate(self.merge(table), 1):
+            for done, (mine, theirs) in enumerate(self.pairs(table), 1):
                 if done % self.batch == 0:
                     self.progress("checking", table, min(done, totals[table]), totals[table])
                 sums.add(mine, theirs)
@@ -238,7 +293,7 @@ class _Copier:
                     if _identity(table, mine) != _identity(table, theirs):
                         conflicts.append(f"{table} {mine['id']}")
                 elif theirs is not None:
-                    own.append(f"{table} {theirs['id']}")
+                    own.append(f"{table} {theirs.get('id', theirs.get('key'))}")
                     if table in UNIQUE:
                         taken.add(_key(table, theirs))
                 elif mine is not None and table in UNIQUE:
@@ -303,6 +358,20 @@ class _Copier:
         for table in DEFERRED:
             self.finish_deferred(table, totals[table], writer)
         writer.flush()
+        self.copy_settings(report.tables[SETTINGS], totals[SETTINGS])
+
+    def copy_settings(self, result: TableCopy, total: int) -> None:
+        """Write the source's live settings the destination lacks or holds otherwise
+        (each with the source's time of change; the destination's own are kept)."""
+        for mine, theirs in self.pairs(SETTINGS):
+            if mine is None or (theirs is not None and _canonical(mine) == _canonical(theirs)):
+                continue
+            self.dest.set_setting(mine["key"], mine["value"], mine["updated_by"], mine["updated"])
+            if theirs is None:
+                result.inserted += 1
+            else:
+                result.updated += 1
+        self.progress("copying", SETTINGS, total, total)
 
     def finish_deferred(self, table: str, total: int, writer: _Writer) -> None:
         """Write the forward references and counts of one table, now that every row is in."""
@@ -327,11 +396,11 @@ class _Copier:
         ]
 
     def verify(self, report: CopyReport, totals: dict[str, int]) -> None:
-        """Count and checksum every table on both sides."""
-        for table in TABLES:
+        """Count and checksum every table (and the settings) on both sides."""
+        for table in COPIED:
             result = report.tables[table]
             sums = _Checksums()
-            for done, (mine, theirs) in enumerate(self.merge(table), 1):
+            for done, (mine, theirs) in enumerate(self.pairs(table), 1):
                 if done % self.batch == 0:
                     self.progress("verifying", table, min(done, totals[table]), totals[table])
                 sums.add(mine, theirs)

@@ -40,6 +40,7 @@ from mschat.core.events import (
     Event,
     Failed,
     HistoryTrimmed,
+    Queued,
     Retrying,
     Started,
     TextDelta,
@@ -53,6 +54,7 @@ from mschat.state import State
 from mschat.store.contract import Change
 from mschat.tui.commands import MschatCommands, bindings
 from mschat.tui.format import code_blocks, one_line, session_mark, title_of
+from mschat.tui.screens.admin import AdminScreen
 from mschat.tui.screens.attach import AttachScreen
 from mschat.tui.screens.feedback import FeedbackScreen
 from mschat.tui.screens.modals import ChoiceScreen, ConfirmScreen, TextInputScreen
@@ -131,8 +133,11 @@ class MschatApp(App[None]):
         *,
         user_ref: str | None = None,
         poll_interval: float = POLL_INTERVAL,
+        admin: bool = False,
     ) -> None:
         super().__init__()
+        #: open the admin screen once started (``serve-admin``)
+        self.start_admin = admin
         self.services = services
         self.manager = services.manager
         self.user_ref = user_ref
@@ -320,6 +325,8 @@ class MschatApp(App[None]):
         self._follower = asyncio.create_task(
             self._guarded(self._follow(changes)), name="mschat-changes"
         )
+        if self.start_admin:
+            self.action_admin()
 
     async def _become(self, user: User) -> None:
         assert self.me is not None
@@ -523,7 +530,11 @@ class MschatApp(App[None]):
         self.spawn(self._apply([Change()]), group="changes")
 
     async def _reload_changed(self, changes: list[Change]) -> None:
-        """The sidebar if sessions changed, the open session's messages if it did."""
+        """The sidebar if sessions changed, the open session's messages if it did; an
+        admin screen's tab shown."""
+        for screen in self.screen_stack:
+            if isinstance(screen, AdminScreen):
+                screen.store_changed()
         if any(change.concerns_session_list for change in changes):
             await self._refresh_sidebar()
         if self.session is None or self.detached:
@@ -604,6 +615,7 @@ class MschatApp(App[None]):
         live: LiveReply | None = None
         reply: Message | None = None
         sid = session_id
+        told_waiting = False
         if sid is not None:
             self._track(sid)
             self.status.state = "sending…"
@@ -612,9 +624,13 @@ class MschatApp(App[None]):
                 if isinstance(event, WaitingForTurn):
                     sid = event.session_id
                     self._track(sid)
+                    # the place in line changes: the status follows it, one notice says it
+                    waiting = event.text if isinstance(event, Queued) else WAITING
                     if self._is_open(sid):
-                        self.status.state = WAITING
-                    self.notify(WAITING)
+                        self.status.state = waiting
+                    if not told_waiting:
+                        told_waiting = True
+                        self.notify(waiting)
                 elif isinstance(event, Started):
                     sid = event.session.id
                     self._track(sid)
@@ -1138,6 +1154,26 @@ class MschatApp(App[None]):
 
         self.push_screen(FeedbackScreen(load), done)
 
+    def action_admin(self) -> None:
+        """Admin: users, the queue, feedback and the logs; an answer chosen opens its session."""
+        if self.me is None:
+            return
+        if not self.me.admin:
+            self.notify("Only an admin may open the admin screen", severity="error")
+            return
+        if any(isinstance(screen, AdminScreen) for screen in self.screen_stack):
+            return
+
+        def done(answer: AnswerFeedback | None) -> None:
+            if answer is not None:
+                self.spawn(
+                    self.open_session(answer.session_id, jump_to=answer.message_id),
+                    group="open",
+                    exclusive=True,
+                )
+
+        self.push_screen(AdminScreen(self.services, self.me), done)
+
     def action_load_older(self) -> None:
         """Show the previous page of the open session."""
         self.chat.want_older()
@@ -1293,15 +1329,20 @@ async def _chain(first: Event | None, rest: AsyncIterator[Event]) -> AsyncIterat
 
 
 def make_app(
-    services: Services, *, user_ref: str | None = None, poll_interval: float = POLL_INTERVAL
+    services: Services,
+    *,
+    user_ref: str | None = None,
+    poll_interval: float = POLL_INTERVAL,
+    admin: bool = False,
 ) -> MschatApp:
-    """Build the TUI over the given services (tests pass fakes in)."""
-    return MschatApp(services, user_ref=user_ref, poll_interval=poll_interval)
+    """Build the TUI over the given services (tests pass fakes in); ``admin`` opens the
+    admin screen once started."""
+    return MschatApp(services, user_ref=user_ref, poll_interval=poll_interval, admin=admin)
 
 
-def run(services: Services, *, user_ref: str | None = None) -> None:
+def run(services: Services, *, user_ref: str | None = None, admin: bool = False) -> None:
     """Run the TUI until the user quits, then close the services."""
-    app = make_app(services, user_ref=user_ref)
+    app = make_app(services, user_ref=user_ref, admin=admin)
     services.live.start()  # `mschat config set` applies here within a second
     try:
         app.run()

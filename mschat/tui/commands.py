@@ -100,6 +100,15 @@ ACTIONS: tuple[Action, ...] = (
         False,
     ),
     Action(
+        "admin",
+        "f7",
+        "Admin",
+        "Admin: users, queue, feedback, interactions and API calls, with filters",
+        False,
+        # before the prompt's own F7 (select all), so the key works from the prompt
+        priority=True,
+    ),
+    Action(
         "toggle_hidden",
         "",
         "Hide/unhide session",

@@ -8,15 +8,18 @@ from types import SimpleNamespace
 from typing import Any
 
 from mschat.cli.ask_render import AskRenderer, TerminalText
+from mschat.core.errors import QueueTimeout
 from mschat.core.events import (
     Completed,
     Event,
+    Failed,
     Queued,
     Started,
     TextDelta,
     WaitingForTurn,
 )
 from mschat.core.models import Usage
+from tests.conftest import eventually
 
 
 async def events(*items: Any) -> AsyncIterator[Event]:
@@ -60,6 +63,36 @@ async def test_waiting_in_the_queue_is_one_line_on_stderr():
         context_window=4096,
     )
     done = Completed(message=SimpleNamespace(id=2), usage=Usage(), prompt_tokens=3)  # type: ignore[arg-type]
-    code = await renderer.consume(events(Queued(0, "fake"), started, TextDelta("Hi"), done))
+    queued = [Queued(0, "fake", 3), Queued(0, "fake", 1)]
+    code = await renderer.consume(events(*queued, started, TextDelta("Hi"), done))
     assert code == 0
-    assert err.getvalue().splitlines() == ["[queued: waiting for a free slot of fake]"]
+    # piped: one line per change of place
+    assert err.getvalue().splitlines() == [
+        "[Waiting in line: 2 ahead of you]",
+        "[Waiting in line: yours is next]",
+    ]
+
+
+class Terminal(io.StringIO):
+    """What a terminal receives (the spinner draws only on one)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_on_a_terminal_the_place_in_line_is_the_spinners_line_updated():
+    out, err = io.StringIO(), Terminal()
+    renderer = AskRenderer(out=out, err=err)
+
+    async def waiting() -> AsyncIterator[Event]:
+        for position in (3, 2):
+            event = Queued(0, "fake", position)
+            yield event
+            await eventually(lambda e=event: f"{e.text}\x1b[K" in err.getvalue())  # type: ignore[misc]
+        yield Failed(error=QueueTimeout("waited too long"), message=None)
+
+    assert await renderer.consume(waiting()) == 1
+    before, error = err.getvalue().split("Error: ")
+    # one line, redrawn in place: no line ends before the error's line
+    assert "Waiting in line: 2 ahead of you" in before and "1 ahead of you" in before
+    assert "\n" not in before and error == "waited too long\n"

@@ -252,6 +252,7 @@ def test_every_command_has_help_with_examples():
         ["tui"],
         ["serve-api"],
         ["serve-discord"],
+        ["serve-admin"],
     ]
     for command in commands:
         result = run(*command, "--help")
@@ -377,6 +378,7 @@ EVERY_COMMAND = [
     ["tui"],
     ["serve-api"],
     ["serve-discord"],
+    ["serve-admin"],
 ]
 
 

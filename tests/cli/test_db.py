@@ -141,6 +141,7 @@ SERVERS = {
     "serve-api": "mschat.api.server",
     "serve-discord": "mschat.discord.bot",
     "tui": "mschat.tui.app",
+    "serve-admin": "mschat.admin_web.server",
 }
 
 
@@ -149,7 +150,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The servers' run functions record the services they got instead of serving."""
     got: list[Any] = []
     for module in SERVERS.values():
-        monkeypatch.setattr(f"{module}.run", lambda services, **_: got.append(services))
+        # serve-admin's run gets only keywords (it opens no services of its own)
+        monkeypatch.setattr(f"{module}.run", lambda *args, **kwargs: got.append(args or kwargs))
     return got
 
 
@@ -200,7 +202,7 @@ def checksums(output: str) -> dict[str, str]:
     found = {}
     for line in output.splitlines():
         cells = line.split()
-        if cells and cells[0] in TABLES:
+        if cells and cells[0] in (*TABLES, "settings"):
             found[cells[0]] = cells[-1]
     return found
 
@@ -278,6 +280,35 @@ def test_copy_refuses_what_it_cannot_copy_from_or_into(make_database: MakeDataba
     newer_database(open_store(newer))
     assert "newer mschat" in one_line_error(run("db", "copy", source, newer))
     assert "same database" in one_line_error(run("db", "copy", source, source))
+
+
+@pytest.mark.parametrize("backends", [("sqlite", "postgresql"), ("postgresql", "sqlite")])
+def test_copy_moves_live_settings_and_refuses_a_source_in_use_unless_forced(
+    make_database: MakeDatabase, backends: tuple[str, str]
+):
+    source = filled(make_database, backends[0])
+    dest = make_database(backends[1], "dest")
+    store = open_store(source)
+    user = store.create_user(kind="api", external_id="x", name="x", status="active")
+    store.enqueue(
+        user.id, "fake", 0, "2026-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00", None
+    )
+    store.close()
+    error = one_line_error(run("db", "copy", source, dest))
+    assert "the source is in use: 1 question(s) in its queue" in error
+    assert "mschat --db SRC ops pause" in error and "--force" in error
+    store = open_store(dest)
+    assert store.count_rows("users") == 0 and store.settings() == []  # nothing was written
+    store.close()
+    result = run("db", "copy", "--force", source, dest)
+    assert result.exit_code == 0, result.output
+    sums = checksums(result.stdout)
+    assert set(sums) == {*TABLES, "settings"} and "≠" not in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("settings")]
+    assert line.split()[1:5] == ["2", "2", "2", "0"]
+    live = run("--db", dest, "config", "show", "--live", "--json")
+    assert live.exit_code == 0, live.output
+    assert "queue.size" in live.stdout and "50" in live.stdout
 
 
 def test_copy_prints_a_json_report_with_whole_checksums(make_database: MakeDatabase):

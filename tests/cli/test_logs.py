@@ -71,7 +71,17 @@ def test_interactions_newest_first_with_filters(logged: str):
     result = run("--db", logged, "logs", "interactions")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "TIME", "USER", "SOURCE", "KIND", "NAME", "STATUS", "ERROR"]
+    assert lines[0].split() == [
+        "ID",
+        "TIME",
+        "USER",
+        "SOURCE",
+        "KIND",
+        "NAME",
+        "STATUS",
+        "ERROR",
+        "TEXT",
+    ]
     assert "bob" in lines[1] and "feedback:good" in lines[1] and "Feedback is off" in lines[1]
     assert "alice" in lines[2] and len(lines) == 3
     recent = run("--db", logged, "logs", "interactions", "--since", "1h").stdout.splitlines()
@@ -96,6 +106,18 @@ def test_api_calls_and_feedback(logged: str):
     feedback = run("--db", logged, "logs", "feedback").stdout
     assert "cite ␛[2J it" in feedback and "\x1b" not in feedback and "bob" in feedback
     assert run("--db", logged, "logs", "feedback", "--since", "2099-01-01").stdout.count("\n") == 1
+
+
+def test_kind_filters_interactions_and_feedback(logged: str):
+    rows = json.loads(
+        run("--db", logged, "logs", "interactions", "--kind", "component", "--json").stdout
+    )
+    assert [(r["user_name"], r["kind"]) for r in rows] == [("bob", "component")]
+    shown = run("--db", logged, "logs", "feedback", "--kind", "good").stdout.splitlines()
+    assert len(shown) == 1  # the header: bob's feedback is "other"
+    result = run("--db", logged, "logs", "api-calls", "--kind", "ok")
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert "--kind" in result.stderr and "only interactions and feedback" in result.stderr
 
 
 def test_bad_input_is_one_line(logged: str):

@@ -83,7 +83,8 @@ def test_ctrl_c_keeps_what_arrived_as_interrupted(
 
 def test_ask_imports_no_front_end_library(env: dict[str, str]):
     """`mschat ask` starts fast: no Textual, discord.py, aiohttp, openai or sqlite-utils,
-    no PostgreSQL driver (on SQLite), and none of the other command groups' modules.
+    no PostgreSQL driver (on SQLite), none of the other command groups' modules, and
+    none of the core's costs, feedback and export.
 
     (sqlite-utils is needed only to create or migrate the database: the first run.)
     """
@@ -99,7 +100,12 @@ def test_ask_imports_no_front_end_library(env: dict[str, str]):
         "heavy = ['textual', 'discord', 'aiohttp', 'openai', 'sqlite_utils', 'llama_cpp',"
         " 'numpy', 'pydantic', 'psycopg', 'psycopg_pool', 'mschat.store.postgres',"
         " 'mschat.tui', 'mschat.api', 'mschat.discord', 'mschat.cli.sessions',"
-        " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers']\n"
+        " 'mschat.cli.users', 'mschat.cli.models', 'mschat.cli.config', 'mschat.cli.launchers',"
+        " 'textual_serve', 'jinja2', 'aiohttp_jinja2', 'mschat.admin_web',"
+        # the core's modules a plain ask has no use for
+        " 'mschat.core.costs', 'mschat.core.feedback', 'mschat.core.export',"
+        " 'mschat.core.importers', 'mschat.cli.logs', 'mschat.cli.ops', 'mschat.cli.db',"
+        " 'mschat.store.copy']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(

@@ -114,12 +114,18 @@ async def test_pause_rejects_or_holds_new_questions(pair):
     assert isinstance(refused[-1], Failed) and isinstance(refused[-1].error, Paused)
     first.live.set("queue.when_paused", "hold", "tester")
     second.live.refresh()
-    held = asyncio.create_task(events(second, await user(second, "bob"), "held"))
-    await eventually(lambda: waiting(first))
-    assert not held.done()
+    got: list[Event] = []
+
+    async def hold() -> None:
+        async for event in second.manager.ask(await user(second, "bob"), "held", new_session=True):
+            got.append(event)
+
+    held = asyncio.create_task(hold())
+    await eventually(lambda: got)  # told it waits
+    assert not held.done() and await waiting(first) == 1
     first.live.unset("queue.paused")
     second.live.refresh()
-    got = await held
+    await held
     assert isinstance(got[0], Queued) and isinstance(got[-1], Completed)
 
 
@@ -157,3 +163,46 @@ async def test_a_users_questions_are_answered_in_the_order_asked(pair):
     gate.set()
     await asyncio.gather(holder, *asks)
     assert started == ["0", "1", "2", "3", "4"]
+
+
+async def test_the_place_in_line_is_told_again_when_it_changes(pair):
+    first, second = pair
+    limit(first)
+    gates = {name: asyncio.Event() for name in ("holder", "ann", "bob", "cat")}
+    for services, names in ((first, ("holder", "bob")), (second, ("ann", "cat"))):
+        for name in names:
+            services.registry._instances["fake"].push(gate=gates[name])  # type: ignore[attr-defined]
+    got: dict[str, list[Event]] = {}
+
+    async def ask(services: Services, name: str) -> None:
+        asker = await user(services, name)
+        async for event in services.manager.ask(asker, name, new_session=True):
+            got.setdefault(name, []).append(event)
+
+    def told(name: str) -> list[int]:
+        # 0: told it waits before the line was counted
+        return [e.position for e in got.get(name, []) if isinstance(e, Queued) and e.position]
+
+    asks = [asyncio.create_task(ask(first, "holder"))]
+    await eventually(lambda: any(isinstance(e, Started) for e in got.get("holder", [])))
+    for number, (services, name) in enumerate([(second, "ann"), (first, "bob"), (second, "cat")]):
+        asks.append(asyncio.create_task(ask(services, name)))
+        await eventually(lambda n=number: waits(first, n + 1))  # type: ignore[misc]
+    steps = [
+        ("holder", [[1], [2], [3]]),
+        ("ann", [[1], [2, 1], [3, 2]]),
+        ("bob", [[1], [2, 1], [3, 2, 1]]),
+    ]
+    for answering, places in steps:
+        # told once per change, never again while it stays (the line is polled far
+        # more often)
+        await eventually(lambda p=places: [told(n) for n in ("ann", "bob", "cat")] == p)  # type: ignore[misc]
+        gates[answering].set()
+    gates["cat"].set()
+    await asyncio.gather(*asks)
+    assert [told(name) for name in ("ann", "bob", "cat")] == [[1], [2, 1], [3, 2, 1]]
+    assert [e.text for e in got["cat"] if isinstance(e, Queued) and e.position] == [
+        "Waiting in line: 2 ahead of you",
+        "Waiting in line: 1 ahead of you",
+        "Waiting in line: yours is next",
+    ]

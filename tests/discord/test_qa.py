@@ -338,7 +338,10 @@ async def test_an_ignored_user_gets_no_reaction_no_reply_and_nothing_stored(h: H
     for msg in sent:
         assert not h.fake.replies_to(msg["id"]) and not h.fake.reactions.get(int(msg["id"]))
     assert await sessions_of(h, 1) == []
-    assert await interaction_rows(h, f"user_id = {user.id}") == []
+    # only the mention is logged, as refused, without its text
+    [row] = await interaction_rows(h, f"user_id = {user.id}")
+    assert (row["kind"], row["status"]) == ("mention", "refused")
+    assert "mentioning" not in row["payload"]
     assert len(h.provider.requests) == 1  # the probe's
 
 
@@ -382,8 +385,8 @@ async def test_a_rate_limited_question_gets_a_cross_and_the_cores_message(h: Har
     [session] = await sessions_of(h, 1)  # nothing of the refused question was stored
     assert session.message_count == 2
 
-    [row] = await eventually(lambda: interaction_rows(h, "kind = 'message' AND status = 'error'"))
-    assert "rate limit" in row["error"]
+    [row] = await eventually(lambda: interaction_rows(h, "kind = 'message' AND status = 'refused'"))
+    assert row["error"].startswith("rate_limited: rate limit")
 
 
 async def test_waiting_for_another_process_shows_an_hourglass_not_an_error(

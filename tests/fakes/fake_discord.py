@@ -50,6 +50,8 @@ QA_CHANNEL_ID = 900_000_000_000_000_010
 OTHER_CHANNEL_ID = 900_000_000_000_000_011
 BOT_ID = 900_000_000_000_000_100
 APP_ID = 900_000_000_000_000_200
+#: the role Discord makes for the bot in each guild (the same id in every guild of the fake)
+BOT_ROLE_ID = 900_000_000_000_000_300
 EPHEMERAL = 1 << 6
 #: gateway intents (bits of IDENTIFY's ``intents``) the echoes depend on
 GUILD_MESSAGES, REACTIONS_INTENT, TYPING = 1 << 9, 1 << 10, 1 << 11
@@ -459,7 +461,19 @@ class FakeDiscord:
                     "managed": False,
                     "mentionable": False,
                     "flags": 0,
-                }
+                },
+                {
+                    "id": str(BOT_ROLE_ID),
+                    "name": "mschat",
+                    "permissions": "0",
+                    "position": 1,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": True,
+                    "mentionable": True,
+                    "flags": 0,
+                    "tags": {"bot_id": str(BOT_ID)},
+                },
             ],
             "channels": channels,
             "members": [member_payload(self.bot_user)],
@@ -507,14 +521,21 @@ class FakeDiscord:
         channel_id: int = QA_CHANNEL_ID,
         dm: bool = False,
         mention_bot: bool = False,
+        mention_role: bool = False,
+        mention_everyone: bool = False,
         bot: bool = False,
         files: list[tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
-        """Dispatch MESSAGE_CREATE from a user (in a guild channel, or a DM), with
-        ``files`` (name, content) as its attachments, served by the fake CDN."""
+        """Dispatch MESSAGE_CREATE from a user (in a guild channel, or a DM), mentioning
+        the bot, its role or ``@everyone`` when told, with ``files`` (name, content) as
+        its attachments, served by the fake CDN."""
         author = self.user(user_id, bot=bot)
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
+        if mention_role:
+            content = f"<@&{BOT_ROLE_ID}> {content}"
+        if mention_everyone:
+            content = f"@everyone {content}"
         message: dict[str, Any] = {
             "id": str(self.new_id()),
             "channel_id": str(self.dm_channel_id(user_id) if dm else channel_id),
@@ -523,9 +544,9 @@ class FakeDiscord:
             "timestamp": TIMESTAMP,
             "edited_timestamp": None,
             "tts": False,
-            "mention_everyone": False,
+            "mention_everyone": mention_everyone,
             "mentions": [self.bot_user] if mention_bot else [],
-            "mention_roles": [],
+            "mention_roles": [str(BOT_ROLE_ID)] if mention_role else [],
             "attachments": [self.upload(name, data) for name, data in files or []],
             "embeds": [],
             "pinned": False,

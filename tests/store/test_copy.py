@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from mschat.core.answer.turns import stamp
 from mschat.store import Store, open_store
 from mschat.store.contract import TABLES
 from mschat.store.copy import CopyRefused, checksum, copy_history
@@ -45,7 +47,10 @@ def stores(where: tuple[str, str]) -> Iterator[tuple[Store, Store]]:
 
 
 def counts(store: Store) -> dict[str, int]:
-    return {table: store.count_rows(table) for table in TABLES}
+    return {
+        **{table: store.count_rows(table) for table in TABLES},
+        "settings": len(store.settings()),
+    }
 
 
 def test_a_copy_keeps_every_row_and_column_with_its_id(stores: tuple[Store, Store]):
@@ -101,7 +106,7 @@ def test_a_round_trip_sqlite_postgresql_sqlite_is_byte_equal(make_database: Make
 def sqlite_rows(path: str) -> str:
     """Every row of every table and the id counters, with SQLite's own types (1 is not 1.0)."""
     conn = sqlite3.connect(path)
-    tables = [*TABLES, "sqlite_sequence"]
+    tables = [*TABLES, "settings", "sqlite_sequence"]
     dump = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
     conn.close()
     return repr(dump)
@@ -238,3 +243,51 @@ def test_checksums_read_times_flags_and_nulls_the_same_way_on_every_backend():
     assert checksum(iter([{"content": "2025-01-02T03:04:05Z"}])) != checksum(
         iter([{"content": "2025-01-02T03:04:05.000000+00:00"}])
     )
+
+
+def test_live_settings_are_copied_but_not_the_pause(stores: tuple[Store, Store]):
+    source, dest = stores
+    fill_history(source)
+    source.set_setting("queue.paused", "true", "admin")  # paused to be copied
+    report = copy_history(source, dest)
+    settings = report.tables["settings"]
+    assert (settings.source_rows, settings.inserted, settings.updated) == (2, 2, 0)
+    assert settings.verified and len(settings.source_checksum) == 64
+    copied = [row for row in source.settings() if row.key != "queue.paused"]
+    assert dest.settings() == copied  # values, times of change and who changed them
+    # changed on the source since: the source's value wins; unset there: DST keeps its own
+    source.set_setting("queue.size", "80", "admin")
+    source.unset_setting("feedback.enabled")
+    with pytest.raises(CopyRefused, match=r"rows the source has not \(first: settings feedback"):
+        copy_history(source, dest)
+    again = copy_history(source, dest, into_nonempty=True)
+    assert again.verified and again.tables["settings"].updated == 1
+    assert again.tables["settings"].own_rows == 1
+    assert {row.key: row.value for row in dest.settings()} == {
+        "feedback.enabled": "false",
+        "queue.size": "80",
+    }
+
+
+def test_a_source_in_use_is_refused_unless_forced(stores: tuple[Store, Store]):
+    source, dest = stores
+    history = fill_history(source)
+    now, soon = stamp(timedelta(0)), stamp(timedelta(minutes=1))
+    entry = source.enqueue(history.alice, "fake", 0, now, soon, None)
+    assert entry is not None
+    source.enqueue(history.bob, "fake", 0, now, stamp(timedelta(seconds=-1)), None)  # dead
+    source.save_reply_surface(history.last_message, "message", soon, channel_id="1")
+    with pytest.raises(CopyRefused) as refused:
+        copy_history(source, dest)
+    message = str(refused.value)
+    assert "1 question(s) in its queue and 1 answer(s) being written on Discord" in message
+    assert "ops pause" in message and "--force" in message and "\n" not in message
+    assert counts(dest) == dict.fromkeys(counts(dest), 0)  # nothing was written
+    source.leave_queue(entry)
+    with pytest.raises(CopyRefused, match="0 question"):
+        copy_history(source, dest)  # the surface alone
+    report = copy_history(source, dest, force=True)
+    assert report.verified and everything(dest) == everything(source)
+    # the queue and the surfaces stay behind
+    assert dest.count_reply_surfaces() == 0 and source.count_reply_surfaces() == 1
+    assert dest.queue_status(now).waiting == 0

@@ -58,6 +58,18 @@ def test_logs_are_listed_newest_first_by_user_and_time(store: Store):
         store.list_log("users")
 
 
+def test_logs_with_kinds_are_listed_by_kind(store: Store):
+    alice, _ = fill(store)
+    store.add_interaction(user_id=alice, source="discord", kind="mention", name="qa", created=MID)
+    [mention] = store.list_log("interactions", kind="mention")
+    assert mention["created"] == MID and mention["user_name"] == "alice"
+    assert len(store.list_log("interactions", kind="component", since=MID)) == 2
+    assert [r["text"] for r in store.list_log("feedback", kind="other")] == ["hm"]
+    assert store.list_log("interactions", kind="nothing") == []
+    with pytest.raises(ValueError):
+        store.list_log("api_calls", kind="ok")
+
+
 def test_pruning_deletes_old_interactions_and_api_calls_only(store: Store):
     fill(store)
     assert store.prune_logs(MID) == {"interactions": 1, "api_calls": 1}

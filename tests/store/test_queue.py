@@ -67,3 +67,31 @@ def test_full_queue_and_dead_holders(stores: tuple[Store, Store]) -> None:
     assert second.claim_queue("p", 1, at(11), at(40)) == [b]
     assert second.queue_states([a, b]) == {b: "running"}
     assert second.enqueue(cat, "p", 0, at(12), at(40), 1) is not None
+
+
+def test_places_in_line_per_provider(stores: tuple[Store, Store]) -> None:
+    first, second = stores
+    ann, bob, cat, vip, dead = users(first, "ann", "bob", "cat", "vip", "dead")
+    gone = first.enqueue(dead, "p", 0, at(0), at(5), None)  # its process died
+    a = first.enqueue(ann, "p", 0, at(1), at(60), None)
+    b = second.enqueue(bob, "p", 0, at(2), at(60), None)
+    other = first.enqueue(cat, "q", 0, at(3), at(60), None)
+    c = second.enqueue(cat, "p", 0, at(4), at(60), None)
+    assert first.queue_places([], at(6)) == {}
+    places = second.queue_places([a, b, c, other], at(6))  # type: ignore[list-item]
+    assert places == {
+        a: ("waiting", 1),
+        b: ("waiting", 2),
+        c: ("waiting", 3),
+        other: ("waiting", 1),
+    }
+    v = second.enqueue(vip, "p", 5, at(7), at(60), None)
+    assert first.claim_queue("p", 1, at(8), at(60)) == [v]
+    assert first.queue_places([v, a, b, c, gone], at(8)) == {  # type: ignore[list-item]
+        v: ("running", 0),
+        a: ("waiting", 1),
+        b: ("waiting", 2),
+        c: ("waiting", 3),
+    }
+    first.leave_queue(a)  # type: ignore[arg-type]
+    assert second.queue_places([b, c], at(9)) == {b: ("waiting", 1), c: ("waiting", 2)}  # type: ignore[list-item]

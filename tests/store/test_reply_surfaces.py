@@ -86,3 +86,14 @@ def test_a_live_writer_keeps_its_surface(stores: tuple[Store, Store]):
     first.update_message(reply, status="complete", lease_until=None)
     (surface,) = second.claim_reply_surfaces(NOW, LATER)  # left behind: a bot drops it
     assert (surface.status, surface.resume, surface.message_id) == ("complete", False, "7")
+
+
+def test_surfaces_are_counted_for_a_copy(stores: tuple[Store, Store]):
+    first, second = stores
+    assert second.count_reply_surfaces() == 0
+    reply = _reply(first)
+    first.save_reply_surface(reply, "message", SOON, channel_id="1", message_id="2")
+    first.save_reply_surface(_reply(first), "message", PAST, channel_id="1", message_id="3")
+    assert second.count_reply_surfaces() == 2  # a usable one and one left to give up
+    first.drop_reply_surface(reply)
+    assert second.count_reply_surfaces() == 1

@@ -27,6 +27,15 @@ def test_set_replace_unset(stores: tuple[Store, Store]) -> None:
     assert [row.key for row in first.settings()] == ["defaults.rate_limit"]
 
 
+def test_a_copied_setting_keeps_its_time_of_change(stores: tuple[Store, Store]) -> None:
+    first, second = stores
+    when = "2025-03-04T05:06:07.000008+00:00"
+    first.set_setting("queue.size", "50", "alice", when)
+    first.set_setting("queue.size", "60", "alice", when)  # replaced, time kept
+    [row] = second.settings()
+    assert (row.value, row.updated, row.updated_by) == ("60", when, "alice")
+
+
 def test_a_setting_is_noticed_by_other_stores(stores: tuple[Store, Store]) -> None:
     first, second = stores
     feed = first.changes(0.02)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from mschat.core.errors import ProviderError
-from mschat.core.events import WaitingForTurn
+from mschat.core.events import Queued, WaitingForTurn
 from mschat.core.models import MessageStatus
 from mschat.core.services import Services
 from mschat.tui.widgets.chat import LiveReply, MessageView, freeze_point
@@ -228,6 +228,41 @@ async def test_waiting_for_another_process_is_shown(services: Services, provider
         await wait_for(pilot, lambda: app.status.state == WAITING, what="waiting state")
         assert any("waiting for another reply" in n.message for n in app._notifications)
         assert app.prompt.text == "second"  # nothing stored yet
+        turn.set()
+        await wait_for(pilot, lambda: "Echo: second" in shown(app), what="second reply")
+        await wait_for(pilot, lambda: app.status.state == "idle", what="idle again")
+
+
+async def test_the_place_in_line_is_the_status_and_one_notice(
+    services: Services, provider: ScriptedProvider
+):
+    moved = asyncio.Event()
+    turn = asyncio.Event()
+
+    async def wait_in_line(session_id):  # type: ignore[no-untyped-def]
+        # what the core yields while the question waits in the queue for a slot
+        yield Queued(session_id, "fake", 3)
+        await moved.wait()
+        yield Queued(session_id, "fake", 2)
+        await turn.wait()
+
+    app = build_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await type_and_send(pilot, "first")
+        await wait_for(pilot, lambda: len(shown(app)) == 2, what="first reply")
+        wrap_ask(services, wait_in_line)
+        await type_and_send(pilot, "second")
+        await wait_for(
+            pilot, lambda: app.status.state == "Waiting in line: 2 ahead of you", what="in line"
+        )
+        moved.set()
+        await wait_for(
+            pilot, lambda: app.status.state == "Waiting in line: 1 ahead of you", what="moved"
+        )
+        assert [n.message for n in app._notifications if "line" in n.message] == [
+            "Waiting in line: 2 ahead of you"
+        ]
         turn.set()
         await wait_for(pilot, lambda: "Echo: second" in shown(app), what="second reply")
         await wait_for(pilot, lambda: app.status.state == "idle", what="idle again")

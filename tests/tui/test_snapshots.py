@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from mschat.config import load_config
 from mschat.core.services import Services, build_services
 from mschat.tui.app import MschatApp, make_app
+from mschat.tui.screens.admin import AdminScreen
 from mschat.tui.screens.settings import SettingsScreen
 from tests.conftest import write_config
 from tests.fakes.scripted_provider import ScriptedProvider
@@ -154,3 +156,44 @@ def test_search_screen(snap_compare, fixed_services: Services):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=search)
+
+
+def test_admin_users_tab(snap_compare, fixed_services: Services):
+    store = fixed_services.store
+    [alice] = store.find_users("alice")
+    store.update_user(alice.id, priority=2, rate_limit=20)
+    bob = store.create_user(
+        kind="api",
+        external_id="key-7",
+        name="bob",
+        status="disabled",
+        ignored=1,
+        created=DAY.format(minute=0),
+        updated=DAY.format(minute=0),
+        modified=DAY.format(minute=0),
+    )
+    store.update_user(bob.id, rate_limit=0)
+    # an hour ago: inside the default period (30 days), whatever day the test runs
+    started = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="microseconds")
+    store.add_api_call(
+        user_id=alice.id,
+        provider="openai",
+        model="gpt-4o-mini",
+        status="ok",
+        prompt_tokens=120_000,
+        completion_tokens=40_000,
+        started=started,
+    )
+    app = make_app(fixed_services)
+
+    async def open_admin(pilot) -> None:  # type: ignore[no-untyped-def]
+        await until_ready(pilot)
+        await pilot.press("f7")
+        for _ in range(500):
+            screen = pilot.app.screen
+            if isinstance(screen, AdminScreen) and screen.users:
+                break
+            await pilot.pause(0.01)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_admin)

@@ -120,9 +120,20 @@ class Answerer:
         return self._in_turn(session if isinstance(session, Session) else None, body)
 
     def answer_again(
-        self, user: User, session: Session, *, admit: Admit | None = None, **options: Any
+        self,
+        user: User,
+        session: Session,
+        *,
+        admit: Admit | None = None,
+        holding: int | None = None,
+        **options: Any,
     ) -> AsyncIterator[Event]:
-        """Replace the last reply of a session by a new answer to its last question."""
+        """Replace the last reply of a session by a new answer to its last question.
+
+        ``holding``: a streaming reply this process claimed (a dead writer's, see
+        ``recovery.py``); its lease is renewed while the answer waits for its turn
+        or a slot, so that no other process claims it meanwhile.
+        """
 
         async def body(turn: Turn) -> AsyncIterator[Event]:
             history = await self.run(self.store.messages, session.id, limit=2)
@@ -134,7 +145,33 @@ class Answerer:
             ):
                 yield event
 
-        return self._in_turn(session, body)
+        events = self._in_turn(session, body)
+        return events if holding is None else self._holding(holding, events)
+
+    async def _holding(self, reply_id: int, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        """Pass ``events`` on, renewing a claimed reply's lease until ``Started``.
+
+        A task renews, not this generator: a consumer may be slow to ask for the
+        next event, and the wait may outlast several leases.
+        """
+        lease = self.settings.lease
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(lease.total_seconds() / 3)
+                # a database away now is retried at the next renewal
+                with contextlib.suppress(Exception):
+                    await self.run(self.store.renew_reply_lease, reply_id, stamp(lease))
+
+        keeper = asyncio.create_task(keep(), name=f"mschat-hold-{reply_id}")
+        try:
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    if isinstance(event, Started):
+                        keeper.cancel()  # the claimed reply is gone: a writer holds the new one
+                    yield event
+        finally:
+            keeper.cancel()
 
     async def _in_turn(
         self, session: Session | None, body: Callable[[Turn], AsyncIterator[Event]]

@@ -9,8 +9,9 @@ The database decides who runs (``Store.claim_queue``): at most
 ``providers.NAME.max_concurrency`` entries per provider, one per user, priority
 users first, then the oldest. Every instance's dispatcher (one task per
 process) claims for the whole deployment and watches the entries of its own
-waiters, so a slot freed anywhere is taken within :data:`POLL` seconds, and at
-once when it was freed here. Every entry is leased to its process, which renews
+waiters, and their places in line (``Queued`` tells the asker each change), so
+a slot freed anywhere is taken within :data:`POLL` seconds, and at once when it
+was freed here. Every entry is leased to its process, which renews
 it; a dead process's entries expire and free their slots.
 """
 
@@ -28,7 +29,7 @@ from mschat.core.answer.turns import Runner, stamp
 from mschat.core.errors import Paused, QueueFull, QueueTimeout
 from mschat.core.events import Queued
 from mschat.core.models import User
-from mschat.store.contract import Store
+from mschat.store.contract import QueuePlace, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 LINES_KEPT = 1000
 #: seconds between two looks at the database while entries of this process wait
 POLL = 0.05
+#: seconds between two counts of the places in line (a free slot is looked for every POLL)
+PLACES_EVERY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +119,13 @@ class Place:
         self.entry: int | None = None
         #: waiting, running or gone (its lease ended: this process was too slow)
         self.state = "waiting"
+        #: its place in its provider's line while waiting (1 = next; 0: not known yet)
+        self.position = 0
         self.moved = asyncio.Event()
 
     async def wait(self, session_id: int, rules: QueueRules) -> AsyncGenerator[Queued, None]:
-        """Wait for a slot; yields ``Queued`` once if none is free at once.
+        """Wait for a slot; yields ``Queued`` if none is free at once, and again
+        whenever the place in line changes.
 
         Raises ``Paused`` (paused, ``when_paused = reject``), ``QueueFull`` or
         ``QueueTimeout``; then this place is already left.
@@ -140,9 +146,9 @@ class Place:
                 rules.size,
             )
         if self.entry is None:
-            raise QueueFull(f"the queue is full ({rules.size} questions wait); ask again later")
+            raise QueueFull(f"the queue is full ({rules.size} waiting); ask again later")
         queue.join(self)
-        told = False
+        told: int | None = None  # the position last told
         while self.state == "waiting":
             timeout = None
             if rules.max_age is not None:
@@ -154,14 +160,14 @@ class Place:
                         f"the question waited {rules.max_age:g} s in the queue without "
                         "a free slot; ask again later"
                     )
-            if not told:  # a free slot is taken within a poll: only then say it waits
+            if told is None:  # a free slot is taken within a poll: then say it waits
                 timeout = POLL if timeout is None else min(POLL, timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.moved.wait(), timeout)
             self.moved.clear()
-            if self.state == "waiting" and not told:
-                told = True
-                yield Queued(session_id, self.provider)
+            if self.state == "waiting" and self.position != told:
+                told = self.position  # 0 at first when the line was not counted yet
+                yield Queued(session_id, self.provider, self.position)
         if self.state == "gone":
             await self.leave()
             raise QueueTimeout("the question lost its place in the queue; ask again")
@@ -197,6 +203,8 @@ class Queue:
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        #: when the places in line were last counted (the event loop's time)
+        self._counted = float("-inf")
 
     def rules(self, provider: str) -> QueueRules:
         """The queue settings in effect for a provider (none without a config)."""
@@ -273,9 +281,45 @@ class Queue:
                     self._places[entry].moved.set()
         if not waiting:
             return
-        states = await self.run(self.store.queue_states, list(waiting))
+        now = asyncio.get_running_loop().time()
+        if now - self._counted >= PLACES_EVERY:
+            # counting places reads the whole line: not at every poll
+            self._counted = now
+            places = await self.run(self.store.queue_places, list(waiting), stamp())
+        else:
+            states = await self.run(self.store.queue_states, list(waiting))
+            places = {e: QueuePlace(s, waiting[e].position) for e, s in states.items()}
         for entry, place in waiting.items():
-            state = states.get(entry, "gone")
+            state, position = places.get(entry, ("gone", 0))
             if state != "waiting":
                 place.state = state
                 place.moved.set()
+            elif position != place.position:
+                place.position = position
+                place.moved.set()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The whole deployment's queue now (``manager.queue_status``)."""
+
+    #: answering is paused (``mschat ops pause``)
+    paused: bool
+    #: what new questions get while paused: ``reject`` or ``hold``
+    when_paused: str
+    #: questions waiting for a slot
+    waiting: int
+    #: answers running, by provider
+    running: dict[str, int]
+    #: seconds the oldest waiting question has waited (None: none waits)
+    oldest_wait: float | None
+
+    def as_json(self) -> dict[str, object]:
+        """Machine-readable, as ``mschat ops status --json`` prints it."""
+        return {
+            "paused": self.paused,
+            "when_paused": self.when_paused,
+            "waiting": self.waiting,
+            "running": dict(self.running),
+            "oldest_wait_s": None if self.oldest_wait is None else round(self.oldest_wait, 1),
+        }

@@ -57,6 +57,7 @@ from mschat.store.contract import (
     SURFACES_TO_CLAIM,
     TABLES,
     ChangeFeed,
+    QueuePlace,
     QueueStatus,
     ReplySurface,
     SearchOrder,
@@ -68,6 +69,8 @@ from mschat.store.contract import (
     checked_table,
     listed_hashes,
     log_query,
+    queue_places,
+    queue_places_query,
     queue_status,
     usage_query,
     usage_rows,
@@ -1104,6 +1107,14 @@ class PostgresStore(Store):
         _, rows = self._query(f"SELECT id, state FROM queue WHERE id IN ({marks})", entry_ids)
         return {row[0]: row[1] for row in rows}
 
+    def queue_places(self, entry_ids: Sequence[int], now: str) -> dict[int, QueuePlace]:
+        """The state of those entries still queued, and the place of the waiting ones."""
+        if not entry_ids:
+            return {}
+        ids = list(entry_ids)
+        _, rows = self._query(queue_places_query(len(entry_ids)), [*ids, now, *ids, *ids])
+        return queue_places(rows)
+
     def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
         """Extend the leases of entries this process still waits for or runs."""
         if not entry_ids:
@@ -1133,7 +1144,9 @@ class PostgresStore(Store):
         _, rows = self._query("SELECT key, value, updated, updated_by FROM settings ORDER BY key")
         return [SettingRow(*row) for row in rows]
 
-    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+    def set_setting(
+        self, key: str, value: str, updated_by: str | None, updated: str | None = None
+    ) -> None:
         """Store a setting's value (JSON text), replacing the one it had."""
         with self.write() as conn:
             try:
@@ -1142,7 +1155,7 @@ class PostgresStore(Store):
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
                     "value = excluded.value, updated = excluded.updated, "
                     "updated_by = excluded.updated_by",
-                    [key, value, utcnow(), updated_by],
+                    [key, value, updated or utcnow(), updated_by],
                 )
             except psycopg.Error as exc:
                 raise self._error(exc) from None
@@ -1208,9 +1221,12 @@ class PostgresStore(Store):
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest rows of one operations log, each with its user's name."""
-        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="%s")
+        query, params = log_query(
+            table, user_id=user_id, since=since, limit=limit, mark="%s", kind=kind
+        )
         names, rows = self._query(query, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -1490,6 +1506,11 @@ class PostgresStore(Store):
             [past, checked_table(table), past],
         )
         return bool(found)
+
+    def count_reply_surfaces(self) -> int:
+        """How many replies' Discord surfaces are kept."""
+        _, found = self._query("SELECT count(*) FROM reply_surfaces")
+        return int(found[0][0])
 
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]

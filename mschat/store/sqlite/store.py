@@ -26,6 +26,7 @@ from mschat.store.contract import (
     SURFACES_TO_CLAIM,
     TABLES,
     ChangeFeed,
+    QueuePlace,
     QueueStatus,
     ReplySurface,
     SearchOrder,
@@ -37,6 +38,8 @@ from mschat.store.contract import (
     checked_table,
     listed_hashes,
     log_query,
+    queue_places,
+    queue_places_query,
     queue_status,
     usage_query,
     usage_rows,
@@ -952,9 +955,12 @@ class SQLiteStore(Store):
         user_id: int | None = None,
         since: str | None = None,
         limit: int = 50,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest rows of one operations log, each with its user's name."""
-        query, params = log_query(table, user_id=user_id, since=since, limit=limit, mark="?")
+        query, params = log_query(
+            table, user_id=user_id, since=since, limit=limit, mark="?", kind=kind
+        )
         names, rows = self._query(query, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -1048,6 +1054,16 @@ class SQLiteStore(Store):
         _, rows = self._query(f"SELECT id, state FROM queue WHERE id IN ({marks})", entry_ids)
         return {row[0]: row[1] for row in rows}
 
+    def queue_places(self, entry_ids: Sequence[int], now: str) -> dict[int, QueuePlace]:
+        """The state of those entries still queued, and the place of the waiting ones."""
+        if not entry_ids:
+            return {}
+        ids = list(entry_ids)
+        _, rows = self._query(
+            queue_places_query(len(entry_ids)).replace("%s", "?"), [*ids, now, *ids, *ids]
+        )
+        return queue_places(rows)
+
     def renew_queue(self, entry_ids: Sequence[int], until: str) -> None:
         """Extend the leases of entries this process still waits for or runs."""
         if not entry_ids:
@@ -1077,7 +1093,9 @@ class SQLiteStore(Store):
         _, rows = self._query("SELECT key, value, updated, updated_by FROM settings ORDER BY key")
         return [SettingRow(*row) for row in rows]
 
-    def set_setting(self, key: str, value: str, updated_by: str | None) -> None:
+    def set_setting(
+        self, key: str, value: str, updated_by: str | None, updated: str | None = None
+    ) -> None:
         """Store a setting's value (JSON text), replacing the one it had."""
         with self.write() as conn:
             conn.execute(
@@ -1085,7 +1103,7 @@ class SQLiteStore(Store):
                 "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
                 "value = excluded.value, updated = excluded.updated, "
                 "updated_by = excluded.updated_by",
-                [key, value, utcnow(), updated_by],
+                [key, value, updated or utcnow(), updated_by],
             )
 
     def unset_setting(self, key: str) -> bool:
@@ -1370,3 +1388,8 @@ class SQLiteStore(Store):
             if not changed:
                 conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", [table, past])
         return True
+
+    def count_reply_surfaces(self) -> int:
+        """How many replies' Discord surfaces are kept."""
+        _, rows = self._query("SELECT count(*) FROM reply_surfaces")
+        return int(rows[0][0])
