@@ -18,7 +18,7 @@ import getpass
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -70,6 +70,8 @@ from mschat.core.rules import (
     validate_temperature,
 )
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
+from mschat.core.tools import Approve, Toolbox
+from mschat.core.tools.policy import check_grant
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
 from mschat.store.contract import LOG_TABLES, Change, ReplySurface, Store
@@ -248,6 +250,39 @@ class SessionManager:
         if key in ("rate_limit", "priority"):
             return None if value in (None, "") else int(value)
         return value
+
+    # ---- tools (MCP) --------------------------------------------------------
+
+    def use_tools(self, toolbox: Toolbox | None) -> None:
+        """Offer these MCP tools to models that take them (``build_services`` does)."""
+        self._answerer.tools = toolbox
+
+    @property
+    def tools(self) -> Toolbox | None:
+        """The MCP tools in use, if any."""
+        return self._answerer.tools
+
+    async def tool_grants(self, user: User) -> list[str]:
+        """The tools granted to a user (``SERVER/TOOL``)."""
+        return await self._run(self.store.tool_grants, user.id)
+
+    async def change_tool_grants(
+        self, actor: User, user_id: int, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> list[str]:
+        """Grant or revoke tools to a Discord or API user (admin only); the grants after."""
+        if not actor.admin:
+            raise PermissionDenied("only an admin may grant tools")
+        try:
+            added = [check_grant(t) for t in add]
+            removed = [check_grant(t) for t in remove]
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        target = await self.get_user(user_id)
+        if target.kind == "local" and added:
+            raise InvalidInput(
+                "the terminal user needs no grants: list tools in [mcp.servers.NAME] allow"
+            )
+        return await self._run(self.store.change_tool_grants, user_id, added, removed)
 
     # ---- models -------------------------------------------------------------
 
@@ -481,10 +516,16 @@ class SessionManager:
         session = await self.get_session(user, session_id)
         messages = await self._run(self.store.messages, session_id)
         if fmt == "json":
+            replies = [m.id for m in messages if m.role == "assistant"]
+            calls: dict[int, list[dict[str, Any]]] = {}
+            for call in await self._run(self.store.tool_calls, replies):
+                calls.setdefault(call.message_id, []).append(call._asdict())
+            rows = [
+                {**asdict(m), "tool_calls": calls[m.id]} if m.id in calls else asdict(m)
+                for m in messages
+            ]
             return json.dumps(
-                {"session": asdict(session), "messages": [asdict(m) for m in messages]},
-                ensure_ascii=False,
-                indent=2,
+                {"session": asdict(session), "messages": rows}, ensure_ascii=False, indent=2
             )
         if fmt not in ("markdown", "md"):
             raise InvalidInput(f"export format must be markdown or json, got {fmt!r}")
@@ -771,6 +812,7 @@ class SessionManager:
         title: str | None = None,
         external_ref: str | None = None,
         private: bool = False,
+        approve: Approve | None = None,
     ) -> AsyncIterator[Event]:
         """Store the question, stream the reply and store it as it arrives.
 
@@ -779,7 +821,9 @@ class SessionManager:
         raise; later failures end the stream with ``Failed``. ``WaitingForTurn``
         comes first when another ask holds the session. A ``private`` question
         (Discord's ``/private``) never goes into a public session: one routed
-        there starts a new private session instead.
+        there starts a new private session instead. ``approve`` is asked about
+        each tool call the terminal user must confirm (without it, such calls are
+        denied with a notice); see ``mschat.core.tools.policy``.
         """
         # ranked among the user's questions now, before anything is awaited: the
         # queue takes a user's questions in the order they were asked
@@ -799,6 +843,7 @@ class SessionManager:
                 title=title,
                 external_ref=external_ref,
                 private=private,
+                approve=approve,
             ):
                 yield event
         finally:
@@ -820,6 +865,7 @@ class SessionManager:
         title: str | None,
         external_ref: str | None,
         private: bool,
+        approve: Approve | None = None,
     ) -> AsyncIterator[Event]:
         """The body of :meth:`ask`, once the question is ranked."""
         if not text or not text.strip():
@@ -873,6 +919,7 @@ class SessionManager:
             max_tokens=max_tokens,
             external_ref=external_ref,
             ticket=ticket,
+            approve=approve,
         ):
             if isinstance(event, Started) and isinstance(target, NewSession):
                 self._attached(user, event.session, target.user_changes)

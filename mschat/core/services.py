@@ -55,8 +55,10 @@ class Services:
         loop.add_signal_handler(signal.SIGHUP, self.reload_config)
 
     async def aclose(self) -> None:
-        """Stop watching the settings; close providers and the database."""
+        """Stop watching the settings; stop MCP servers; close providers and the database."""
         self.live.close()
+        if self.manager.tools is not None:
+            await self.manager.tools.aclose()
         await self.manager.aclose()
 
 
@@ -106,4 +108,8 @@ def build_services(
         local_user_name=config.get("general", "user_name"),
     )
     live.on_change(lambda settings: manager.defaults.update(manager_defaults(settings.config)))
+    if config.mcp_servers:
+        from mschat.core.tools import Toolbox
+
+        manager.use_tools(Toolbox(config))
     return Services(config=config, store=store, registry=registry, manager=manager, live=live)

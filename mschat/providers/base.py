@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to call one tool (OpenAI ``tool_calls`` entry)."""
+
+    id: str
+    name: str
+    #: the arguments as the model wrote them: JSON text, unchecked (hostile)
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One message of the chat-completions wire protocol."""
 
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    #: an assistant message's tool calls (the round that asked for them)
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: a ``tool`` message: the call it answers
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +39,8 @@ class ChatRequest:
     temperature: float | None = None
     seed: int | None = None
     user: str | None = None
+    #: OpenAI function tool specs offered to the model (empty: no tools)
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 # ---- events a provider yields while streaming -------------------------------
@@ -53,6 +69,13 @@ class FinishChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallsChunk:
+    """The model asks for these tool calls (assembled from the stream; before ``FinishChunk``)."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RetryChunk:
     """An attempt failed and will be retried after ``delay`` seconds."""
 
@@ -62,7 +85,7 @@ class RetryChunk:
     status: int | None = None
 
 
-ProviderEvent = TextChunk | UsageChunk | FinishChunk | RetryChunk
+ProviderEvent = TextChunk | UsageChunk | FinishChunk | RetryChunk | ToolCallsChunk
 
 
 @dataclass(frozen=True, slots=True)

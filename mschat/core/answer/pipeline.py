@@ -27,6 +27,7 @@ from mschat.core.models import Message, Session, User
 from mschat.core.moderation import Moderations
 from mschat.core.titles import DEFAULT_TITLE, FLAGGED_TITLE, make_title
 from mschat.core.tokens import counter_for
+from mschat.core.tools import Approve, Toolbox
 from mschat.providers.base import ChatRequest
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.contract import Store
@@ -83,6 +84,8 @@ class Answerer:
         self.queue = Queue(
             store, run, lambda: getattr(registry, "config", None), self.settings.lease
         )
+        #: the MCP tools offered to models that take them (``Services`` sets it)
+        self.tools: Toolbox | None = None
 
     def answer(
         self,
@@ -230,6 +233,7 @@ class Answerer:
         question: Message | None = None,
         left_session: tuple[int | None, str] | None = None,
         admit: Admit | None = None,
+        approve: Approve | None = None,
     ) -> AsyncIterator[Event]:
         store = self.store
         new = target if isinstance(target, NewSession) else None
@@ -350,14 +354,27 @@ class Answerer:
                     prompt_tokens=context.prompt_tokens,
                     budget=context.budget,
                 )
+            tools = (
+                None
+                if self.tools is None
+                else await self.tools.loop_for(
+                    user=user,
+                    takes_tools=self.registry.takes_tools(resolved.provider, resolved.model),
+                    approve=approve,
+                    store=store,
+                    run=self.run,
+                    reply_id=reply.id,
+                )
+            )
             request = ChatRequest(
                 model=resolved.model,
                 messages=context.messages,
                 max_tokens=limit,
                 temperature=temperature if temperature is not None else user.temperature,
                 user=f"{user.kind}:{user.external_id}",
+                tools=tools.specs if tools is not None else (),
             )
-            async for event in writer.stream(provider, request):
+            async for event in writer.stream(provider, request, tools):
                 yield event
         except MschatError as error:
             yield await writer.fail(error)

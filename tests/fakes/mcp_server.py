@@ -1,0 +1,83 @@
+"""A test MCP server: a no-op tool, echo, a tool that hangs, one that returns 1 MB,
+one that crashes the process, and one that prints control sequences.
+
+In-process: ``make_server()`` returns an ``MCPServer`` to hand to the pool.
+Over stdio: ``python -m tests.fakes.mcp_server [--marker FILE]`` (``sys.executable``);
+``--marker`` appends a line to FILE when the process starts, so a test can tell
+whether a server was started at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+
+#: what the ``big`` tool returns: 1 MB of text
+BIG = 1_000_000
+#: what the ``hostile`` tool returns: a terminal control sequence and markup
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J[bold red]boom[/] <b>x</b>"
+
+
+def make_server(name: str = "test") -> MCPServer:
+    """An MCP server with the test tools."""
+    server = MCPServer(name)
+
+    @server.tool()
+    def noop() -> str:
+        """Do nothing."""
+        return "ok"
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return the text."""
+        return f"echo: {text}"
+
+    @server.tool()
+    async def hang() -> str:
+        """Never return."""
+        import anyio
+
+        await anyio.sleep_forever()
+        return "never"
+
+    @server.tool()
+    def big() -> str:
+        """Return 1 MB of text."""
+        return "x" * BIG
+
+    @server.tool()
+    def crash() -> str:
+        """Kill the server's process mid-call."""
+        os._exit(3)
+
+    @server.tool()
+    def hostile() -> str:
+        """Return control sequences and markup."""
+        return HOSTILE
+
+    @server.tool()
+    def fail() -> str:
+        """Raise an error (reported as a tool error)."""
+        raise RuntimeError("the tool broke")
+
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the test tools over stdio."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--marker", help="append a line to this file at start")
+    args = parser.parse_args(argv)
+    if args.marker:
+        with Path(args.marker).open("a") as marker:
+            marker.write(f"{os.getpid()}\n")
+    print("test MCP server starting", file=sys.stderr)
+    make_server().run()
+
+
+if __name__ == "__main__":
+    main()
