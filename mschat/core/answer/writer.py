@@ -28,6 +28,7 @@ from mschat.core.events import (
     UsageReported,
 )
 from mschat.core.models import Message, MessageStatus, Usage
+from mschat.core.tools.loop import RoundEnded, ToolLoop
 from mschat.providers.base import (
     ChatRequest,
     FinishChunk,
@@ -36,7 +37,6 @@ from mschat.providers.base import (
     TextChunk,
     UsageChunk,
 )
-from mschat.core.tools.loop import RoundEnded, ToolLoop
 from mschat.store.contract import Store
 
 #: how often a streaming reply is written to the database (other processes watch it)
