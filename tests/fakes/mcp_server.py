@@ -22,18 +22,21 @@ BIG = 1_000_000
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J[bold red]boom[/] <b>x</b>"
 
 
-def make_server(name: str = "test") -> MCPServer:
-    """An MCP server with the test tools."""
+def make_server(name: str = "test", calls: list[str] | None = None) -> MCPServer:
+    """An MCP server with the test tools; ``calls`` collects the names of tools run."""
     server = MCPServer(name)
+    ran = calls if calls is not None else []
 
     @server.tool()
     def noop() -> str:
         """Do nothing."""
+        ran.append("noop")
         return "ok"
 
     @server.tool()
     def echo(text: str) -> str:
         """Return the text."""
+        ran.append("echo")
         return f"echo: {text}"
 
     @server.tool()
@@ -51,7 +54,7 @@ def make_server(name: str = "test") -> MCPServer:
 
     @server.tool()
     def crash() -> str:
-        """Kill the server's process mid-call."""
+        """Kill the server's process mid-call (over stdio only: in-process it is the test's)."""
         os._exit(3)
 
     @server.tool()

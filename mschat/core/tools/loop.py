@@ -149,7 +149,7 @@ class ToolLoop:
             last = rounds >= self.limits.max_rounds
             answers: list[ChatMessage] = []
             for call in calls:
-                async for event in self._call(call, over_limit=rounds > self.limits.max_rounds):
+                async for event in self._call(call):
                     yield event
                     if isinstance(event, ToolCallFinished):
                         answers.append(
@@ -164,9 +164,7 @@ class ToolLoop:
                 tools=() if last else request.tools,
             )
 
-    async def _call(
-        self, call: ToolCall, *, over_limit: bool
-    ) -> AsyncIterator[ToolCallStarted | ToolCallFinished]:
+    async def _call(self, call: ToolCall) -> AsyncIterator[ToolCallStarted | ToolCallFinished]:
         """One call: announced, decided, maybe run, stored, reported."""
         offered = self.offered.get(call.name)
         server, _, tool = call.name.partition("__")
@@ -174,7 +172,7 @@ class ToolLoop:
             server, tool = offered.server, offered.tool
         yield ToolCallStarted(call.id, server, tool, call.arguments)
         started_at, started = _now(), time.monotonic()
-        outcome = await self._outcome(call, offered, over_limit)
+        outcome = await self._outcome(call, offered)
         result = truncate(outcome.result, self.limits.max_result_chars)
         duration = int((time.monotonic() - started) * 1000)
         await self.run(
@@ -193,18 +191,10 @@ class ToolLoop:
             call.id, server, tool, outcome.status, result, duration, outcome.notice
         )
 
-    async def _outcome(
-        self, call: ToolCall, offered: OfferedTool | None, over_limit: bool
-    ) -> _Outcome:
+    async def _outcome(self, call: ToolCall, offered: OfferedTool | None) -> _Outcome:
         if offered is None:
             return _Outcome("denied", f"There is no tool named {call.name!r}; it was not run.")
         server, tool = offered.server, offered.tool
-        if over_limit:
-            return _Outcome(
-                "denied",
-                "Not run: this answer reached its limit of tool calls; answer with what you have.",
-                f"tool {server}/{tool} not run: the answer reached tools.max_rounds",
-            )
         decision = policy.decide(
             self.user.kind, self.pool.links[server].config, tool, await self._user_grants()
         )
