@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mschat.core import eligibility
 from mschat.core.answer import (
@@ -70,11 +70,13 @@ from mschat.core.rules import (
     validate_temperature,
 )
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
-from mschat.core.tools import Approve, Toolbox
-from mschat.core.tools.policy import check_grant
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
 from mschat.store.contract import LOG_TABLES, Change, ReplySurface, Store
+
+if TYPE_CHECKING:
+    from mschat.core.tools.loop import Approve
+    from mschat.core.tools.toolbox import Toolbox
 
 T = TypeVar("T")
 
@@ -270,6 +272,8 @@ class SessionManager:
         self, actor: User, user_id: int, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> list[str]:
         """Grant or revoke tools to a Discord or API user (admin only); the grants after."""
+        from mschat.core.tools.policy import check_grant
+
         if not actor.admin:
             raise PermissionDenied("only an admin may grant tools")
         try:

@@ -109,7 +109,7 @@ def build_services(
     )
     live.on_change(lambda settings: manager.defaults.update(manager_defaults(settings.config)))
     if config.mcp_servers:
-        from mschat.core.tools import Toolbox
+        from mschat.core.tools.toolbox import Toolbox
 
         manager.use_tools(Toolbox(config))
     return Services(config=config, store=store, registry=registry, manager=manager, live=live)

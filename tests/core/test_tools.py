@@ -13,7 +13,8 @@ import pytest
 from mschat.config import load_config
 from mschat.core.events import Completed, ToolCallFinished, ToolCallStarted
 from mschat.core.services import Services, build_services
-from mschat.core.tools import ToolRequest, Toolbox
+from mschat.core.tools.loop import ToolRequest
+from mschat.core.tools.toolbox import Toolbox
 from tests.conftest import write_config
 from tests.dbs import sql
 from tests.fakes.fake_openai import FakeOpenAI
@@ -32,9 +33,7 @@ async def server() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def make(
-    mschat_home: Path, db_url: str, server: FakeOpenAI
-) -> AsyncIterator[Make]:
+async def make(mschat_home: Path, db_url: str, server: FakeOpenAI) -> AsyncIterator[Make]:
     """Services whose MCP server ``test`` is the in-process test server.
 
     ``policy``: keys of ``[mcp.servers.test]``; ``tools``: the provider's ``tools``.
@@ -79,9 +78,7 @@ def _finished(events: list[Any]) -> list[ToolCallFinished]:
     return [e for e in events if isinstance(e, ToolCallFinished)]
 
 
-async def test_an_allowed_call_runs_and_the_model_gets_its_result(
-    make: Make, server: FakeOpenAI
-):
+async def test_an_allowed_call_runs_and_the_model_gets_its_result(make: Make, server: FakeOpenAI):
     services = await make('allow = ["echo"]')
     server.push(tool_calls=[("test__echo", {"text": "hi there"})])
     events = await _ask(services)
@@ -146,9 +143,7 @@ async def test_the_terminal_user_is_asked_about_a_tool_not_allowed(
     assert services.ran == (["echo"] if answer else [])  # type: ignore[attr-defined]
 
 
-async def test_without_a_callback_the_call_is_denied_with_a_notice(
-    make: Make, server: FakeOpenAI
-):
+async def test_without_a_callback_the_call_is_denied_with_a_notice(make: Make, server: FakeOpenAI):
     services = await make()
     server.push(tool_calls=[("test__echo", {"text": "x"})])
     events = await _ask(services)

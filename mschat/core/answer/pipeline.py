@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
 from mschat.core.answer.queue import Queue, Ticket
@@ -27,10 +27,13 @@ from mschat.core.models import Message, Session, User
 from mschat.core.moderation import Moderations
 from mschat.core.titles import DEFAULT_TITLE, FLAGGED_TITLE, make_title
 from mschat.core.tokens import counter_for
-from mschat.core.tools import Approve, Toolbox
 from mschat.providers.base import ChatRequest
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.contract import Store
+
+if TYPE_CHECKING:
+    from mschat.core.tools.loop import Approve
+    from mschat.core.tools.toolbox import Toolbox
 
 #: checks run first in the transaction that stores a question, on the store thread;
 #: they refuse the question by raising (see ``eligibility.admission``)

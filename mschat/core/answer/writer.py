@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mschat.core.answer.turns import LEASE, Runner, stamp
 from mschat.core.errors import ContentFlagged, MschatError, ProviderError
@@ -28,7 +28,7 @@ from mschat.core.events import (
     UsageReported,
 )
 from mschat.core.models import Message, MessageStatus, Usage
-from mschat.core.tools.loop import RoundEnded, ToolLoop
+from mschat.core.tools.rounds import RoundEnded
 from mschat.providers.base import (
     ChatRequest,
     FinishChunk,
@@ -38,6 +38,9 @@ from mschat.providers.base import (
     UsageChunk,
 )
 from mschat.store.contract import Store
+
+if TYPE_CHECKING:
+    from mschat.core.tools.loop import ToolLoop
 
 #: how often a streaming reply is written to the database (other processes watch it)
 FLUSH_INTERVAL = 0.25

@@ -8,15 +8,11 @@
 - ``toolbox.py``: ``Toolbox``, what the answer pipeline asks for a question's loop.
 
 Nothing here imports the ``mcp`` SDK at import time: a question that needs no
-tools (and a cold ``mschat ask``) never loads it.
+tools (and a cold ``mschat ask``) never loads it; the answer pipeline imports
+only ``rounds.py`` until a ``Toolbox`` is built (a server is configured).
 """
 
 from __future__ import annotations
 
-from mschat.core.tools.loop import Approve, ToolRequest
-from mschat.core.tools.toolbox import Toolbox
-
 #: the statuses of a finished tool call (``ToolCallFinished.status``, ``tool_calls.status``)
 STATUSES = ("ok", "error", "denied", "timeout")
-
-__all__ = ["STATUSES", "Approve", "ToolRequest", "Toolbox"]

@@ -21,6 +21,7 @@ from mschat.core.events import ToolCallFinished, ToolCallStarted
 from mschat.core.tools import policy
 from mschat.core.tools.policy import Decision
 from mschat.core.tools.results import result_text, truncate
+from mschat.core.tools.rounds import RoundEnded
 from mschat.core.tools.servers import OfferedTool, ServerPool, ToolFailed, ToolTimedOut
 from mschat.providers.base import (
     ChatMessage,
@@ -60,13 +61,6 @@ class ToolRequest:
 
 #: the front end's question to the terminal user: run this call? (True: yes)
 Approve = Callable[[ToolRequest], Awaitable[bool]]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RoundEnded:
-    """A provider request ended in tool calls (its usage); the next one follows."""
-
-    usage: UsageChunk | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

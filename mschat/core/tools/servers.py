@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +147,8 @@ class ServerLink:
                 create_mcp_http_client(headers=dict(config.headers) or None)
             )
             return streamable_http_client(config.url, http_client=http)
+        import tempfile
+
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         # the server's stderr is kept (a failure quotes its end), never shown as it comes
