@@ -566,10 +566,10 @@ class FakeOpenAI:
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             await _send(resp, chunk.make({"content": piece}))
-        if script.fault is not None:
-            return await self._stream_fault(request, resp, script, chunk, reply)
         for delta in tool_call_deltas(script.tool_calls or [], reply.chunk_size):
             await _send(resp, chunk.make(delta))
+        if script.fault is not None:
+            return await self._stream_fault(request, resp, script, chunk, reply)
         return await self._finish_stream(resp, chunk, reply, skip=len(pieces))
 
     async def _finish_stream(
