@@ -19,6 +19,7 @@ from typing import Any
 
 from mschat.config import McpServerConfig
 from mschat.redact import redact_text, redact_url
+from mschat.visible import visible
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,8 @@ class ServerLink:
         secrets = [*self.config.env.values(), *self.config.headers.values()]
         if self.config.url:
             text = text.replace(self.config.url, redact_url(self.config.url))
-        return " ".join(redact_text(text, secrets).split())[:400]
+        # quoted in logs and results that reach terminals: no control sequences
+        return visible(" ".join(redact_text(text, secrets).split())[:400], newlines=False)
 
     def _stderr_tail(self) -> str:
         errlog = self._errlog
