@@ -139,3 +139,27 @@ def test_a_cold_ask_without_a_terminal_denies_a_call_needing_confirmation(
     # nothing waited for a confirmation: the model was told the tool is not available
     assert "not available to this user" in done.stdout
     assert starts(marker) == 1
+
+
+async def test_a_failing_server_is_reported_with_its_stderr_made_visible(
+    mschat_home: Path, db_url: str, caplog: pytest.LogCaptureFixture
+):
+    script = "import sys; sys.stderr.write('\\x1b[2Jno config here'); sys.exit(2)"
+    async with FakeOpenAI() as server:
+        write_config(
+            mschat_home,
+            '[general]\ndefault_model = "fake/fake-model"\n'
+            f'[providers.fake]\nbase_url = "{server.base_url}"\nmodels = ["fake-model"]\n'
+            f"tools = true\n[mcp.servers.broken]\ncommand = {json.dumps(sys.executable)}\n"
+            f"args = {json.dumps(['-c', script])}\n"
+            'env = { SECRET = "hunter2-very-secret" }\n',
+        )
+        services = build_services(load_config(db=db_url))
+        me = await services.manager.local_user()
+        with caplog.at_level("WARNING"):
+            events = [e async for e in services.manager.ask(me, "hi", new_session=True)]
+        await services.aclose()
+    assert isinstance(events[-1], Completed)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "MCP server 'broken' failed" in logged
+    assert "␛[2Jno config here" in logged and "\x1b" not in logged

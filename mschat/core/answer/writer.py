@@ -94,6 +94,8 @@ class ReplyWriter:
         self.check: Callable[[str], Awaitable[None]] | None = None
         #: tokens of the requests that ended in tool calls (the reply's total adds them)
         self.earlier = Usage()
+        #: each such request's ``tool_calls`` rows and ``api_calls`` row, stored at the end
+        self.rounds: list[tuple[tuple[dict[str, Any], ...], dict[str, Any]]] = []
 
     def _elapsed_ms(self, since: float | None = None) -> int:
         return int((time.monotonic() - (since or self.started)) * 1000)
@@ -131,7 +133,7 @@ class ReplyWriter:
             if isinstance(chunk, ToolCallStarted | ToolCallFinished):
                 yield chunk
             elif isinstance(chunk, RoundEnded):
-                await self._round_ended(chunk)
+                self._round_ended(chunk)
             elif isinstance(chunk, TextChunk):
                 if self.first_token is None:
                     self.first_token = time.monotonic()
@@ -181,17 +183,16 @@ class ReplyWriter:
                 yield TextDelta(text)
         yield await self.complete()
 
-    async def _round_ended(self, ended: RoundEnded) -> None:
-        """A request ended in tool calls: its api_calls row; the next request's clock starts."""
+    def _round_ended(self, ended: RoundEnded) -> None:
+        """A request ended in tool calls: its rows wait for the reply's final writes (one
+        transaction, no round trip per round); the next request's clock starts."""
         usage = ended.usage
         prompt = usage.prompt_tokens if usage else None
         completion = usage.completion_tokens if usage else None
-        await self.run(
-            self.store.add_api_call,
-            **self._call_row(
-                "ok", prompt_tokens=prompt, completion_tokens=completion, finish_reason="tool_calls"
-            ),
+        call = self._call_row(
+            "ok", prompt_tokens=prompt, completion_tokens=completion, finish_reason="tool_calls"
         )
+        self.rounds.append((ended.tool_calls, call))
         self.earlier = Usage(
             self._total(prompt, self.earlier.prompt_tokens),
             self._total(completion, self.earlier.completion_tokens),
@@ -331,7 +332,16 @@ class ReplyWriter:
         return "" if self.check is not None else "".join(self.parts)
 
     def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
-        """Final writes of a reply: the message row, its api_calls row, the times."""
-        self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
+        """Final writes of a reply: the message row, its api_calls rows (and tool calls),
+        the times."""
+        if not self.rounds:
+            self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
+        else:
+            with self.store.write():
+                for tool_calls, request in self.rounds:
+                    for row in tool_calls:
+                        self.store.add_tool_call(**row)
+                    self.store.add_api_call(**request)
+                self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
         self.done = True
         return dataclasses.replace(self.reply, **values)

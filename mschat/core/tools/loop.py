@@ -4,8 +4,9 @@ The model answers; when it asks for tool calls, each is decided by the policy
 (``policy.py``), the allowed ones run (within their server's ``timeout``, the
 result cut to ``tools.max_result_chars``), the results are appended to the
 conversation and the model is asked again, at most ``tools.max_rounds`` times.
-Every call is stored with the reply (``tool_calls``) and shown to the front end
-as ``ToolCallStarted`` and ``ToolCallFinished``.
+Every call is shown to the front end as ``ToolCallStarted`` and
+``ToolCallFinished``, and stored with the reply (``tool_calls``) by the writer
+in the reply's final writes (``RoundEnded``).
 """
 
 from __future__ import annotations
@@ -142,14 +143,15 @@ class ToolLoop:
             rounds += 1
             last = rounds >= self.limits.max_rounds
             answers: list[ChatMessage] = []
+            rows: list[dict[str, Any]] = []
             for call in calls:
-                async for event in self._call(call):
+                async for event in self._call(call, rows):
                     yield event
                     if isinstance(event, ToolCallFinished):
                         answers.append(
                             ChatMessage(role="tool", content=event.result, tool_call_id=call.id)
                         )
-            yield RoundEnded(usage)
+            yield RoundEnded(usage, tuple(rows))
             asked = ChatMessage(role="assistant", content="".join(text), tool_calls=calls)
             request = dataclasses.replace(
                 request,
@@ -158,8 +160,10 @@ class ToolLoop:
                 tools=() if last else request.tools,
             )
 
-    async def _call(self, call: ToolCall) -> AsyncIterator[ToolCallStarted | ToolCallFinished]:
-        """One call: announced, decided, maybe run, stored, reported."""
+    async def _call(
+        self, call: ToolCall, rows: list[dict[str, Any]]
+    ) -> AsyncIterator[ToolCallStarted | ToolCallFinished]:
+        """One call: announced, decided, maybe run, reported; its row added to ``rows``."""
         offered = self.offered.get(call.name)
         server, _, tool = call.name.partition("__")
         if offered is not None:
@@ -169,17 +173,18 @@ class ToolLoop:
         outcome = await self._outcome(call, offered)
         result = truncate(outcome.result, self.limits.max_result_chars)
         duration = int((time.monotonic() - started) * 1000)
-        await self.run(
-            self.store.add_tool_call,
-            message_id=self.reply_id,
-            call_id=call.id,
-            server=server,
-            tool=tool,
-            arguments=call.arguments,
-            result=result,
-            status=outcome.status,
-            started=started_at,
-            finished=_now(),
+        rows.append(
+            {
+                "message_id": self.reply_id,
+                "call_id": call.id,
+                "server": server,
+                "tool": tool,
+                "arguments": call.arguments,
+                "result": result,
+                "status": outcome.status,
+                "started": started_at,
+                "finished": _now(),
+            }
         )
         yield ToolCallFinished(
             call.id, server, tool, outcome.status, result, duration, outcome.notice

@@ -134,6 +134,9 @@ class ServerLink:
                 ready.set_exception(ToolFailed(f"MCP server {self.config.name!r} failed: {reason}"))
         finally:
             self._client = None
+            errlog, self._errlog = self._errlog, None
+            if errlog is not None:
+                errlog.close()
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         """What the client connects to: the in-process server, a command, or a URL."""
@@ -153,8 +156,8 @@ class ServerLink:
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         # the server's stderr is kept (a failure quotes its end), never shown as it comes
-        errlog = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by stack
-        self._errlog = stack.enter_context(errlog)
+        # closed by _serve once a failure has quoted it
+        self._errlog = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         params = StdioServerParameters(
             command=config.command or "",
             args=list(config.args),
