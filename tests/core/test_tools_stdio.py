@@ -163,3 +163,76 @@ async def test_a_failing_server_is_reported_with_its_stderr_made_visible(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "MCP server 'broken' failed" in logged
     assert "␛[2Jno config here" in logged and "\x1b" not in logged
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """The test MCP server over Streamable HTTP, in a process of its own."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.mcp_server", "--http", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:  # wait until it listens (a connection attempt, not a sleep)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.terminate()
+    process.wait(10)
+
+
+async def test_a_streamable_http_server(mschat_home: Path, db_url: str, http_server: str):
+    async with FakeOpenAI() as server:
+        write_config(
+            mschat_home,
+            '[general]\ndefault_model = "fake/fake-model"\n'
+            f'[providers.fake]\nbase_url = "{server.base_url}"\nmodels = ["fake-model"]\n'
+            f'tools = true\n[mcp.servers.web]\nurl = "{http_server}"\n'
+            'headers = { Authorization = "Bearer t0ken" }\nallow = ["echo"]\n',
+        )
+        services = build_services(load_config(db=db_url))
+        server.push(tool_calls=[("web__echo", {"text": "over http"})])
+        me = await services.manager.local_user()
+        events = [e async for e in services.manager.ask(me, "hi", new_session=True)]
+        await services.aclose()
+    [done] = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert (done.status, done.result) == ("ok", "echo: over http")
+
+
+def test_services_used_from_a_second_event_loop_start_the_server_again(
+    mschat_home: Path, fake_thread: FakeOpenAIThread, tmp_path: Path
+):
+    import asyncio
+
+    marker = tmp_path / "started"
+    write_config(
+        mschat_home,
+        '[general]\ndefault_model = "fake/fake-model"\n'
+        f'[providers.fake]\nbase_url = "{fake_thread.base_url}"\nmodels = ["fake-model"]\n'
+        "tools = true\n" + server_table(marker),
+    )
+    services = build_services()
+
+    async def ask(text: str) -> str:
+        fake_thread.push(tool_calls=[("test__echo", {"text": text})])
+        me = await services.manager.local_user()
+        events = [e async for e in services.manager.ask(me, text, new_session=True)]
+        [done] = [e for e in events if isinstance(e, ToolCallFinished)]
+        return done.result
+
+    assert asyncio.run(ask("one")) == "echo: one"
+    assert asyncio.run(ask("two")) == "echo: two"
+    assert starts(marker) == 2
+    asyncio.run(services.aclose())

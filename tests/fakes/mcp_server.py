@@ -4,7 +4,8 @@ one that crashes the process, and one that prints control sequences.
 In-process: ``make_server()`` returns an ``MCPServer`` to hand to the pool.
 Over stdio: ``python -m tests.fakes.mcp_server [--marker FILE]`` (``sys.executable``);
 ``--marker`` appends a line to FILE when the process starts, so a test can tell
-whether a server was started at all.
+whether a server was started at all. ``--http PORT`` serves Streamable HTTP on
+``http://127.0.0.1:PORT/mcp`` instead.
 """
 
 from __future__ import annotations
@@ -74,12 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     """Serve the test tools over stdio."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--marker", help="append a line to this file at start")
+    parser.add_argument("--http", type=int, help="serve Streamable HTTP on this port")
     args = parser.parse_args(argv)
     if args.marker:
         with Path(args.marker).open("a") as marker:
             marker.write(f"{os.getpid()}\n")
     print("test MCP server starting", file=sys.stderr)
-    make_server().run()
+    if args.http:
+        make_server().run("streamable-http", host="127.0.0.1", port=args.http)
+    else:
+        make_server().run()
 
 
 if __name__ == "__main__":

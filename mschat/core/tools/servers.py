@@ -77,6 +77,7 @@ class ServerLink:
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._errlog: Any = None
 
     @property
@@ -84,11 +85,18 @@ class ServerLink:
         """Whether the server is started and its connection alive."""
         return self._client is not None and self._task is not None and not self._task.done()
 
+    def _on_this_loop(self) -> asyncio.Lock:
+        """The link's lock; a link last used from another event loop starts afresh there
+        (that loop's end cancelled its server task, which stopped the server)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+            self._task = self._client = self._stop = self.tools = None
+        return self._lock
+
     async def ensure(self) -> list[Any]:
         """The server's tools, starting it first if it is not running (ToolFailed)."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with self._on_this_loop():
             if self.running and self.tools is not None:
                 return self.tools
             await self._shutdown()
@@ -216,9 +224,7 @@ class ServerLink:
 
     async def reset(self) -> None:
         """Stop the server; the next use starts it again."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with self._on_this_loop():
             await self._shutdown()
 
     async def _shutdown(self) -> None:
