@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mschat.store import open_store
+from tests.conftest import MakeDatabase
 
 
 def test_tool_calls_are_kept_with_their_reply_and_go_with_it(db_url: str):
@@ -58,3 +59,32 @@ def test_grants_are_granted_once_revoked_and_per_user(db_url: str):
     assert store.tool_grants(bob.id) == []
     assert store.change_tool_grants(bob.id, remove=["fs/read"]) == []
     store.close()
+
+
+def test_a_copy_keeps_tool_calls_and_grants(make_database: MakeDatabase):
+    from mschat.store.copy import copy_history
+
+    for source_backend, dest_backend in (("sqlite", "postgresql"), ("postgresql", "sqlite")):
+        source = open_store(make_database(source_backend, "src", migrated=True))
+        dest = open_store(make_database(dest_backend, "dst", migrated=True))
+        me = source.create_user(kind="discord", external_id="1", name="m", status="active")
+        session = source.create_session(creator_id=me.id, title="t", origin="discord")
+        _, reply = source.add_question(session.id, me.id, "q", model="p/m", lease_until=None)
+        source.add_tool_call(
+            message_id=reply.id,
+            call_id="a",
+            server="fs",
+            tool="read",
+            arguments="{}",
+            result="r",
+            status="ok",
+            started="2026-01-01T00:00:00+00:00",
+            finished="2026-01-01T00:00:01+00:00",
+        )
+        source.change_tool_grants(me.id, add=["fs/read"])
+        report = copy_history(source, dest)
+        assert report.verified
+        assert dest.tool_calls([reply.id]) == source.tool_calls([reply.id])
+        assert dest.tool_grants(me.id) == ["fs/read"]
+        source.close()
+        dest.close()
