@@ -360,6 +360,14 @@ SECTIONS: dict[str, dict[str, Key]] = {
             _str, None, "provider of its /moderations endpoint (default: openai or the first)"
         ),
     },
+    "tools": {
+        "max_rounds": Key(
+            _positive_int, 8, "tool-call rounds of one answer before the model must answer"
+        ),
+        "max_result_chars": Key(
+            _positive_int, 20_000, "characters of a tool result the model gets (the rest is cut)"
+        ),
+    },
 }
 
 PROVIDER_KEYS: dict[str, Key] = {
@@ -378,12 +386,54 @@ PROVIDER_KEYS: dict[str, Key] = {
         _positive_int, None, "answers this provider writes at once (unset: no limit)"
     ),
     "vision": Key(_bool, None, "its models see images (unset: known model families only)"),
+    "tools": Key(
+        _bool,
+        None,
+        "its models take tool calls (default: OpenAI's gpt-4o, gpt-4.1, gpt-5, o-series)",
+    ),
 }
 
-#: the keys of a ``[models."provider/name"]`` table: what one model can do
+#: keys of a ``[models."provider/name"]`` table: what one model can do
 MODEL_KEYS: dict[str, Key] = {
-    "vision": Key(_bool, None, "the model sees images"),
+    "vision": Key(_bool, None, "the model sees images (overrides its provider's vision)"),
+    "tools": Key(_bool, None, "the model takes tool calls (overrides its provider's tools)"),
 }
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError('a table of strings, e.g. { NAME = "value" }')
+    return dict(value)
+
+
+def _tool_names(value: Any) -> list[str]:
+    try:
+        names = _str_list(value)
+    except ValueError:
+        raise ValueError('a list of tool names, or "*" for all') from None
+    return names
+
+
+#: keys of an ``[mcp.servers.NAME]`` table (a stdio ``command`` or a Streamable HTTP ``url``)
+MCP_SERVER_KEYS: dict[str, Key] = {
+    "command": Key(_str, None, "program that runs a stdio MCP server"),
+    "args": Key(_str_list, [], "its arguments"),
+    "env": Key(_str_map, {}, "environment variables for it (values masked in config show)"),
+    "cwd": Key(_str, None, "its working directory"),
+    "url": Key(_str, None, "URL of a Streamable HTTP MCP server", url=True),
+    "headers": Key(_str_map, {}, "HTTP headers sent to it (values masked in config show)"),
+    "enabled": Key(_bool, True, "offer this server's tools to models"),
+    "allow": Key(_tool_names, [], 'tools the terminal user runs without being asked ("*": all)'),
+    "deny": Key(_tool_names, [], 'tools never run, for anyone ("*": all)'),
+    "remote_allow": Key(
+        _tool_names, [], 'tools Discord and API users may run ("*": all; else per-user grants)'
+    ),
+    "timeout": Key(_positive_float, 30.0, "seconds one tool call may take"),
+}
+#: server keys whose values are secrets inside a table (shown masked)
+MCP_MASKED_MAPS = ("env", "headers")
 
 MAP_SECTIONS = {
     "aliases": (_str, 'alias = "provider/model"'),
@@ -409,6 +459,7 @@ class ProviderConfig:
     n_threads: int | None = None
     max_concurrency: int | None = None
     vision: bool | None = None
+    tools: bool | None = None
     source: str = "config"
 
     def __repr__(self) -> str:
@@ -434,6 +485,36 @@ class ProviderConfig:
 
 
 @dataclass
+class McpServerConfig:
+    """One ``[mcp.servers.NAME]`` table: how to reach the server and who may run its tools."""
+
+    name: str
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    cwd: str | None = None
+    url: str | None = field(default=None, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    enabled: bool = True
+    allow: list[str] = field(default_factory=list)
+    deny: list[str] = field(default_factory=list)
+    remote_allow: list[str] = field(default_factory=list)
+    timeout: float = 30.0
+
+    def shown(self) -> dict[str, Any]:
+        """The table as ``config show`` prints it: env and header values masked."""
+        entry: dict[str, Any] = {}
+        for key, spec in MCP_SERVER_KEYS.items():
+            value = getattr(self, key)
+            if value is None or (key in (*MCP_MASKED_MAPS, "args") and not value):
+                continue
+            if key in MCP_MASKED_MAPS:
+                value = {k: _mask(v) for k, v in value.items()}
+            entry[key] = _shown(spec, value)
+        return entry
+
+
+@dataclass
 class Config:
     """Every setting mschat reads, after file and environment are merged."""
 
@@ -450,8 +531,10 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     #: ``provider/model`` -> {"input": ..., "output": ...} per million tokens ([prices])
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: ``provider/model`` (or a bare model name) -> what it can do ([models."…"])
+    #: ``provider/model`` -> its ``[models."provider/model"]`` keys (``MODEL_KEYS``)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the ``[mcp.servers.NAME]`` tables, by name
+    mcp_servers: dict[str, McpServerConfig] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # sections hold tokens: never let a repr (logs, tracebacks) show them
@@ -496,6 +579,7 @@ class Config:
         data["context_windows"] = dict(self.context_windows)
         data["prices"] = {name: dict(price) for name, price in self.prices.items()}
         data["models"] = {name: dict(keys) for name, keys in self.models.items()}
+        data["mcp"] = {"servers": {n: s.shown() for n, s in self.mcp_servers.items()}}
         return data
 
     def masked_toml(self) -> str:
@@ -567,7 +651,7 @@ def load_config(
     data = _read_file(file, required=required)
     origins: dict[str, str] = {}
 
-    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers", "prices", "models"}
+    known = set(SECTIONS) | set(MAP_SECTIONS) | {"providers", "prices", "models", "mcp"}
     for name, value in data.items():
         if name not in known:
             raise ConfigError(
@@ -592,7 +676,45 @@ def load_config(
         warnings=unknown_variables(env),
         prices=_load_prices(file, data.get("prices", {}), env),
         models=_load_models(file, data.get("models", {})),
+        mcp_servers=_load_mcp(file, data.get("mcp", {})),
     )
+
+
+def _load_mcp(file: Path, given: dict[str, Any]) -> dict[str, McpServerConfig]:
+    """``[mcp.servers.NAME]`` tables; each needs a ``command`` or a ``url``, not both."""
+    unknown = sorted(set(given) - {"servers"})
+    if unknown:
+        raise ConfigError(f"{file}: unknown key mcp.{unknown[0]}; expected mcp.servers.NAME")
+    servers = given.get("servers", {})
+    if not isinstance(servers, dict):
+        raise ConfigError(f"{file}: mcp.servers must be tables like [mcp.servers.files]")
+    result: dict[str, McpServerConfig] = {}
+    for name, keys in servers.items():
+        where = f"mcp.servers.{name}"
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{file}: {where} must be a table ([{where}])")
+        if not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
+            raise ConfigError(
+                f"{file}: {where}: a server name must be letters, digits, - and _ "
+                f"(it prefixes its tools' names), got {name!r}"
+            )
+        for key in keys:
+            if key not in MCP_SERVER_KEYS:
+                raise ConfigError(
+                    f"{file}: unknown key {where}.{key}; expected one of "
+                    + ", ".join(sorted(MCP_SERVER_KEYS))
+                )
+        values = {
+            key: _parse(file, f"{where}.{key}", MCP_SERVER_KEYS[key], value)
+            for key, value in keys.items()
+        }
+        if bool(values.get("command")) == bool(values.get("url")):
+            raise ConfigError(
+                f"{file}: {where} needs either command (a stdio server) or url "
+                "(a Streamable HTTP server), not both"
+            )
+        result[name] = McpServerConfig(name=name, **values)
+    return result
 
 
 def _load_sections(
@@ -766,9 +888,11 @@ def _load_prices(file: Path, given: Any, env: Mapping[str, str]) -> dict[str, di
 
 
 def _load_models(file: Path, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``[models."provider/name"]`` tables: what a model can do (``vision``)."""
+    """``[models."provider/name"]`` tables: what a model can do (``vision``, ``tools``)."""
     models: dict[str, dict[str, Any]] = {}
     for name, keys in given.items():
+        if "/" not in name:
+            raise ConfigError(f'{file}: models."{name}" must be named "provider/model"')
         if not isinstance(keys, dict):
             raise ConfigError(f'{file}: models."{name}" must be a table ([models."{name}"])')
         for key, value in keys.items():

@@ -53,6 +53,9 @@ def toml_value(value: Any) -> str:
         return toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + ", ".join(pairs) + " }" if value else "{}"
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
@@ -109,4 +112,6 @@ def render_config(config: Config) -> str:
         lines += _table(f"[prices.{toml_key(name)}]", price)
     for name, keys in data["models"].items():
         lines += _table(f"[models.{toml_key(name)}]", keys)
+    for name, entry in data["mcp"]["servers"].items():
+        lines += _table(f"[mcp.servers.{toml_key(name)}]", entry)
     return "\n".join(lines) + "\n"

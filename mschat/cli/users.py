@@ -78,22 +78,23 @@ def users_show(ctx: Context, user_ref: str | None, since: str | None, as_json: b
     """
     from mschat.core.costs import parse_since
 
-    async def body(services: Any) -> tuple[Any, list[Any], Any]:
+    async def body(services: Any) -> tuple[Any, list[Any], Any, list[str]]:
         manager = services.manager
         me = await manager.local_user()
         user = await manager.find_user(user_ref) if user_ref else me
         own = await manager.list_sessions(user, include_public=False, limit=25)
         start = parse_since(since) if since else None
         spent = await manager.spending(me, user_id=user.id, since=start)
-        return user, own, spent
+        return user, own, spent, await manager.tool_grants(user)
 
-    user, own, spent = run_async(ctx, body)
+    user, own, spent, grants = run_async(ctx, body)
     if as_json:
         print_json(
             {
                 "user": asdict(user),
                 "sessions": [asdict(s) for s in own],
                 "spending": {**spent.as_json(), "since": since},
+                "tool_grants": grants,
             }
         )
         return
@@ -103,6 +104,8 @@ def users_show(ctx: Context, user_ref: str | None, since: str | None, as_json: b
         f"{'sessions':>18}: " + (", ".join(f"{s.id} {cell(s.title)}" for s in own) or "none")
     )
     click.echo(f"{'cost':>18}: {spent.text}" + (f" since {cell(since)}" if since else ""))
+    if grants:
+        click.echo(f"{'tools granted':>18}: " + ", ".join(cell(g) for g in grants))
 
 
 @users.command("set")
@@ -123,24 +126,57 @@ def users_show(ctx: Context, user_ref: str | None, since: str | None, as_json: b
 )
 @click.option("--priority", type=int, help="Queue priority: higher is answered first (admin only).")
 @click.option("--ignored/--not-ignored", default=None, help="Ignore the user (admin only).")
+@click.option(
+    "--allow-tool",
+    "allow_tools",
+    multiple=True,
+    type=TEXT,
+    metavar="SERVER/TOOL",
+    help="Let a Discord or API user run this MCP tool (SERVER/* for all; admin only).",
+)
+@click.option(
+    "--revoke-tool",
+    "revoke_tools",
+    multiple=True,
+    type=TEXT,
+    metavar="SERVER/TOOL",
+    help="Take back a tool granted with --allow-tool (admin only).",
+)
 @click.pass_obj
-def users_set(ctx: Context, user_ref: str | None, **changes: Any) -> None:
+def users_set(
+    ctx: Context,
+    user_ref: str | None,
+    allow_tools: tuple[str, ...],
+    revoke_tools: tuple[str, ...],
+    **changes: Any,
+) -> None:
     """Change a user's settings (default: you; others need admin).
 
     \b
     Examples:
       mschat users set --temperature 0.3 --max-tokens 1200
       mschat users set 3 --status active --attach
+      mschat users set 5 --allow-tool files/read_file
     """
     values = {k: v for k, v in changes.items() if v is not None}
-    if not values:
+    if not values and not allow_tools and not revoke_tools:
         raise click.UsageError("nothing to change; see --help for the settings")
 
-    async def body(services: Any) -> Any:
+    async def body(services: Any) -> tuple[Any, list[str] | None]:
         manager = services.manager
         me = await manager.local_user()
         user = await manager.find_user(user_ref) if user_ref else me
-        return await manager.update_user(me, user.id, **values)
+        grants = None
+        if allow_tools or revoke_tools:
+            grants = await manager.change_tool_grants(
+                me, user.id, add=list(allow_tools), remove=list(revoke_tools)
+            )
+        if values:
+            user = await manager.update_user(me, user.id, **values)
+        return user, grants
 
-    user = run_async(ctx, body)
-    click.echo(f"Updated user {user.id} ({cell(user.label)}): " + ", ".join(sorted(values)))
+    user, grants = run_async(ctx, body)
+    changed = sorted(values) + (["tools"] if grants is not None else [])
+    click.echo(f"Updated user {user.id} ({cell(user.label)}): " + ", ".join(changed))
+    if grants is not None:
+        click.echo("Tools granted: " + (", ".join(cell(g) for g in grants) or "none"))

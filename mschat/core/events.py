@@ -92,6 +92,39 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """The model asked for a tool call; the policy decides next (maybe asking the user).
+
+    ``arguments`` is the model's JSON text, unchecked: hostile (show it through
+    ``visible()``, never as markup).
+    """
+
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A tool call ended; ``result`` is what the model was told (hostile text).
+
+    ``status``: ``ok``, ``error`` (the tool or its server failed), ``denied`` (the
+    policy or the user refused it: it never reached the server) or ``timeout``.
+    ``notice`` is one line for the asker about a denied call (e.g. which option
+    allows it), or None.
+    """
+
+    call_id: str
+    server: str
+    tool: str
+    status: str
+    result: str
+    duration_ms: int
+    notice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UsageReported:
     """Token usage of the reply, as reported by the provider."""
 
@@ -121,6 +154,8 @@ Event = (
     | HistoryTrimmed
     | Retrying
     | TextDelta
+    | ToolCallStarted
+    | ToolCallFinished
     | UsageReported
     | Completed
     | Failed

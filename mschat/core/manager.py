@@ -90,6 +90,10 @@ if TYPE_CHECKING:
     from mschat.core.costs import Cost, Prices, Spending
     from mschat.core.feedback import AnswerFeedback
 
+if TYPE_CHECKING:
+    from mschat.core.tools.loop import Approve
+    from mschat.core.tools.toolbox import Toolbox
+
 T = TypeVar("T")
 
 #: why a reply whose writer died was not answered again: newer messages follow it
@@ -266,6 +270,41 @@ class SessionManager:
         if key == "priority":  # higher is answered first; below 0, after everyone
             return validate_whole(key, 0 if value in (None, "") else value, -INT_LIMIT)
         return value
+
+    # ---- tools (MCP) --------------------------------------------------------
+
+    def use_tools(self, toolbox: Toolbox | None) -> None:
+        """Offer these MCP tools to models that take them (``build_services`` does)."""
+        self._answerer.tools = toolbox
+
+    @property
+    def tools(self) -> Toolbox | None:
+        """The MCP tools in use, if any."""
+        return self._answerer.tools
+
+    async def tool_grants(self, user: User) -> list[str]:
+        """The tools granted to a user (``SERVER/TOOL``)."""
+        return await self._run(self.store.tool_grants, user.id)
+
+    async def change_tool_grants(
+        self, actor: User, user_id: int, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> list[str]:
+        """Grant or revoke tools to a Discord or API user (admin only); the grants after."""
+        from mschat.core.tools.policy import check_grant
+
+        if not actor.admin:
+            raise PermissionDenied("only an admin may grant tools")
+        try:
+            added = [check_grant(t) for t in add]
+            removed = [check_grant(t) for t in remove]
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        target = await self.get_user(user_id)
+        if target.kind == "local" and added:
+            raise InvalidInput(
+                "the terminal user needs no grants: list tools in [mcp.servers.NAME] allow"
+            )
+        return await self._run(self.store.change_tool_grants, user_id, added, removed)
 
     # ---- models -------------------------------------------------------------
 
@@ -503,7 +542,15 @@ class SessionManager:
         if fmt == "json":
             hashes = [info.sha256 for m in messages for info in m.attachments]
             files = await self._run(self.store.attachment_data, hashes) if hashes else {}
-            return json.dumps(export_json(session, messages, files), ensure_ascii=False, indent=2)
+            replies = [m.id for m in messages if m.role == "assistant"]
+            calls: dict[int, list[dict[str, Any]]] = {}
+            for call in await self._run(self.store.tool_calls, replies):
+                calls.setdefault(call.message_id, []).append(call._asdict())
+            document = export_json(session, messages, files)
+            for row in document["messages"]:
+                if row["id"] in calls:
+                    row["tool_calls"] = calls[row["id"]]
+            return json.dumps(document, ensure_ascii=False, indent=2)
         if fmt not in ("markdown", "md"):
             raise InvalidInput(f"export format must be markdown or json, got {fmt!r}")
         return render_markdown(session, messages)
@@ -861,6 +908,7 @@ class SessionManager:
         external_ref: str | None = None,
         private: bool = False,
         attachments: Sequence[tuple[str, bytes] | str] = (),
+        approve: Approve | None = None,
     ) -> AsyncIterator[Event]:
         """Store the question, stream the reply and store it as it arrives.
 
@@ -872,7 +920,9 @@ class SessionManager:
         there starts a new private session instead. ``attachments`` are files
         (name, content), or URLs to fetch them from, that come with the question:
         refused in one line before anything is stored when they are not images or
-        text, too many, too big, or cannot be fetched.
+        text, too many, too big, or cannot be fetched. ``approve`` is asked about
+        each tool call the terminal user must confirm (without it, such calls are
+        denied with a notice); see ``mschat.core.tools.policy``.
         """
         # ranked among the user's questions now, before anything is awaited: the
         # queue takes a user's questions in the order they were asked
@@ -893,6 +943,7 @@ class SessionManager:
                 external_ref=external_ref,
                 private=private,
                 attachments=attachments,
+                approve=approve,
             ):
                 yield event
         finally:
@@ -915,6 +966,7 @@ class SessionManager:
         external_ref: str | None,
         private: bool,
         attachments: Sequence[tuple[str, bytes] | str],
+        approve: Approve | None = None,
     ) -> AsyncIterator[Event]:
         """The body of :meth:`ask`, once the question is ranked."""
         if not text or not text.strip():
@@ -970,6 +1022,7 @@ class SessionManager:
             external_ref=external_ref,
             ticket=ticket,
             attachments=files,
+            approve=approve,
         ):
             if isinstance(event, Started) and isinstance(target, NewSession):
                 self._attached(user, event.session, target.user_changes)

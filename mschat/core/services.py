@@ -72,8 +72,10 @@ class Services:
         return str(self.live.get("queue.when_paused"))
 
     async def aclose(self) -> None:
-        """Stop watching the settings; close providers and the database."""
+        """Stop watching the settings; stop MCP servers; close providers and the database."""
         self.live.close()
+        if self.manager.tools is not None:
+            await self.manager.tools.aclose()
         await self.manager.aclose()
 
 
@@ -123,4 +125,8 @@ def build_services(
         local_user_name=config.get("general", "user_name"),
     )
     live.on_change(lambda settings: manager.defaults.update(manager_defaults(settings.config)))
+    if config.mcp_servers:
+        from mschat.core.tools.toolbox import Toolbox
+
+        manager.use_tools(Toolbox(config))
     return Services(config=config, store=store, registry=registry, manager=manager, live=live)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to call one tool (OpenAI ``tool_calls`` entry)."""
+
+    id: str
+    name: str
+    #: the arguments as the model wrote them: JSON text, unchecked (hostile)
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +36,7 @@ class ImagePart:
 class ChatMessage:
     """One message of the chat-completions wire protocol."""
 
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
     #: images after the text (only for models that see them)
     images: tuple[ImagePart, ...] = ()
@@ -39,6 +49,11 @@ class ChatMessage:
         parts += [{"type": "image_url", "image_url": {"url": i.data_url}} for i in self.images]
         return parts
 
+    #: an assistant message's tool calls (the round that asked for them)
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: a ``tool`` message: the call it answers
+    tool_call_id: str | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -50,6 +65,8 @@ class ChatRequest:
     temperature: float | None = None
     seed: int | None = None
     user: str | None = None
+    #: OpenAI function tool specs offered to the model (empty: no tools)
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 # ---- events a provider yields while streaming -------------------------------
@@ -78,6 +95,13 @@ class FinishChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallsChunk:
+    """The model asks for these tool calls (assembled from the stream; before ``FinishChunk``)."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RetryChunk:
     """An attempt failed and will be retried after ``delay`` seconds."""
 
@@ -87,7 +111,7 @@ class RetryChunk:
     status: int | None = None
 
 
-ProviderEvent = TextChunk | UsageChunk | FinishChunk | RetryChunk
+ProviderEvent = TextChunk | UsageChunk | FinishChunk | RetryChunk | ToolCallsChunk
 
 
 @dataclass(frozen=True, slots=True)

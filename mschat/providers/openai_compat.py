@@ -48,6 +48,8 @@ from mschat.providers.base import (
     ProviderEvent,
     RetryChunk,
     TextChunk,
+    ToolCall,
+    ToolCallsChunk,
     UsageChunk,
 )
 from mschat.redact import SECRET_PARAMS, redact_text, redact_url
@@ -180,13 +182,32 @@ def is_reasoning_model(model: str) -> bool:
     return model.lower().startswith(REASONING_PREFIXES)
 
 
+def message_payload(message: ChatMessage) -> dict[str, Any]:
+    """One message as the wire protocol has it (with its tool calls, or the call it answers)."""
+    item: dict[str, Any] = {"role": message.role, "content": message.wire_content()}
+    if message.tool_calls:
+        item["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        item["tool_call_id"] = message.tool_call_id
+    return item
+
+
 def build_payload(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
     """The JSON body of a chat-completions request."""
     payload: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.wire_content()} for m in request.messages],
+        "messages": [message_payload(m) for m in request.messages],
         "stream": stream,
     }
+    if request.tools:
+        payload["tools"] = list(request.tools)
     if stream:
         payload["stream_options"] = {"include_usage": True}
     optional = {
@@ -541,6 +562,8 @@ class StreamState:
         self.done = False
         # the first half of a surrogate pair that a server split across two chunks
         self._high = ""
+        #: tool calls being assembled from ``delta.tool_calls``, by their index
+        self._calls: dict[int, dict[str, str]] = {}
 
     def feed_line(self, line: str) -> list[ProviderEvent]:
         """Consume one line of the event stream."""
@@ -575,6 +598,9 @@ class StreamState:
         text = replace_lone_surrogates(text)
         events: list[ProviderEvent] = [TextChunk(text)] if text else []
         self._count(text)
+        calls = choice["message"].get("tool_calls")
+        for index, call in enumerate(calls if isinstance(calls, list) else []):
+            self._add_call_delta({**call, "index": index} if isinstance(call, dict) else call)
         events.extend(self._usage(obj))
         self.finish_reason = str(choice.get("finish_reason") or "stop")
         self.done = True
@@ -594,7 +620,48 @@ class StreamState:
             head = f"the reply from provider '{self.target.provider}' was cut off"
             detail = f"the stream ended without a finish reason (after {self.chars} characters)"
             raise ProviderFailure("bad_response", head, detail)
+        if self._calls:
+            events.append(self._tool_calls())
         return [*events, FinishChunk(self.finish_reason)]
+
+    def _add_call_delta(self, delta: Any) -> None:
+        """One ``tool_calls`` entry of a delta: its index, and pieces of id, name, arguments."""
+        if not isinstance(delta, dict):
+            raise not_compatible(self.target, f"a tool call delta is {_json_type(delta)}")
+        index = delta.get("index", len(self._calls))
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise not_compatible(self.target, "a tool call delta has no numeric index")
+        function = delta.get("function") or {}
+        if not isinstance(function, dict):
+            raise not_compatible(self.target, f"a tool call's function is {_json_type(function)}")
+        call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        for key, value in (
+            ("id", delta.get("id")),
+            ("name", function.get("name")),
+            ("arguments", function.get("arguments")),
+        ):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise not_compatible(
+                    self.target, f"a tool call's {key} is {_json_type(value)}, not a string"
+                )
+            # servers send id and name once; arguments arrive in fragments
+            call[key] = call[key] + value if key == "arguments" else value
+
+    def _tool_calls(self) -> ToolCallsChunk:
+        """The assembled tool calls, in index order (a missing id is made up)."""
+        calls = []
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            calls.append(
+                ToolCall(
+                    id=replace_lone_surrogates(call["id"]) or f"call_{index}",
+                    name=replace_lone_surrogates(call["name"]),
+                    arguments=replace_lone_surrogates(call["arguments"]),
+                )
+            )
+        return ToolCallsChunk(tuple(calls))
 
     def _chunk_events(self, obj: Any) -> list[ProviderEvent]:
         if not isinstance(obj, dict):
@@ -616,6 +683,12 @@ class StreamState:
         if text:
             self._count(text)
             events.append(TextChunk(text))
+        calls = delta.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise not_compatible(self.target, f"delta.tool_calls is {_json_type(calls)}")
+            for call in calls:
+                self._add_call_delta(call)
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
         events.extend(self._usage(obj))

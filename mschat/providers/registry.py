@@ -53,6 +53,9 @@ KNOWN_CONTEXT_WINDOWS: list[tuple[str, int]] = [
     ("mistral", 32_768),
 ]
 
+#: OpenAI model families that take tool calls (``tools`` on a provider or model overrides)
+TOOL_MODEL_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")
+
 #: the default model of the official OpenAI API, known without asking it
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -404,10 +407,9 @@ class Registry:
 
     def vision(self, provider: str, model: str) -> bool:
         """Whether the model sees images: ``[models."…"]``, the provider, known families."""
-        models = getattr(self.config, "models", {})
-        for key in (f"{provider}/{model}", model):
-            if models.get(key, {}).get("vision") is not None:
-                return bool(models[key]["vision"])
+        given = getattr(self.config, "models", {}).get(f"{provider}/{model}", {})
+        if given.get("vision") is not None:
+            return bool(given["vision"])
         provider_config = self.provider_configs.get(provider)
         if provider_config is not None and provider_config.vision is not None:
             return provider_config.vision
@@ -529,6 +531,20 @@ class Registry:
         for key, value, _ in taken:
             state.set(key, value)
         return [line for _, _, line in taken]
+
+    def takes_tools(self, provider: str, model: str) -> bool:
+        """Whether ``provider/model`` takes tool calls: ``[models."provider/model"]``
+        ``tools``, else its provider's ``tools``, else a well-known OpenAI family
+        (the local llama.cpp provider takes none)."""
+        declared = self.config.models.get(f"{provider}/{model}", {}).get("tools")
+        if declared is not None:
+            return bool(declared)
+        config = self.provider_configs.get(provider)
+        if config is None or config.type == "local":
+            return False
+        if config.tools is not None:
+            return config.tools
+        return model.rsplit("/", 1)[-1].lower().startswith(TOOL_MODEL_PREFIXES)
 
     # ---- instances ----------------------------------------------------------
 

@@ -40,6 +40,8 @@ TABLES = (
     "feedback",
     "interactions",
     "idempotency_keys",
+    "tool_calls",
+    "tool_grants",
 )
 
 #: how search hits are ordered: newest first (the default), or best match first
@@ -717,6 +719,29 @@ class Store(ABC):
         """How many replies a bot is writing on Discord, or a killed bot left to finish
         (rows of ``reply_surfaces``: a copy leaves them behind)."""
 
+    # ---- tool calls and tool grants (MCP) -------------------------------------
+
+    @abstractmethod
+    def add_tool_call(self, **values: Any) -> int:
+        """Record one tool call of a reply: ``message_id``, ``call_id``, ``server``,
+        ``tool``, ``arguments`` (the model's JSON text), ``result`` (what the model
+        got), ``status``, ``started``, ``finished``. Removed with its message."""
+
+    @abstractmethod
+    def tool_calls(self, message_ids: Sequence[int]) -> list[ToolCallRecord]:
+        """The tool calls of these replies, in the order they were made."""
+
+    @abstractmethod
+    def tool_grants(self, user_id: int) -> list[str]:
+        """The tools granted to a user (``SERVER/TOOL`` or ``SERVER/*``), sorted."""
+
+    @abstractmethod
+    def change_tool_grants(
+        self, user_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> list[str]:
+        """Grant ``add`` and revoke ``remove`` in one transaction (granting twice is
+        once); the user's grants after it."""
+
 
 #: the surfaces a claim looks at: of replies no longer written (``%s``: now)
 SURFACES_TO_CLAIM = (
@@ -744,6 +769,25 @@ class ReplySurface(NamedTuple):
     status: str
     #: whether to answer again into the surface (else: say it was interrupted)
     resume: bool
+
+
+class ToolCallRecord(NamedTuple):
+    """One stored tool call of a reply (:meth:`Store.tool_calls`)."""
+
+    id: int
+    message_id: int
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+    result: str
+    status: str
+    started: str
+    finished: str
+
+
+#: the columns of :class:`ToolCallRecord`, as both backends select them
+TOOL_CALL_COLUMNS = ", ".join(ToolCallRecord._fields)
 
 
 class SettingRow(NamedTuple):

@@ -85,6 +85,8 @@ def test_status_shows_the_backend_schema_migrations_and_rows(backend: str, db_ur
         "interactions": 1,
         "idempotency_keys": 1,
         "attachments": 0,
+        "tool_calls": 0,
+        "tool_grants": 0,
     }
 
 

@@ -38,6 +38,13 @@ flagged when it contains one of the words of ``flagged`` (``flag("word",
 category="violence")``); ``moderation_fault`` (an HTTP status as a string) makes
 it fail instead; its request bodies are kept in ``moderations``.
 
+Tool calls: ``Script.tool_calls`` (``push(tool_calls=[("echo", {"text": "hi"})])``,
+each a ``(name, arguments)`` pair with arguments a dict or raw JSON text) makes
+the answer ask for those calls, streamed as OpenAI does (an id and name first,
+then the arguments in fragments, finish reason ``tool_calls``). A request whose
+last messages are ``tool`` results, without a scripted reply, is answered
+``Tool results: <each result> | <…>``, so a test sees the round trip.
+
 Run standalone: ``python -m tests.fakes.fake_openai --port 8089``.
 """
 
@@ -106,6 +113,8 @@ class Script:
     content: Any = 42  # "bad_content": the delta.content; "not_a_chunk": the event's JSON
     raw: bytes = b""  # "raw": the whole response body
     content_type: str = "text/plain"  # "raw": its content type
+    #: ask for these tool calls: (function name, arguments as a dict or JSON text)
+    tool_calls: list[tuple[str, Any]] | None = None
 
 
 @dataclass
@@ -200,6 +209,28 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user":
             return content_text(message.get("content"))
     return ""
+
+
+def tool_results(messages: list[dict[str, Any]]) -> list[str] | None:
+    """The contents of the ``tool`` messages ending the conversation, or None."""
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, content_text(message.get("content")))
+    return results or None
+
+
+def tool_call_deltas(calls: list[tuple[str, Any]], size: int) -> list[dict[str, Any]]:
+    """Streamed ``delta.tool_calls`` for ``calls``: id and name, then argument fragments."""
+    deltas = []
+    for index, (name, arguments) in enumerate(calls):
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        head = {"index": index, "id": f"call_{index}_{name}", "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]})
+        for piece in chunk_text(text, size) if text else []:
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    return deltas
 
 
 def chunk_text(text: str, size: int) -> list[str]:
@@ -519,8 +550,13 @@ class FakeOpenAI:
 
     def _resolve_reply(self, body: dict[str, Any], script: Script) -> _Reply:
         messages = body["messages"]
+        results = tool_results(messages)
         if script.reply is not None:
             text = script.reply
+        elif script.tool_calls:
+            text = ""
+        elif results is not None:
+            text = "Tool results: " + " | ".join(results)
         elif self.reply_fn is not None:
             text = self.reply_fn(body)
         elif self.reply is not None:
@@ -531,7 +567,7 @@ class FakeOpenAI:
         length = script.reply_length if script.reply_length is not None else self.reply_length
         if length is not None and text:
             text = (text * (length // len(text) + 1))[:length]
-        finish = script.finish_reason or "stop"
+        finish = script.finish_reason or ("tool_calls" if script.tool_calls else "stop")
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if isinstance(limit, int) and fake_tokens(text) > limit:
             text, finish = text[: limit * 4], "length"
@@ -581,6 +617,8 @@ class FakeOpenAI:
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             await _send(resp, chunk.make({"content": piece}))
+        for delta in tool_call_deltas(script.tool_calls or [], reply.chunk_size):
+            await _send(resp, chunk.make(delta))
         if script.fault is not None:
             return await self._stream_fault(request, resp, script, chunk, reply)
         return await self._finish_stream(resp, chunk, reply, skip=len(pieces))

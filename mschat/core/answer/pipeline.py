@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mschat.core.answer.context import HISTORY_PAGE, Context, build_context, load_history
 from mschat.core.answer.queue import Queue, Ticket
@@ -31,6 +31,10 @@ from mschat.core.tokens import counter_for
 from mschat.providers.base import ChatRequest
 from mschat.providers.registry import Registry, ResolvedModel
 from mschat.store.contract import Store
+
+if TYPE_CHECKING:
+    from mschat.core.tools.loop import Approve
+    from mschat.core.tools.toolbox import Toolbox
 
 #: checks run first in the transaction that stores a question, on the store thread;
 #: they refuse the question by raising (see ``eligibility.admission``)
@@ -84,6 +88,8 @@ class Answerer:
         self.queue = Queue(
             store, run, lambda: getattr(registry, "config", None), self.settings.lease
         )
+        #: the MCP tools offered to models that take them (``Services`` sets it)
+        self.tools: Toolbox | None = None
 
     def answer(
         self,
@@ -276,6 +282,7 @@ class Answerer:
         left_session: tuple[int | None, str] | None = None,
         admit: Admit | None = None,
         attachments: Sequence[Prepared] = (),
+        approve: Approve | None = None,
     ) -> AsyncIterator[Event]:
         store = self.store
         new = target if isinstance(target, NewSession) else None
@@ -403,14 +410,27 @@ class Answerer:
                     prompt_tokens=context.prompt_tokens,
                     budget=context.budget,
                 )
+            tools = (
+                None
+                if self.tools is None
+                else await self.tools.loop_for(
+                    user=user,
+                    takes_tools=self.registry.takes_tools(resolved.provider, resolved.model),
+                    approve=approve,
+                    store=store,
+                    run=self.run,
+                    reply_id=reply.id,
+                )
+            )
             request = ChatRequest(
                 model=resolved.model,
                 messages=context.messages,
                 max_tokens=limit,
                 temperature=temperature if temperature is not None else user.temperature,
                 user=f"{user.kind}:{user.external_id}",
+                tools=tools.specs if tools is not None else (),
             )
-            async for event in writer.stream(provider, request):
+            async for event in writer.stream(provider, request, tools):
                 yield event
         except MschatError as error:
             yield await writer.fail(error)

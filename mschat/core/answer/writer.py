@@ -13,12 +13,22 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mschat.core.answer.turns import LEASE, Runner, stamp
 from mschat.core.errors import ContentFlagged, MschatError, ProviderError
-from mschat.core.events import Completed, Event, Failed, Retrying, TextDelta, UsageReported
+from mschat.core.events import (
+    Completed,
+    Event,
+    Failed,
+    Retrying,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    UsageReported,
+)
 from mschat.core.models import Message, MessageStatus, Usage
+from mschat.core.tools.rounds import RoundEnded
 from mschat.providers.base import (
     ChatRequest,
     FinishChunk,
@@ -28,6 +38,9 @@ from mschat.providers.base import (
     UsageChunk,
 )
 from mschat.store.contract import Store
+
+if TYPE_CHECKING:
+    from mschat.core.tools.loop import ToolLoop
 
 #: how often a streaming reply is written to the database (other processes watch it)
 FLUSH_INTERVAL = 0.25
@@ -79,6 +92,10 @@ class ReplyWriter:
         #: checks the whole answer before it is shown or stored as complete (moderation);
         #: while set, no text is shown or flushed as it streams
         self.check: Callable[[str], Awaitable[None]] | None = None
+        #: tokens of the requests that ended in tool calls (the reply's total adds them)
+        self.earlier = Usage()
+        #: each such request's ``tool_calls`` rows and ``api_calls`` row, stored at the end
+        self.rounds: list[tuple[tuple[dict[str, Any], ...], dict[str, Any]]] = []
 
     def _elapsed_ms(self, since: float | None = None) -> int:
         return int((time.monotonic() - (since or self.started)) * 1000)
@@ -101,13 +118,23 @@ class ReplyWriter:
             **values,
         }
 
-    async def stream(self, provider: Provider, request: ChatRequest) -> AsyncIterator[Event]:
-        """Relay the provider's chunks as events, flushing the content as it grows."""
+    async def stream(
+        self, provider: Provider, request: ChatRequest, tools: ToolLoop | None = None
+    ) -> AsyncIterator[Event]:
+        """Relay the provider's chunks as events, flushing the content as it grows.
+
+        With ``tools``, its rounds: the tool calls' events, one provider request each.
+        """
         last_flush = self.attempt_started = time.monotonic()
         self.attempt_at = datetime.now(UTC)
         flushed = 0
-        async for chunk in provider.stream_chat(request):
-            if isinstance(chunk, TextChunk):
+        chunks = provider.stream_chat(request) if tools is None else tools.chunks(provider, request)
+        async for chunk in chunks:
+            if isinstance(chunk, ToolCallStarted | ToolCallFinished):
+                yield chunk
+            elif isinstance(chunk, RoundEnded):
+                self._round_ended(chunk)
+            elif isinstance(chunk, TextChunk):
                 if self.first_token is None:
                     self.first_token = time.monotonic()
                 self.parts.append(chunk.text)
@@ -156,6 +183,29 @@ class ReplyWriter:
                 yield TextDelta(text)
         yield await self.complete()
 
+    def _round_ended(self, ended: RoundEnded) -> None:
+        """A request ended in tool calls: its rows wait for the reply's final writes (one
+        transaction, no round trip per round); the next request's clock starts."""
+        usage = ended.usage
+        prompt = usage.prompt_tokens if usage else None
+        completion = usage.completion_tokens if usage else None
+        call = self._call_row(
+            "ok", prompt_tokens=prompt, completion_tokens=completion, finish_reason="tool_calls"
+        )
+        self.rounds.append((ended.tool_calls, call))
+        self.earlier = Usage(
+            self._total(prompt, self.earlier.prompt_tokens),
+            self._total(completion, self.earlier.completion_tokens),
+        )
+        self.usage = Usage()
+        self.attempt_started = time.monotonic()
+        self.attempt_at = datetime.now(UTC)
+
+    @staticmethod
+    def _total(mine: int | None, earlier: int | None) -> int | None:
+        """A token count of the reply: this request's plus the tool rounds' before it."""
+        return mine if earlier is None else (mine or 0) + earlier
+
     def renew_if_idle(self) -> None:
         """Push the lease forward unless a flush did lately (runs on the store thread)."""
         if self.done:
@@ -171,8 +221,8 @@ class ReplyWriter:
         values = {
             "content": "".join(self.parts),
             "status": MessageStatus.COMPLETE.value,
-            "tokens_in": self.usage.prompt_tokens,
-            "tokens_out": self.usage.completion_tokens,
+            "tokens_in": self._total(self.usage.prompt_tokens, self.earlier.prompt_tokens),
+            "tokens_out": self._total(self.usage.completion_tokens, self.earlier.completion_tokens),
             "latency_ms": self._elapsed_ms(),
             "finish_reason": self.finish_reason,
         }
@@ -282,7 +332,16 @@ class ReplyWriter:
         return "" if self.check is not None else "".join(self.parts)
 
     def _finish(self, values: dict[str, Any], call: dict[str, Any]) -> Message:
-        """Final writes of a reply: the message row, its api_calls row, the times."""
-        self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
+        """Final writes of a reply: the message row, its api_calls rows (and tool calls),
+        the times."""
+        if not self.rounds:
+            self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
+        else:
+            with self.store.write():
+                for tool_calls, request in self.rounds:
+                    for row in tool_calls:
+                        self.store.add_tool_call(**row)
+                    self.store.add_api_call(**request)
+                self.store.finish_reply(self.reply.id, self.reply.session_id, values, call)
         self.done = True
         return dataclasses.replace(self.reply, **values)

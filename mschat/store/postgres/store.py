@@ -56,6 +56,7 @@ from mschat.store.contract import (
     SURFACE_GONE,
     SURFACES_TO_CLAIM,
     TABLES,
+    TOOL_CALL_COLUMNS,
     ChangeFeed,
     QueuePlace,
     QueueStatus,
@@ -63,6 +64,7 @@ from mschat.store.contract import (
     SearchOrder,
     SettingRow,
     Store,
+    ToolCallRecord,
     UsageTotal,
     UserAsks,
     checked_columns,
@@ -1511,6 +1513,46 @@ class PostgresStore(Store):
         """How many replies' Discord surfaces are kept."""
         _, found = self._query("SELECT count(*) FROM reply_surfaces")
         return int(found[0][0])
+
+    # ---- tool calls and tool grants (MCP) -------------------------------------
+
+    def add_tool_call(self, **values: Any) -> int:
+        """Record one tool call of a reply."""
+        return self._insert("tool_calls", values)
+
+    def tool_calls(self, message_ids: Sequence[int]) -> list[ToolCallRecord]:
+        """The tool calls of these replies, in the order they were made."""
+        if not message_ids:
+            return []
+        _, rows = self._query(
+            f"SELECT {TOOL_CALL_COLUMNS} FROM tool_calls WHERE message_id = ANY(%s) ORDER BY id",
+            [list(message_ids)],
+        )
+        return [ToolCallRecord(*row) for row in rows]
+
+    def tool_grants(self, user_id: int) -> list[str]:
+        """The tools granted to a user, sorted."""
+        _, rows = self._query(
+            "SELECT tool FROM tool_grants WHERE user_id = %s ORDER BY tool", [user_id]
+        )
+        return [row[0] for row in rows]
+
+    def change_tool_grants(
+        self, user_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> list[str]:
+        """Grant and revoke in one transaction; the grants after it."""
+        with self.write():
+            for tool in add:
+                self._execute(
+                    "INSERT INTO tool_grants (user_id, tool, created) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    [user_id, tool, utcnow()],
+                )
+            for tool in remove:
+                self._execute(
+                    "DELETE FROM tool_grants WHERE user_id = %s AND tool = %s", [user_id, tool]
+                )
+            return self.tool_grants(user_id)
 
 
 _COPIED = [c for c in records.MESSAGE_COLUMNS if c not in ("id", "session_id")]

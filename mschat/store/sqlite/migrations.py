@@ -351,4 +351,26 @@ def m013_attachments(db: Database) -> None:
     )
 
 
+@migrations()
+def m014_tool_calls(db: Database) -> None:
+    """MCP tool calls stored with the reply that made them, and per-user tool grants.
+
+    ``tool_grants.tool`` is ``SERVER/TOOL`` (or ``SERVER/*``): a Discord or API
+    user may run it (``mschat users set --allow-tool``).
+    """
+    db.execute(
+        "CREATE TABLE tool_calls (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE, "
+        "call_id TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL, "
+        "arguments TEXT NOT NULL, result TEXT NOT NULL, status TEXT NOT NULL, "
+        "started TEXT NOT NULL, finished TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_tool_calls_message ON tool_calls(message_id, id)")
+    db.execute(
+        "CREATE TABLE tool_grants (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, "
+        "tool TEXT NOT NULL, created TEXT NOT NULL, UNIQUE (user_id, tool))"
+    )
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]

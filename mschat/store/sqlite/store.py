@@ -25,6 +25,7 @@ from mschat.store.contract import (
     SURFACE_GONE,
     SURFACES_TO_CLAIM,
     TABLES,
+    TOOL_CALL_COLUMNS,
     ChangeFeed,
     QueuePlace,
     QueueStatus,
@@ -32,6 +33,7 @@ from mschat.store.contract import (
     SearchOrder,
     SettingRow,
     Store,
+    ToolCallRecord,
     UsageTotal,
     UserAsks,
     checked_columns,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 
 #: how many migrations this mschat knows; kept equal to len(KNOWN_MIGRATIONS) by a
 #: test, so opening a current database never imports sqlite-utils (startup time)
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 #: ``PRAGMA application_id`` of an mschat database ("msch"): with ``user_version``
 #: it tells from the file header alone whether mschat may use a file
@@ -1393,3 +1395,44 @@ class SQLiteStore(Store):
         """How many replies' Discord surfaces are kept."""
         _, rows = self._query("SELECT count(*) FROM reply_surfaces")
         return int(rows[0][0])
+
+    # ---- tool calls and tool grants (MCP) -------------------------------------
+
+    def add_tool_call(self, **values: Any) -> int:
+        """Record one tool call of a reply."""
+        return self._insert("tool_calls", values)
+
+    def tool_calls(self, message_ids: Sequence[int]) -> list[ToolCallRecord]:
+        """The tool calls of these replies, in the order they were made."""
+        if not message_ids:
+            return []
+        marks = ", ".join("?" for _ in message_ids)
+        _, rows = self._query(
+            f"SELECT {TOOL_CALL_COLUMNS} FROM tool_calls WHERE message_id IN ({marks}) ORDER BY id",
+            list(message_ids),
+        )
+        return [ToolCallRecord(*row) for row in rows]
+
+    def tool_grants(self, user_id: int) -> list[str]:
+        """The tools granted to a user, sorted."""
+        _, rows = self._query(
+            "SELECT tool FROM tool_grants WHERE user_id = ? ORDER BY tool", [user_id]
+        )
+        return [row[0] for row in rows]
+
+    def change_tool_grants(
+        self, user_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> list[str]:
+        """Grant and revoke in one transaction; the grants after it."""
+        with self.write() as conn:
+            for tool in add:
+                conn.execute(
+                    "INSERT INTO tool_grants (user_id, tool, created) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [user_id, tool, utcnow()],
+                )
+            for tool in remove:
+                conn.execute(
+                    "DELETE FROM tool_grants WHERE user_id = ? AND tool = ?", [user_id, tool]
+                )
+            return self.tool_grants(user_id)
