@@ -38,7 +38,7 @@ from mschat.api.shapes import (
 )
 from mschat.core import eligibility
 from mschat.core.errors import MschatError, NotFound
-from mschat.core.events import Event, WaitingForTurn
+from mschat.core.events import Event, Queued, WaitingForTurn
 from mschat.core.models import Origin
 from mschat.core.titles import make_title
 from mschat.core.tokens import estimate_tokens
@@ -248,7 +248,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         async def relay(event: Event) -> None:
             had_id = reply.message_id is not None
             delta = reply.feed(event)
-            if isinstance(event, WaitingForTurn):
+            if isinstance(event, Queued):
+                await chunks.stream.comment(event.text)
+            elif isinstance(event, WaitingForTurn):
                 await chunks.stream.comment(WAITING)
             if not had_id and reply.message_id is not None:
                 await chunks.send(chunks.chunk(Delta(role="assistant", content="")))

@@ -70,6 +70,30 @@ async def test_chat_stream_says_the_place_in_line_before_the_answer(
     assert events[-1][1]["response"] == "Echo: in line"
 
 
+async def test_a_v1_stream_comments_the_place_in_line(
+    api: LiveApi, provider: ScriptedProvider
+) -> None:
+    one_slot(api.services)
+    gate, held = await hold_the_slot(api, provider)
+    body: list[str] = []
+
+    async def stream() -> None:
+        request = {
+            "model": "fake/fake-model",
+            "stream": True,
+            "messages": [{"role": "user", "content": "in line"}],
+        }
+        async with api.client.stream("POST", "/v1/chat/completions", json=request) as response:
+            async for text in response.aiter_text():
+                body.append(text)
+
+    streaming = asyncio.create_task(stream())
+    await eventually(lambda: ": Waiting in line" in "".join(body))
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(held, streaming), 20)
+    assert "data: [DONE]" in "".join(body)
+
+
 async def test_a_full_queue_is_a_429_and_the_question_is_stored(
     api: LiveApi, provider: ScriptedProvider
 ) -> None:
