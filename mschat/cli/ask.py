@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from mschat.cli.approval import checked_tools, tool_approval
 from mschat.cli.base import TEXT, Context, fail, run_async
 from mschat.core.errors import MschatError
 
@@ -84,6 +85,14 @@ def read_prompt(prompt: str | None, *, editor: bool = False, stdin: bool = True)
     metavar="FILE",
     help="Attach an image or a text file (repeatable; - reads stdin).",
 )
+@click.option(
+    "--allow-tool",
+    "allow_tools",
+    multiple=True,
+    type=TEXT,
+    metavar="SERVER/TOOL",
+    help="Run this MCP tool without asking (repeatable; SERVER/* for all of a server's).",
+)
 @click.pass_obj
 def ask(
     ctx: Context,
@@ -100,6 +109,7 @@ def ask(
     as_json: bool,
     show_usage: bool,
     attach: tuple[str, ...],
+    allow_tools: tuple[str, ...],
 ) -> None:
     """Ask one question and stream the answer.
 
@@ -118,11 +128,16 @@ def ask(
       mschat ask -a photo.jpg "What is in this picture?"
       mschat ask -a main.py -a test_main.py "Why does the test fail?"
       xclip -o -t image/png | mschat ask -a - "Read the text in this screenshot"
+      mschat ask --allow-tool files/read_file "Summarise notes.md"
     """
     if sum([bool(session_ref), continue_, new_session]) > 1:
         raise click.UsageError("use only one of --session, --continue and --new")
     if attach.count("-") > 1:
         raise click.UsageError("stdin can be attached once (-a -)")
+    try:
+        allowed = checked_tools(allow_tools)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-tool") from None
     files = []
     if attach:
         limit = int(ctx.config().get("attachments", "max_bytes"))
@@ -158,6 +173,7 @@ def ask(
             temperature=temperature,
             max_tokens=max_tokens,
             attachments=files,
+            approve=tool_approval(allowed, renderer.spinner),
         )
         return await renderer.consume(events)
 

@@ -23,6 +23,8 @@ from mschat.core.events import (
     Retrying,
     Started,
     TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
     UsageReported,
     WaitingForTurn,
 )
@@ -75,6 +77,8 @@ class AskRenderer:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.parts: list[str] = []
+        #: the answer's tool calls, for --json
+        self.tools: list[dict[str, Any]] = []
         self.started: Started | None = None
         self.usage = Usage()
         self.terminal = is_terminal(self.out)
@@ -87,6 +91,21 @@ class AskRenderer:
     def _note(self, text: str) -> None:
         self.spinner.clear()
         print(visible(text, newlines=False), file=self.err, flush=True)
+
+    def _tool(self, event: ToolCallFinished) -> None:
+        """One line per tool call on stderr: what ran, how it ended, and why if denied."""
+        self.tools.append(
+            {
+                "server": event.server,
+                "tool": event.tool,
+                "status": event.status,
+                "duration_ms": event.duration_ms,
+            }
+        )
+        line = f"[tool {event.server}/{event.tool}: {event.status}"
+        if event.status != "denied":
+            line += f" in {event.duration_ms} ms"
+        self._note(line + (f"; {event.notice}]" if event.notice else "]"))
 
     def _queued(self, event: Queued) -> None:
         """The place in line: the spinner's line on a terminal (updated), else a line."""
@@ -121,6 +140,10 @@ class AskRenderer:
                     )
                 elif isinstance(event, Retrying):
                     self._note(f"[retrying in {event.delay:.1f}s: {event.error}]")
+                elif isinstance(event, ToolCallStarted):
+                    self.spinner.label = f"running tool {event.server}/{event.tool}"
+                elif isinstance(event, ToolCallFinished):
+                    self._tool(event)
                 elif isinstance(event, UsageReported):
                     self.usage = event.usage
                 elif isinstance(event, Completed):
@@ -184,7 +207,7 @@ class AskRenderer:
     def _summary(self, status: str, message_id: int | None, error: str | None = None) -> None:
         if self.as_json:
             started = self.started
-            data = {
+            data: dict[str, Any] = {
                 "reply": "".join(self.parts),
                 "status": status,
                 "session_id": started.session.id if started else None,
@@ -197,6 +220,8 @@ class AskRenderer:
                     "total_tokens": self.usage.total_tokens,
                 },
             }
+            if self.tools:
+                data["tool_calls"] = self.tools
             if error:
                 data["error"] = error
             self._write(json_text(data, indent=None) + "\n")

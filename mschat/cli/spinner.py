@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Iterator
 from typing import TextIO
 
 FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -28,6 +29,7 @@ class Spinner:
         self.enabled = _is_terminal(stream)
         self._task: asyncio.Task[None] | None = None
         self._drawn = False
+        self._paused = False
 
     def start(self) -> None:
         """Start spinning (on the running event loop) after a short delay."""
@@ -37,10 +39,21 @@ class Spinner:
     async def _spin(self) -> None:
         await asyncio.sleep(DELAY)
         for frame in itertools.cycle(FRAMES):
-            self.stream.write(f"\r{frame} {self.label}\x1b[K")
-            self.stream.flush()
-            self._drawn = True
+            if not self._paused:
+                self.stream.write(f"\r{frame} {self.label}\x1b[K")
+                self.stream.flush()
+                self._drawn = True
             await asyncio.sleep(INTERVAL)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No frame is drawn inside (the terminal asks the user something), then again."""
+        self._paused = True
+        self.clear()
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def clear(self) -> None:
         """Erase the spinner's line if it is drawn (it comes back on the next frame)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -139,6 +140,37 @@ def test_a_cold_ask_without_a_terminal_denies_a_call_needing_confirmation(
     # nothing waited for a confirmation: the model was told the tool is not available
     assert "not available to this user" in done.stdout
     assert starts(marker) == 1
+    # one line on stderr says so, and how to allow it
+    assert (
+        "[tool test/echo: denied; tool test/echo needs confirmation; not run "
+        "(allow it with --allow-tool test/echo, or in [mcp.servers.test] allow)]"
+    ) in done.stderr
+
+
+def test_allow_tool_runs_a_call_without_asking(cold, fake_thread: FakeOpenAIThread):
+    env, marker = cold(True)
+    fake_thread.push(tool_calls=[("test__echo", {"text": "from the tool"})])
+    done = subprocess.run(
+        [sys.executable, "-m", "mschat", "ask", "--allow-tool", "test/*", "--json", "use it"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from the tool" in done.stdout
+    assert '"tool_calls": [{"server": "test", "tool": "echo", "status": "ok"' in done.stdout
+    assert re.search(r"\[tool test/echo: ok in \d+ ms\]", done.stderr), done.stderr
+    assert starts(marker) == 1
+    bad = subprocess.run(
+        [sys.executable, "-m", "mschat", "ask", "--allow-tool", "echo", "hi"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "a tool grant is SERVER/TOOL (or SERVER/*), got 'echo'" in bad.stderr
 
 
 async def test_a_failing_server_is_reported_with_its_stderr_made_visible(
@@ -236,3 +268,22 @@ def test_services_used_from_a_second_event_loop_start_the_server_again(
     assert asyncio.run(ask("two")) == "echo: two"
     assert starts(marker) == 2
     asyncio.run(services.aclose())
+
+
+@pytest.mark.parametrize(("answer", "status"), [(b"y\n", "ok"), (b"\n", "denied")])
+def test_on_a_terminal_the_user_is_asked(
+    cold, fake_thread: FakeOpenAIThread, answer: bytes, status: str
+):
+    from tests.cli.terminal import Terminal, mschat
+
+    env, marker = cold(True)
+    fake_thread.push(tool_calls=[("test__echo", {"text": "\x1b[2Jhostile"})])
+    terminal = Terminal(mschat("ask", "use the tool"), env)
+    terminal.wait_for(lambda out: b"? [y/N] " in out)
+    # the arguments are shown, their control characters made visible
+    assert b"Run tool test/echo with" in terminal.output and b"\x1b[2J" not in terminal.output
+    terminal.write(answer)
+    code, out = terminal.finish()
+    assert code == 0, out
+    assert f"[tool test/echo: {status}".encode() in out
+    assert starts(marker) == 1  # listing the tools started it; a denied call is not run
