@@ -11,6 +11,7 @@ that cannot run is skipped, and fails in CI (``CI=true``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,20 +86,41 @@ def fake_thread() -> Iterator[FakeOpenAIThread]:
         yield server
 
 
+@contextlib.asynccontextmanager
+async def scripted_services(
+    home: Path, provider: ScriptedProvider, db_url: str, config: str
+) -> AsyncIterator[Services]:
+    """Services over ``db_url`` with ``config`` as config.toml and the scripted provider
+    serving the provider named ``fake``."""
+    write_config(home, config)
+    built = build_services(load_config(db=db_url), providers={"fake": provider})
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+def vision_config(extra: str = "") -> str:
+    """config.toml text: the scripted provider's ``eyes`` model sees images."""
+    return (
+        '[general]\ndefault_model = "fake/eyes"\n'
+        '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["eyes", "blind"]\n'
+        'vision = true\n[models."fake/blind"]\nvision = false\n' + extra
+    )
+
+
 @pytest.fixture
 async def services(
     mschat_home: Path, provider: ScriptedProvider, db_url: str
 ) -> AsyncIterator[Services]:
     """Services over a fresh database with the scripted provider as default model."""
-    write_config(
-        mschat_home,
+    config = (
         '[general]\ndefault_model = "fake/fake-model"\n'
         '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["fake-model", "other"]\n'
-        '[context_windows]\n"fake-model" = 4096\n',
+        '[context_windows]\n"fake-model" = 4096\n'
     )
-    built = build_services(load_config(db=db_url), providers={"fake": provider})
-    yield built
-    await built.aclose()
+    async with scripted_services(mschat_home, provider, db_url, config) as built:
+        yield built
 
 
 # ---- database backends --------------------------------------------------------

@@ -1041,6 +1041,10 @@ class MschatApp(App[None]):
             raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from exc
         self.notify(f"Exported to {target}")
 
+    def open_at(self, session_id: int, message_id: int) -> None:
+        """Open a session at one of its messages (a search hit, an answer with feedback)."""
+        self.spawn(self.open_session(session_id, jump_to=message_id), group="open", exclusive=True)
+
     def action_search(self) -> None:
         """Full-text search; choosing a hit opens its session at the message."""
         if self.viewer is None:
@@ -1048,11 +1052,7 @@ class MschatApp(App[None]):
 
         def done(hit: SearchHit | None) -> None:
             if hit is not None:
-                self.spawn(
-                    self.open_session(hit.session_id, jump_to=hit.message_id),
-                    group="open",
-                    exclusive=True,
-                )
+                self.open_at(hit.session_id, hit.message_id)
 
         self.push_screen(SearchScreen(self.search), done)
 
@@ -1146,11 +1146,7 @@ class MschatApp(App[None]):
 
         def done(answer: AnswerFeedback | None) -> None:
             if answer is not None:
-                self.spawn(
-                    self.open_session(answer.session_id, jump_to=answer.message_id),
-                    group="open",
-                    exclusive=True,
-                )
+                self.open_at(answer.session_id, answer.message_id)
 
         self.push_screen(FeedbackScreen(load), done)
 
@@ -1166,11 +1162,7 @@ class MschatApp(App[None]):
 
         def done(answer: AnswerFeedback | None) -> None:
             if answer is not None:
-                self.spawn(
-                    self.open_session(answer.session_id, jump_to=answer.message_id),
-                    group="open",
-                    exclusive=True,
-                )
+                self.open_at(answer.session_id, answer.message_id)
 
         self.push_screen(AdminScreen(self.services, self.me), done)
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mschat.config import load_config
 from mschat.core.attachments import safe_name
 from mschat.core.errors import InvalidInput
 from mschat.core.events import Completed
-from mschat.core.services import Services, build_services
+from mschat.core.services import Services
 from mschat.providers.openai_compat import build_payload
-from tests.conftest import write_config
+from tests.conftest import scripted_services, vision_config
 from tests.dbs import sql
 from tests.fakes.scripted_provider import ScriptedProvider
 
@@ -32,16 +31,9 @@ async def vision(
     mschat_home: Path, provider: ScriptedProvider, db_url: str
 ) -> AsyncIterator[Services]:
     """Services whose default model sees images; ``fake/blind`` does not."""
-    write_config(
-        mschat_home,
-        '[general]\ndefault_model = "fake/eyes"\n'
-        '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["eyes", "blind"]\n'
-        '[models."fake/eyes"]\nvision = true\n'
-        "[attachments]\nmax_bytes = 4096\nmax_count = 3\n",
-    )
-    built = build_services(load_config(db=db_url), providers={"fake": provider})
-    yield built
-    await built.aclose()
+    limits = "[attachments]\nmax_bytes = 4096\nmax_count = 3\n"
+    async with scripted_services(mschat_home, provider, db_url, vision_config(limits)) as built:
+        yield built
 
 
 async def _ask(services: Services, text: str, files, **options) -> list:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mschat.config import load_config
-from mschat.core.services import Services, build_services
-from tests.conftest import eventually, write_config
+from mschat.core.services import Services
+from tests.conftest import eventually, scripted_services, vision_config
 from tests.discord.conftest import Harness
 from tests.fakes.scripted_provider import ScriptedProvider
 
@@ -22,15 +21,9 @@ async def services(
     mschat_home: Path, provider: ScriptedProvider, db_url: str
 ) -> AsyncIterator[Services]:
     """A model that sees; files may come from the fake's loopback CDN."""
-    write_config(
-        mschat_home,
-        '[general]\ndefault_model = "fake/eyes"\n'
-        '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["eyes"]\n'
-        "vision = true\n[attachments]\nmax_bytes = 4096\nfetch_private = true\n",
-    )
-    built = build_services(load_config(db=db_url), providers={"fake": provider})
-    yield built
-    await built.aclose()
+    config = vision_config("[attachments]\nmax_bytes = 4096\nfetch_private = true\n")
+    async with scripted_services(mschat_home, provider, db_url, config) as built:
+        yield built
 
 
 async def test_a_question_with_files_in_a_qa_channel(h: Harness) -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mschat.config import load_config
-from mschat.core.services import Services, build_services
+from mschat.core.services import Services
 from mschat.tui.screens.attach import AttachScreen
-from tests.conftest import write_config
+from tests.conftest import scripted_services, vision_config
 from tests.fakes.scripted_provider import ScriptedProvider
 from tests.tui.conftest import SIZE, build_app, ready, screen_text, type_and_send, wait_for
 
@@ -23,15 +22,9 @@ async def services(
     mschat_home: Path, provider: ScriptedProvider, db_url: str
 ) -> AsyncIterator[Services]:
     """A default model that sees images."""
-    write_config(
-        mschat_home,
-        '[general]\ndefault_model = "fake/eyes"\n'
-        '[providers.fake]\nbase_url = "http://127.0.0.1:9/v1"\nmodels = ["eyes"]\n'
-        "vision = true\n",
-    )
-    built = build_services(load_config(db=db_url), providers={"fake": provider})
-    yield built
-    await built.aclose()
+    config = vision_config("")
+    async with scripted_services(mschat_home, provider, db_url, config) as built:
+        yield built
 
 
 async def test_attach_by_path_send_and_open(
