@@ -1,3 +1,3 @@
 """mschat: a multi-user, multi-session LLM chat system."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
