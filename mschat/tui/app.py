@@ -44,12 +44,15 @@ from mschat.core.events import (
     Retrying,
     Started,
     TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
     UsageReported,
     WaitingForTurn,
 )
 from mschat.core.feedback import AnswerFeedback
 from mschat.core.models import Message, MessageStatus, SearchHit, Session, User
 from mschat.core.services import Services
+from mschat.core.tools.loop import ToolRequest
 from mschat.state import State
 from mschat.store.contract import Change
 from mschat.tui.commands import MschatCommands, bindings
@@ -588,17 +591,36 @@ class MschatApp(App[None]):
     def start_send(self, text: str, session_id: int | None) -> Worker[Any]:
         """Ask in an exclusive worker for this session."""
         assert self.viewer is not None
-        files = list(self.pending_files)
+        options: dict[str, Any] = {
+            "attachments": list(self.pending_files),
+            "approve": self.approve_tool,
+        }
         if session_id is None:
-            events = self.manager.ask(self.viewer, text, new_session=True, attachments=files)
+            events = self.manager.ask(self.viewer, text, new_session=True, **options)
         else:
-            events = self.manager.ask(self.viewer, text, session_id=session_id, attachments=files)
+            events = self.manager.ask(self.viewer, text, session_id=session_id, **options)
         # exclusive per session; sends that create a session must not cancel each other
         return self.spawn(
             self._stream(events, session_id, prompt_text=text),
             group=f"send-{session_id or 'new'}",
             exclusive=session_id is not None,
         )
+
+    async def approve_tool(self, request: ToolRequest) -> bool:
+        """Ask whether a tool call that needs confirmation may run (the core's policy
+        decides which do); its arguments are shown as plain visible text."""
+        arguments = visible(request.arguments)
+        if len(arguments) > 1000:
+            arguments = arguments[:1000] + "…"
+        decided: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        question = f"Run tool {request.name}?\n\narguments: {arguments}"
+
+        def answered(answer: bool | None) -> None:
+            if not decided.done():
+                decided.set_result(bool(answer))
+
+        self.push_screen(ConfirmScreen(question, confirm="Run"), answered)
+        return await decided
 
     def _track(self, session_id: int) -> None:
         """Remember the running send worker of a session (Escape cancels it)."""
@@ -614,6 +636,7 @@ class MschatApp(App[None]):
         """Render one ask's events: the live reply, status bar and failures."""
         live: LiveReply | None = None
         reply: Message | None = None
+        arguments: dict[str, str] = {}  # a tool call's arguments, by call id
         sid = session_id
         told_waiting = False
         if sid is not None:
@@ -680,6 +703,14 @@ class MschatApp(App[None]):
                 elif isinstance(event, Retrying):
                     if self._is_open(sid):
                         self.status.state = f"retrying (attempt {event.attempt})"
+                elif isinstance(event, ToolCallStarted):
+                    arguments[event.call_id] = event.arguments
+                    if self._is_open(sid):
+                        self.status.state = f"running tool {one_line(event.tool)}"
+                elif isinstance(event, ToolCallFinished):
+                    if self._is_open(sid):
+                        await self.chat.add_tool_call(event, arguments.get(event.call_id, ""))
+                        self.status.state = "streaming"
                 elif isinstance(event, UsageReported):
                     pass
                 elif isinstance(event, Completed):

@@ -21,8 +21,10 @@ from textual.message import Message as TextualMessage
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
+from textual.widgets import Collapsible, Static
 
 from mschat.core.attachments import size_text
+from mschat.core.events import ToolCallFinished
 from mschat.core.models import AttachmentInfo, Message, MessageStatus
 from mschat.tui.format import author_of, one_line, plain, short_time, status_note
 from mschat.visible import visible
@@ -78,6 +80,14 @@ def message_body(message: Message) -> RenderableType:
     if message.error:
         parts.append(plain(f"error: {message.error}", "bold red"))
     return Group(*parts)
+
+
+#: how much of a tool call's arguments or result a block shows
+TOOL_TEXT = 2000
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TOOL_TEXT else text[:TOOL_TEXT] + "…"
 
 
 def file_chips(files: Sequence[AttachmentInfo]) -> Text:
@@ -429,6 +439,22 @@ class ChatView(VerticalScroll, can_focus=True):
             return
         self.scroll_to(y=widget.virtual_region.y, animate=False, immediate=True)
         self.loading_older = False
+
+    async def add_tool_call(self, event: ToolCallFinished, arguments: str) -> Collapsible:
+        """A collapsed block for one tool call of the answer being written: its line, and
+        (opened) its arguments and result, shown as plain visible text."""
+        title = f"🔧 {one_line(event.server)}/{one_line(event.tool)} · {event.status}"
+        if event.status != "denied":
+            title += f" · {event.duration_ms} ms"
+        body = Text()
+        body.append("arguments: ", style="bold")
+        body.append(visible(_cut(arguments)))
+        body.append("\nresult: ", style="bold")
+        body.append(visible(_cut(event.notice or event.result)))
+        block = Collapsible(Static(body), title=title, collapsed=True, classes="tool-call")
+        live = self.query(LiveReply)
+        await self.mount(block, before=live.first() if live else None)
+        return block
 
     async def start_live(self, message: Message) -> LiveReply:
         """Mount the live reply widget for a reply this process streams."""
