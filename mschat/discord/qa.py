@@ -486,12 +486,13 @@ async def _finish(
     except discord.HTTPException as exc:
         log.warning("could not deliver the answer: %s", exc)
         sent, ok = stream.sent, False
+    if reply_id is not None and sent:
+        # stored before the end is shown: whoever sees 👌 finds the answer by its message
+        with contextlib.suppress(DatabaseError):  # gone mid-answer: already said
+            await bot.manager.set_external_ref(reply_id, str(sent[0].id))
     if error_note:
         await _quietly(surface.note(error_note, shown=bool(sent)))
     surface.finished(ok)
-    if reply_id is not None and sent:
-        with contextlib.suppress(DatabaseError):  # gone mid-answer: already said
-            await bot.manager.set_external_ref(reply_id, str(sent[0].id))
     if reply_id is not None:
         await resume.forget(bot, reply_id)
 

@@ -350,6 +350,8 @@ async def test_the_api_and_the_bot_ride_out_a_database_restart(
 
             assert (await chat("before the restart")).status_code == 200
             before_bot = await ask_bot("before the restart, on Discord", "👌")
+            # the bot logs the message once its answer is over, just after 👌
+            await eventually(lambda: every_row(cluster, url)["interactions"], 10)
             before = every_row(cluster, url)
 
             await asyncio.to_thread(cluster.stop_server)
