@@ -82,7 +82,14 @@ from mschat.core.rules import (
 from mschat.core.titles import DEFAULT_TITLE, clean_title, make_title
 from mschat.providers.base import ModelInfo
 from mschat.providers.registry import Registry, ResolvedModel, ServerNeeded
-from mschat.store.contract import KINDED_LOGS, LOG_TABLES, Change, ReplySurface, Store
+from mschat.store.contract import (
+    KINDED_LOGS,
+    LOG_TABLES,
+    Change,
+    ReplySurface,
+    Store,
+    ToolCallRecord,
+)
 
 if TYPE_CHECKING:
     # costs, feedback and export are imported where used: a cold ``mschat ask``
@@ -581,6 +588,18 @@ class SessionManager:
         if info.sha256 not in found:
             raise NotFound(f"the content of {info.name} is no longer stored")
         return info, found[info.sha256]
+
+    async def tool_calls_of(
+        self, user: User, session_id: int, message_ids: Sequence[int]
+    ) -> dict[int, list[ToolCallRecord]]:
+        """The stored tool calls of these replies of a session the user may see, by reply."""
+        await self.get_session(user, session_id)
+        if not message_ids:
+            return {}
+        calls: dict[int, list[ToolCallRecord]] = {}
+        for call in await self._run(self.store.tool_calls, list(message_ids)):
+            calls.setdefault(call.message_id, []).append(call)
+        return calls
 
     async def log_interaction(self, **values: Any) -> int:
         """Record an interaction or command a front end received; returns its id."""

@@ -469,7 +469,9 @@ class MschatApp(App[None]):
         self.status.tokens = _tokens_of(messages)
         local = {rid for rid, sid in self.local_replies.items() if sid == session.id}
         shown = [m for m in messages if m.id not in local]
-        await self.chat.show_session(session.id, shown, has_older=has_older)
+        replies = [m.id for m in shown if m.role == "assistant"]
+        calls = await self.manager.tool_calls_of(actor, session.id, replies)
+        await self.chat.show_session(session.id, shown, has_older=has_older, calls=calls)
         self.last_id = max((m.id for m in messages), default=0)
         self.remote_streaming = {m.id for m in shown if m.status == MessageStatus.STREAMING}
         self.hide_sidebar()

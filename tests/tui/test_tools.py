@@ -61,3 +61,9 @@ async def test_a_call_is_confirmed_in_a_dialog_and_shown_as_a_block(
         assert "arguments:" in shown
         if status == "ok":  # the echo came back with its escape made visible
             assert "␛[2Jhello" in shown and "\x1b" not in shown
+        # opened again, the session shows the stored call above its answer
+        assert app.session is not None
+        await app.open_session(app.session.id)
+        await wait_for(pilot, lambda: app.query(Collapsible), what="the stored block")
+        await pilot.pause()
+        assert f"🔧 test/echo · {status}" in screen_text(app)

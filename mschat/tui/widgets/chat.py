@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
 
 from markdown_it import MarkdownIt
 from rich.console import Console, Group, RenderableType
@@ -28,6 +29,9 @@ from mschat.core.events import ToolCallFinished
 from mschat.core.models import AttachmentInfo, Message, MessageStatus
 from mschat.tui.format import author_of, one_line, plain, short_time, status_note
 from mschat.visible import visible
+
+if TYPE_CHECKING:
+    from mschat.store.contract import ToolCallRecord
 
 #: messages per page when opening a session and paging back
 MESSAGE_PAGE = 50
@@ -88,6 +92,43 @@ TOOL_TEXT = 2000
 
 def _cut(text: str) -> str:
     return text if len(text) <= TOOL_TEXT else text[:TOOL_TEXT] + "…"
+
+
+def tool_block(
+    server: str, tool: str, status: str, duration_ms: int, arguments: str, result: str
+) -> Collapsible:
+    """A collapsed block for one tool call: its line, and (opened) its arguments and
+    result, shown as plain visible text (both are hostile)."""
+    title = f"🔧 {one_line(server)}/{one_line(tool)} · {status}"
+    if status != "denied":
+        title += f" · {duration_ms} ms"
+    body = Text()
+    body.append("arguments: ", style="bold")
+    body.append(visible(_cut(arguments)))
+    body.append("\nresult: ", style="bold")
+    body.append(visible(_cut(result)))
+    return Collapsible(Static(body), title=title, collapsed=True, classes="tool-call")
+
+
+def stored_block(call: ToolCallRecord) -> Collapsible:
+    """The block of a stored tool call (an earlier answer's)."""
+    try:
+        spent = datetime.fromisoformat(call.finished) - datetime.fromisoformat(call.started)
+        duration = max(0, int(spent.total_seconds() * 1000))
+    except ValueError:
+        duration = 0
+    return tool_block(call.server, call.tool, call.status, duration, call.arguments, call.result)
+
+
+def with_tool_calls(
+    views: Sequence[MessageView], calls: Mapping[int, Sequence[ToolCallRecord]]
+) -> list[Widget]:
+    """Message views with each reply's tool calls as blocks just above it."""
+    widgets: list[Widget] = []
+    for view in views:
+        widgets += [stored_block(call) for call in calls.get(view.message.id, ())]
+        widgets.append(view)
+    return widgets
 
 
 def file_chips(files: Sequence[AttachmentInfo]) -> Text:
@@ -383,9 +424,14 @@ class ChatView(VerticalScroll, can_focus=True):
     # ---- content -----------------------------------------------------------
 
     async def show_session(
-        self, session_id: int | None, messages: list[Message], *, has_older: bool
+        self,
+        session_id: int | None,
+        messages: list[Message],
+        *,
+        has_older: bool,
+        calls: Mapping[int, Sequence[ToolCallRecord]] | None = None,
     ) -> None:
-        """Replace the view with a session's last page."""
+        """Replace the view with a session's last page (and its answers' tool calls)."""
         self.session_id = session_id
         self.selected = None
         self.views = {}
@@ -395,7 +441,7 @@ class ChatView(VerticalScroll, can_focus=True):
         self.has_older = has_older
         self.loading_older = False
         if views:
-            await self.mount_all(views)
+            await self.mount_all(with_tool_calls(views, calls or {}))
         self.anchor()
         self.scroll_end(animate=False, immediate=True)
 
@@ -441,17 +487,15 @@ class ChatView(VerticalScroll, can_focus=True):
         self.loading_older = False
 
     async def add_tool_call(self, event: ToolCallFinished, arguments: str) -> Collapsible:
-        """A collapsed block for one tool call of the answer being written: its line, and
-        (opened) its arguments and result, shown as plain visible text."""
-        title = f"🔧 {one_line(event.server)}/{one_line(event.tool)} · {event.status}"
-        if event.status != "denied":
-            title += f" · {event.duration_ms} ms"
-        body = Text()
-        body.append("arguments: ", style="bold")
-        body.append(visible(_cut(arguments)))
-        body.append("\nresult: ", style="bold")
-        body.append(visible(_cut(event.notice or event.result)))
-        block = Collapsible(Static(body), title=title, collapsed=True, classes="tool-call")
+        """A block for one tool call of the answer being written, above it."""
+        block = tool_block(
+            event.server,
+            event.tool,
+            event.status,
+            event.duration_ms,
+            arguments,
+            event.notice or event.result,
+        )
         live = self.query(LiveReply)
         await self.mount(block, before=live.first() if live else None)
         return block
