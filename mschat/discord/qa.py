@@ -35,6 +35,7 @@ from mschat.core.events import (
     Queued,
     Started,
     TextDelta,
+    ToolCallFinished,
     WaitingForTurn,
 )
 from mschat.core.models import Origin, User
@@ -43,7 +44,9 @@ from mschat.discord.feedback import answer_view
 from mschat.discord.lanes import ANSWER, DONE, FAILED, STREAMING, WAITING, Lane, Marks
 from mschat.discord.message_log import EMPTY, MessageLog
 from mschat.discord.relay import ReplyStream
+from mschat.discord.split import close_open_fence
 from mschat.discord.texts import DISABLED_HINT, error_text, refusal_text
+from mschat.discord.tool_lines import tool_line
 
 if TYPE_CHECKING:
     from mschat.discord.bot import MschatBot
@@ -395,6 +398,7 @@ async def answer(
     stream = ReplyStream(send, interval=bot.edit_interval, lane=surface.lane, head=head)
     error: Exception | None = None
     note = ""
+    spoke = False  # the model said something (tool lines alone are no answer)
     try:
         async for event in events:
             if isinstance(event, WaitingForTurn):
@@ -406,7 +410,10 @@ async def answer(
                 note += _left_session_note(event)
                 surface.waiting(False)
             elif isinstance(event, TextDelta):
+                spoke = spoke or bool(event.text.strip())
                 stream.feed(event.text)
+            elif isinstance(event, ToolCallFinished):
+                _show_tool_call(stream, event)
             elif isinstance(event, HistoryTrimmed):
                 note += (
                     f"\n\n-# {event.dropped} older message(s) of this session were left out "
@@ -417,7 +424,9 @@ async def answer(
             elif isinstance(event, Completed):
                 error = None
     except asyncio.CancelledError:
-        await _finish(bot, surface, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False)
+        await _finish(
+            bot, surface, stream, reply_id, suffix=INTERRUPTED_NOTE, ok=False, spoke=spoke
+        )
         raise
     except MschatError as exc:
         error = exc
@@ -432,10 +441,20 @@ async def answer(
         stream,
         reply_id,
         ok=error is None,
+        spoke=spoke,
         suffix=note if error is None else "",
         error_note=refusal_text(error) if error is not None else None,
     )
     return error
+
+
+def _show_tool_call(stream: ReplyStream, event: ToolCallFinished) -> None:
+    """A tool call's line in the answer where it happened, on a line of its own."""
+    text = close_open_fence(stream.text)  # never inside the model's code block
+    lead = text[len(stream.text) :]
+    if text and not text.endswith("\n"):
+        lead += "\n"
+    stream.feed(f"{lead}{tool_line(event)}\n")
 
 
 def in_line_text(event: Queued) -> str:
@@ -474,12 +493,13 @@ async def _finish(
     reply_id: int | None,
     *,
     ok: bool,
+    spoke: bool,
     suffix: str = "",
     error_note: str | None = None,
 ) -> None:
     """Final text, the reply's Discord id stored with it, an error note, the end shown."""
     try:
-        if ok and not stream.text.strip():
+        if ok and not spoke:
             stream.feed("*(the model returned an empty reply)*")
         view = answer_view(bot, reply_id) if ok and reply_id is not None else None
         sent = await stream.finish(suffix, view)
