@@ -709,17 +709,20 @@ class SessionManager:
             if isinstance(item, str):
                 from mschat.core.fetch import fetch_file
 
-                sections = getattr(self.registry.config, "sections", {})
-                private = bool(sections.get("attachments", {}).get("fetch_private"))
+                private = bool(self._section("attachments").get("fetch_private"))
                 item = await fetch_file(item, max_bytes=limits.max_bytes, allow_private=private)
             files.append(item)
         return prepare_all(files, limits)
 
+    def _section(self, name: str) -> dict[str, Any]:
+        """One section of the configuration in effect (empty for a registry without one)."""
+        config = getattr(self.registry, "config", None)
+        return dict(getattr(config, "sections", {}).get(name, {}))
+
     @property
     def attachment_limits(self) -> Limits:
         """How many files a question may carry and how big each (``[attachments]``)."""
-        sections = getattr(self.registry.config, "sections", {})
-        given = sections.get("attachments", {})
+        given = self._section("attachments")
         return Limits(
             max_bytes=given.get("max_bytes") or DEFAULT_MAX_BYTES,
             max_count=given.get("max_count") or DEFAULT_MAX_COUNT,
@@ -728,8 +731,7 @@ class SessionManager:
     @property
     def currency(self) -> str:
         """The currency of the price table (``general.currency``)."""
-        sections = getattr(self.registry.config, "sections", {})
-        return str(sections.get("general", {}).get("currency") or "USD")
+        return str(self._section("general").get("currency") or "USD")
 
     async def spending(
         self,
@@ -769,8 +771,7 @@ class SessionManager:
         if not actor.admin:
             raise PermissionDenied("only an admin may see the queue")
         status = await self._run(self.store.queue_status, stamp())
-        config = getattr(self.registry, "config", None)
-        section = config.sections.get("queue", {}) if config is not None else {}
+        section = self._section("queue")
         oldest = None
         if status.oldest is not None:
             since = datetime.fromisoformat(status.oldest)
