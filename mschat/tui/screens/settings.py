@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Switch, TextArea
 
-from mschat.core.errors import MschatError
 from mschat.core.models import Status, User
 from mschat.tui.format import one_line, plain
+from mschat.tui.screens.user_form import Saver, UserFormScreen
 from mschat.visible import visible
 
-Saver = Callable[[dict[str, Any]], Awaitable[User]]
 DEFAULT_MODEL = "(default)"
 
 
-class SettingsScreen(ModalScreen[User | None]):
+class SettingsScreen(UserFormScreen):
     """Edit a user's settings; Ctrl+S saves (errors keep the screen open), Escape cancels."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save"),
-    ]
+    refused_title = "Settings not saved"
 
     def __init__(self, user: User, models: list[str], saver: Saver) -> None:
-        super().__init__(classes="dialog-screen")
-        self.user = user
+        super().__init__(user, saver)
         self.models = models
-        self.saver = saver
 
     def compose(self) -> ComposeResult:
         """One row per setting."""
@@ -109,32 +99,3 @@ class SettingsScreen(ModalScreen[User | None]):
             "status": user.status,
         }
         return {key: value for key, value in values.items() if value != current[key]}
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Save or cancel by button."""
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def action_save(self) -> None:
-        """Validate and store the changes through the core."""
-        self.save(self.changes())
-
-    @work(exclusive=True, group="settings")
-    async def save(self, changes: dict[str, Any]) -> None:
-        """Store off the UI path; an invalid value is reported and the screen stays."""
-        if not changes:
-            self.dismiss(None)
-            return
-        try:
-            user = await self.saver(changes)
-        except MschatError as error:
-            self.notify(str(error), title="Settings not saved", severity="error")
-            return
-        self.notify("Settings saved")
-        self.dismiss(user)
-
-    def action_cancel(self) -> None:
-        """Close without saving."""
-        self.dismiss(None)

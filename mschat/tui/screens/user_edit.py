@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Switch
 
 from mschat.core.errors import MschatError
 from mschat.core.models import Status, User
 from mschat.tui.format import one_line, plain
+from mschat.tui.screens.user_form import UserFormScreen
 
-Saver = Callable[[dict[str, Any]], Awaitable[User]]
 
-
-class UserEditScreen(ModalScreen[User | None]):
+class UserEditScreen(UserFormScreen):
     """A user's admin settings; Ctrl+S saves (an error keeps the dialog open), Escape cancels."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save"),
-    ]
-
-    def __init__(self, user: User, saver: Saver) -> None:
-        super().__init__(classes="dialog-screen")
-        self.user = user
-        self.saver = saver
+    refused_title = "User not changed"
+    refusals = (MschatError, ValueError)
 
     def compose(self) -> ComposeResult:
         """Status, priority, ignored and rate limit, with Save and Cancel."""
@@ -90,31 +78,6 @@ class UserEditScreen(ModalScreen[User | None]):
         }
         return {key: value for key, value in values.items() if value != current[key]}
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Save or cancel by button."""
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def action_save(self) -> None:
-        """Store the changes through the core."""
-        self.save(self.changes())
-
-    @work(exclusive=True, group="user-edit")
-    async def save(self, changes: dict[str, Any]) -> None:
-        """Store off the UI path; a refused value is reported and the dialog stays."""
-        if not changes:
-            self.dismiss(None)
-            return
-        try:
-            user = await self.saver(changes)
-        except (MschatError, ValueError) as error:
-            self.notify(str(error), title="User not changed", severity="error")
-            return
-        self.notify(f"User {user.id} changed: {', '.join(sorted(changes))}")
-        self.dismiss(user)
-
-    def action_cancel(self) -> None:
-        """Close without saving."""
-        self.dismiss(None)
+    def saved_text(self, user: User, changes: dict[str, Any]) -> str:
+        """Which settings of which user changed."""
+        return f"User {user.id} changed: {', '.join(sorted(changes))}"
